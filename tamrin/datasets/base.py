@@ -1,0 +1,174 @@
+"""The `Dataset` base, its `DatasetConfig`, and the dataset registry.
+
+A tamrin dataset is a map-style `torch.utils.data.Dataset` built from a config and a split, whose
+items are dicts of tensors and whose `data_collator` turns a list of items into a batch (a dict
+of tensors). Subclasses implement `num_rows()` and `get_item(index)`; the base applies
+`max_size`, checks indices and builds the collator.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+from omegaconf import OmegaConf
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import default_collate
+
+from tamrin.configs import Config, ConfigError, check_range, suggest
+
+__all__ = ["DATASETS", "Dataset", "DatasetConfig", "build_dataset", "get_dataset_class", "register_dataset"]
+
+DATASETS: dict[str, type[Dataset]] = {}
+
+DatasetT = TypeVar("DatasetT", bound=type["Dataset"])
+
+
+@dataclass
+class DatasetConfig(Config):
+    """Base of every dataset config; subclasses add the dataset's own fields.
+
+    Attributes:
+        name: the dataset's registry name (e.g. "synthetic_plates").
+        task: the task the dataset serves (e.g. "image2text"); picks the metrics handler.
+        max_size: use only the first `max_size` samples of each split (None: all of them).
+    """
+
+    config_filename: ClassVar[str] = "dataset_config.yaml"
+
+    name: str = ""
+    task: str = ""
+    max_size: int | None = None
+
+    def validate(self) -> list[str | None]:
+        return [
+            None if self.name else "`name` must be the registry name of a dataset, e.g. 'synthetic_plates'.",
+            check_range("max_size", self.max_size, minimum=1, optional=True),
+        ]
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, overrides: Any = None, *, filename: str | None = None, revision: str | None = None
+    ) -> DatasetConfig:
+        """Load a dataset config, rebuilding the subclass registered under the file's `name`."""
+        yaml_path = cls._locate(path, filename or cls.config_filename, revision)
+        raw = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True)
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered dataset.")
+        config_class = get_dataset_class(raw["name"]).config_class
+        if not issubclass(config_class, cls):
+            raise ConfigError(f"{yaml_path} holds a {config_class.__name__}, not a {cls.__name__}.")
+        return Config.load.__func__(config_class, yaml_path, overrides)
+
+
+class Dataset(TorchDataset):
+    """Base of tamrin datasets: a config, a split, `max_size`, and a `data_collator`.
+
+    Subclasses implement:
+        num_rows(): the number of samples of the split before `max_size`.
+        get_item(index): the sample at `0 <= index < len(self)` as a dict of tensors.
+    and may override `default_data_collator()`.
+
+    Attributes:
+        config: the dataset's config.
+        split: the split name ("train", "validation", "test", ...).
+        data_collator: a callable turning a list of items into a batch (a dict of tensors).
+    """
+
+    config_class: ClassVar[type[DatasetConfig]] = DatasetConfig
+
+    def __init__(self, config: DatasetConfig, split: str = "train", **kwargs: Any) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}.")
+        self.config = config
+        self.split = split
+        self.data_collator: Callable[[list[dict[str, Any]]], dict[str, Any]] = (
+            kwargs.pop("data_collator", None) or self.default_data_collator()
+        )
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: {sorted(kwargs)}.")
+
+    def num_rows(self) -> int:
+        """The number of samples in the split, before `max_size` is applied."""
+        raise NotImplementedError(f"{type(self).__name__} must implement num_rows().")
+
+    def get_item(self, index: int) -> dict[str, Any]:
+        """The sample at `index` (already range-checked) as a dict of tensors."""
+        raise NotImplementedError(f"{type(self).__name__} must implement get_item(index).")
+
+    def default_data_collator(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """The collator used when none is passed: torch's `default_collate` (stacks tensors)."""
+        return default_collate
+
+    def __len__(self) -> int:
+        rows = self.num_rows()
+        return rows if self.config.max_size is None else min(rows, self.config.max_size)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        length = len(self)
+        position = int(index)
+        if position < 0:
+            position += length
+        if not 0 <= position < length:
+            raise IndexError(
+                f"Index {index} is out of range for the {self.split!r} split of "
+                f"{type(self).__name__} (length {length})."
+            )
+        return self.get_item(position)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.config.name!r}, split={self.split!r}, size={len(self)})"
+
+
+def register_dataset(name: str, config_class: type[DatasetConfig]) -> Callable[[DatasetT], DatasetT]:
+    """Class decorator: register a `Dataset` subclass under `name` with its config class.
+
+    Raises:
+        TypeError: the classes are not a Dataset / DatasetConfig subclass.
+        ValueError: `name` is taken by another class, or differs from the config's default `name`.
+    """
+    if not (isinstance(config_class, type) and issubclass(config_class, DatasetConfig)):
+        raise TypeError(f"config_class of dataset {name!r} must be a DatasetConfig subclass, got {config_class!r}.")
+    default = next((f.default for f in fields(config_class) if f.name == "name"), "")
+    if default != name:
+        raise ValueError(f"{config_class.__name__}.name defaults to {default!r}; set `name: str = {name!r}`.")
+
+    def decorator(dataset_class: DatasetT) -> DatasetT:
+        if not (isinstance(dataset_class, type) and issubclass(dataset_class, Dataset)):
+            raise TypeError(f"@register_dataset({name!r}) needs a tamrin Dataset subclass, got {dataset_class!r}.")
+        existing = DATASETS.get(name)
+        if existing is not None and existing.__qualname__ != dataset_class.__qualname__:
+            raise ValueError(f"Dataset name {name!r} is already registered to {existing.__qualname__}.")
+        dataset_class.config_class = config_class
+        DATASETS[name] = dataset_class
+        return dataset_class
+
+    return decorator
+
+
+def get_dataset_class(name: str) -> type[Dataset]:
+    """Return the dataset class registered under `name` (ConfigError listing the names if none)."""
+    dataset_class = DATASETS.get(name) if isinstance(name, str) else None
+    if dataset_class is None:
+        shown = ", ".join(repr(n) for n in sorted(DATASETS)) or "(none)"
+        hint = suggest(name, DATASETS) if isinstance(name, str) else ""
+        raise ConfigError(f"Unknown dataset name {name!r}. Registered datasets: {shown}.{hint}")
+    return dataset_class
+
+
+def build_dataset(name: str | DatasetConfig, split: str = "train", **overrides: Any) -> Dataset:
+    """Build a registered dataset's split by name (or from a `DatasetConfig`) with config overrides.
+
+    Example:
+        `build_dataset("synthetic_plates", split="validation", num_samples=500)`.
+
+    Raises:
+        ConfigError: unknown name or invalid config values.
+    """
+    if isinstance(name, DatasetConfig):
+        config = name.merge(overrides) if overrides else name
+        return get_dataset_class(config.name)(config, split=split)
+    dataset_class = get_dataset_class(name)
+    return dataset_class(dataset_class.config_class.from_dict({**overrides, "name": name}), split=split)

@@ -1,0 +1,88 @@
+"""Collators: a list of dataset items (dicts of tensors) -> one batch (a dict of tensors)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["CTCCollator", "ImageCollator", "pad_sequences"]
+
+
+def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D tensors into a (B, max_len) tensor; also return their lengths (B,) as int64."""
+    lengths = torch.tensor([len(sequence) for sequence in sequences], dtype=torch.long)
+    width = int(lengths.max()) if len(sequences) else 0
+    dtype = sequences[0].dtype if len(sequences) else torch.long
+    padded = torch.full((len(sequences), width), pad_value, dtype=dtype)
+    for row, sequence in enumerate(sequences):
+        padded[row, : len(sequence)] = sequence
+    return padded, lengths
+
+
+def _check_items(items: Sequence[dict[str, Any]], required: Sequence[str], collator: str) -> None:
+    if not items:
+        raise ValueError(f"{collator} got an empty list of items.")
+    for key in required:
+        if any(key not in item for item in items):
+            raise KeyError(f"{collator}: every item needs a {key!r} entry; got keys {sorted(items[0])}.")
+
+
+def _stack(items: Sequence[dict[str, Any]], key: str, collator: str) -> torch.Tensor:
+    tensors = [torch.as_tensor(item[key]) for item in items]
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{collator}: {key!r} must have one shape across the batch to be stacked, got {sorted(shapes)}."
+        )
+    return torch.stack(tensors)
+
+
+class ImageCollator:
+    """Stack `pixel_values` (B, C, H, W); stack `labels`, or pad them when their lengths differ.
+
+    Scalar labels (classification) become a (B,) tensor. Sequence labels of one length are
+    stacked to (B, S); of different lengths, right-padded with `label_pad_value` to (B, S_max)
+    plus `label_lengths` (B,). Other tensor entries of the items are stacked; non-tensor entries
+    (e.g. strings) are dropped, so the batch stays a dict of tensors.
+    """
+
+    def __init__(self, label_pad_value: int = -100) -> None:
+        self.label_pad_value = label_pad_value
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        name = type(self).__name__
+        _check_items(items, ["pixel_values"], name)
+        batch = {"pixel_values": _stack(items, "pixel_values", name)}
+        if "labels" in items[0]:
+            labels = [torch.as_tensor(item["labels"]) for item in items]
+            if len({tuple(label.shape) for label in labels}) == 1:
+                batch["labels"] = torch.stack(labels)
+            else:
+                batch["labels"], batch["label_lengths"] = pad_sequences(labels, self.label_pad_value)
+        for key, value in items[0].items():
+            if key not in batch and isinstance(value, torch.Tensor):
+                batch[key] = _stack(items, key, name)
+        return batch
+
+
+class CTCCollator:
+    """Batch for CTC: stacked images and padded labels with their lengths.
+
+    Output:
+        pixel_values: (B, 1, H, W) float32, stacked.
+        labels: (B, S_max) int64, right-padded with 0. 0 is the CTC blank, never a real character,
+            so padding cannot be mistaken for text; `torch.nn.CTCLoss` accepts this padded (N, S)
+            form and reads only the first `label_lengths[i]` entries of row i.
+        label_lengths: (B,) int64, the true length of each label sequence.
+    """
+
+    pad_value = 0
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        name = type(self).__name__
+        _check_items(items, ["pixel_values", "labels"], name)
+        labels = [torch.as_tensor(item["labels"], dtype=torch.long).reshape(-1) for item in items]
+        padded, lengths = pad_sequences(labels, self.pad_value)
+        return {"pixel_values": _stack(items, "pixel_values", name), "labels": padded, "label_lengths": lengths}

@@ -1,0 +1,297 @@
+"""The `Model` base: an `nn.Module` with a `ModelConfig`, safetensors weights and a preprocessor.
+
+A saved model is a directory::
+
+    model.safetensors     the state dict (tensors that alias one another are stored once)
+    model_config.yaml     the ModelConfig; its `name` picks the registered class on load
+    (preprocessor files)  whatever `save_preprocessor` writes (nothing for models whose
+                          preprocessor lives in the config, such as the CRNN's charset)
+
+`Model.load` only ever builds classes found in the model registry by the config's `name`: a
+config file cannot make tamrin import a module or call anything it names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from omegaconf import OmegaConf
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tamrin.configs import Config, ConfigError
+
+__all__ = ["Model", "ModelConfig", "WEIGHTS_FILENAME"]
+
+WEIGHTS_FILENAME = "model.safetensors"
+_ALIASES_KEY = "tamrin_aliases"  # safetensors metadata: {alias name: stored name} for tied tensors
+
+
+@dataclass
+class ModelConfig(Config):
+    """Base of every model config; subclasses add the model's own fields.
+
+    Attributes:
+        name: the model's registry name (e.g. "crnn"); it picks the class `Model.load` builds.
+    """
+
+    config_filename: ClassVar[str] = "model_config.yaml"
+
+    name: str = ""
+
+    def validate(self) -> list[str | None]:
+        from tamrin.models.registry import MODELS
+
+        if not self.name:
+            return ["`name` must be the registry name of a model, e.g. 'crnn'."]
+        registered = MODELS.get(self.name)
+        if registered is not None and not isinstance(self, registered.config_class):
+            return [
+                f"`name={self.name!r}` is registered with {registered.config_class.__name__}, "
+                f"not {type(self).__name__}."
+            ]
+        return []
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, overrides: Any = None, *, filename: str | None = None, revision: str | None = None
+    ) -> ModelConfig:
+        """Load a model config, rebuilding the subclass registered under the file's `name`.
+
+        `ModelConfig.load(path)` returns e.g. a `CRNNConfig`; `CRNNConfig.load(path)` also checks
+        that the file holds a CRNN config. See `Config.load` for the arguments.
+
+        Raises:
+            ConfigError: the file names no registered model, or a model of another kind.
+        """
+        from tamrin.models.registry import get_model_class
+
+        yaml_path = cls._locate(path, filename or cls.config_filename, revision)
+        try:
+            raw = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True)
+        except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear ConfigError
+            raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered model.")
+        config_class = get_model_class(raw["name"]).config_class
+        if not issubclass(config_class, cls):
+            raise ConfigError(
+                f"{yaml_path} holds a {config_class.__name__} (`name={raw['name']!r}`), "
+                f"not a {cls.__name__}. Load it with ModelConfig.load or {config_class.__name__}.load."
+            )
+        return Config.load.__func__(config_class, yaml_path, overrides)
+
+
+class Model(nn.Module):
+    """Base of tamrin models: config, safetensors save/load, loss, post-processing, preprocessor.
+
+    Subclasses are registered with `@register_model(name, config_class=...)` and implement
+    `forward(**batch) -> dict`, `compute_loss(outputs, batch)` and `post_process(outputs)`.
+
+    Attributes:
+        config: the model's `ModelConfig` (saved as model_config.yaml).
+        preprocessor: what turns raw inputs into tensors and back (a charset, tokenizer, label map);
+            None when the model has none. Saved by `save_preprocessor`, restored by `load_preprocessor`.
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}.")
+        self.config = config
+        self.preprocessor: Any = None
+
+    # -- the task interface --------------------------------------------------------------------
+    def forward(self, **batch: Any) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(**batch) -> dict of tensors.")
+
+    def compute_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """Return the scalar training loss of `outputs` (from `forward`) against `batch`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement compute_loss(outputs, batch). Override it in the "
+            "model, return a 'loss' entry from forward, or override Trainer.compute_loss."
+        )
+
+    def post_process(self, outputs: dict[str, torch.Tensor]) -> list[Any]:
+        """Turn `forward` outputs into readable predictions, one per sample."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement post_process(outputs).")
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Generate outputs (generative models only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a generative model: it has no generate().")
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """The number of parameters (tied parameters counted once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # -- preprocessor hooks --------------------------------------------------------------------
+    def save_preprocessor(self, directory: str | os.PathLike) -> None:
+        """Write the preprocessor's files into `directory` (default: its `save(directory)`, if any)."""
+        save = getattr(self.preprocessor, "save", None)
+        if callable(save):
+            save(directory)
+
+    def load_preprocessor(self, directory: str | os.PathLike) -> None:
+        """Restore the preprocessor from `directory` (default: nothing to restore)."""
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write model.safetensors, model_config.yaml and the preprocessor into `directory`.
+
+        Every file is written into a staging folder inside `directory` and moved into place with
+        `os.replace`, so a reader never sees a half-written file and other files in `directory`
+        (e.g. a checkpoint's `train/` folder) are left alone.
+
+        Returns:
+            The directory.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory, prefix=".tmp-model-"))
+        try:
+            self._save_weights(staging / WEIGHTS_FILENAME)
+            self.config.save(staging)
+            self.save_preprocessor(staging)
+            for item in sorted(staging.iterdir()):
+                target = directory / item.name
+                if item.is_dir() and target.is_dir():
+                    shutil.rmtree(target)
+                os.replace(item, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return directory
+
+    def _save_weights(self, path: Path) -> None:
+        tensors: dict[str, torch.Tensor] = {}
+        aliases: dict[str, str] = {}
+        seen: dict[tuple, str] = {}
+        storages: set[int] = set()
+        for name, tensor in self.state_dict().items():
+            tensor = tensor.detach()
+            key = (
+                (
+                    tensor.untyped_storage().data_ptr(),
+                    tensor.storage_offset(),
+                    tuple(tensor.shape),
+                    tensor.stride(),
+                    tensor.dtype,
+                )
+                if tensor.numel()
+                else None
+            )
+            if key is not None and key in seen:  # a tied weight: store it once, remember the alias
+                aliases[name] = seen[key]
+                continue
+            if key is not None:
+                seen[key] = name
+                ptr = key[0]
+                # safetensors refuses tensors that share memory without being equal views: copy those
+                tensor = tensor.clone() if ptr in storages else tensor
+                storages.add(ptr)
+            tensors[name] = tensor.contiguous().cpu()
+        metadata = {"format": "pt", _ALIASES_KEY: json.dumps(aliases)}
+        save_file(tensors, str(path), metadata=metadata)
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    def load_weights(self, path: str | os.PathLike, strict: bool = True) -> None:
+        """Load a model.safetensors file (or the one in a directory) into this model.
+
+        Raises:
+            ValueError: with `strict`, the file lacks some of the model's keys or holds extra ones
+                (each named), or a tensor's shape differs from the model's.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / WEIGHTS_FILENAME
+        if not path.is_file():
+            raise FileNotFoundError(f"No weights file at {path}.")
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            aliases = json.loads((handle.metadata() or {}).get(_ALIASES_KEY, "{}"))
+        for alias, stored in aliases.items():
+            if stored in state:
+                state[alias] = state[stored]
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        shapes = [
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+            for k in expected
+            if k in state and state[k].shape != expected[k].shape
+        ]
+        problems = (
+            ([f"missing keys: {missing}"] if missing and strict else [])
+            + ([f"unexpected keys: {unexpected}"] if unexpected and strict else [])
+            + ([f"shape mismatches: {shapes}"] if shapes else [])
+        )
+        if problems:
+            raise ValueError(f"{path} does not match {type(self).__name__}: " + "; ".join(problems) + ".")
+        self.load_state_dict(state, strict=strict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, revision: str | None = None, **config_overrides: Any) -> Model:
+        """Rebuild a saved model: the registered class its config names, strictly loaded weights.
+
+        Args:
+            path: a directory written by `save` (or a file in it), or a Hugging Face Hub repo id.
+            revision: the Hub revision (branch, tag or commit) when `path` is a repo id.
+            **config_overrides: config fields to change (e.g. dropout=0.0); must keep weight shapes.
+
+        Returns:
+            The model, in eval mode.
+
+        Raises:
+            ConfigError: the config names no registered model, or one that is not a `cls`.
+            ValueError: the weights do not match the model (missing/unexpected keys, shapes).
+        """
+        from tamrin.models.registry import get_model_class
+
+        directory = Path(path)
+        # Hub hook: a name that is not on disk but looks like "user/repo" is fetched from the Hub.
+        if not directory.exists():
+            from tamrin import hub
+
+            if hub.is_repo_id(str(path)):
+                directory = Path(hub.download(str(path), revision=revision))
+            else:
+                raise FileNotFoundError(f"No saved model at {str(path)!r} (neither a path nor a Hub repo id).")
+        if directory.is_file():
+            directory = directory.parent
+        config = ModelConfig.load(directory, config_overrides or None)
+        model_class = get_model_class(config.name)
+        if not issubclass(model_class, cls):
+            raise ConfigError(
+                f"{directory} holds a {model_class.__name__} (`name={config.name!r}`), which is not a {cls.__name__}."
+            )
+        model = model_class(config)
+        model.load_preprocessor(directory)
+        model.load_weights(directory / WEIGHTS_FILENAME, strict=True)
+        return model.eval()
+
+    def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, private: bool = False) -> str:
+        """Upload the saved model (weights, config, preprocessor) to a Hub repo in one commit."""
+        from tamrin import hub
+
+        with tempfile.TemporaryDirectory() as staging:
+            self.save(staging)
+            message = commit_message or f"Upload {type(self).__name__}"
+            return hub.upload_folder(staging, repo_id, commit_message=message, private=private)
+
+
+def config_name_default(config_class: type[ModelConfig]) -> str:
+    """The default of `name` in a config class (what its registered name must be)."""
+    for field in fields(config_class):
+        if field.name == "name":
+            return field.default  # type: ignore[return-value]
+    return ""

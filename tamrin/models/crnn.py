@@ -1,0 +1,226 @@
+"""CRNN for image-to-text (license plates): a small CNN, a bidirectional RNN over width, CTC.
+
+As in Hezar's `crnn` license-plate model: conv-bn-relu-pool blocks turn a grayscale image of fixed
+size into a sequence of column features (one step per 4 pixels of width), a BiLSTM (or BiGRU)
+reads them, and a linear head scores `len(charset) + 1` classes per step, class 0 being the CTC
+blank and class `i >= 1` the character `charset[i - 1]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tamrin.configs import check_choice, check_range
+from tamrin.models.base import Model, ModelConfig
+from tamrin.models.registry import register_model
+
+__all__ = ["CRNN", "CRNNConfig", "CharsetPreprocessor", "ctc_greedy_decode", "DEFAULT_CHARSET"]
+
+DEFAULT_CHARSET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"  # the synthetic plates' charset (no I, O, Q)
+RNN_TYPES = ("lstm", "gru")
+
+
+@dataclass
+class CRNNConfig(ModelConfig):
+    """Configuration of `CRNN`. The defaults are the tuned CPU recipe for synthetic plates.
+
+    Attributes:
+        charset: the characters the model reads; class `i + 1` is `charset[i]`, class 0 the blank.
+        image_height: input height in pixels; divisible by 2 ** len(cnn_channels).
+        image_width: input width in pixels; divisible by 4 (the model emits image_width / 4 steps).
+        cnn_channels: output channels of each conv-bn-relu-pool block (2x2 pooling for the first
+            two blocks, 2x1 after, so that the width keeps enough steps for CTC).
+        rnn_type: "lstm" or "gru" (bidirectional either way).
+        rnn_hidden_size: hidden size of each RNN direction.
+        num_rnn_layers: stacked RNN layers.
+        dropout: dropout before the RNN and the head (and between RNN layers).
+    """
+
+    name: str = "crnn"
+    charset: str = DEFAULT_CHARSET
+    image_height: int = 32
+    image_width: int = 128
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 96, 96])
+    rnn_type: str = "lstm"
+    rnn_hidden_size: int = 128
+    num_rnn_layers: int = 1
+    dropout: float = 0.1
+
+    def validate(self) -> list[str | None]:
+        problems = list(super().validate())
+        if not self.charset:
+            problems.append("`charset` must hold at least one character.")
+        elif len(set(self.charset)) != len(self.charset):
+            repeated = sorted({c for c in self.charset if self.charset.count(c) > 1})
+            problems.append(f"`charset={self.charset!r}` repeats characters {repeated}; each must appear once.")
+        problems.append(
+            None
+            if self.cnn_channels and all(c >= 1 for c in self.cnn_channels)
+            else f"`cnn_channels={self.cnn_channels!r}` must be a non-empty list of positive ints."
+        )
+        factor = 2 ** max(len(self.cnn_channels), 1)
+        if self.image_height < factor or self.image_height % factor:
+            problems.append(
+                f"`image_height={self.image_height!r}` must be a positive multiple of {factor} "
+                f"(2 ** len(cnn_channels))."
+            )
+        if self.image_width < 4 or self.image_width % 4:
+            problems.append(f"`image_width={self.image_width!r}` must be a positive multiple of 4.")
+        problems += [
+            check_choice("rnn_type", self.rnn_type, RNN_TYPES),
+            check_range("rnn_hidden_size", self.rnn_hidden_size, minimum=1),
+            check_range("num_rnn_layers", self.num_rnn_layers, minimum=1),
+            check_range("dropout", self.dropout, minimum=0.0, maximum=1.0),
+        ]
+        return problems
+
+
+class CharsetPreprocessor:
+    """The CRNN's preprocessor: text <-> character ids, and images -> normalised pixel values.
+
+    Ids are 1-based (`charset[i]` is id `i + 1`); 0 is the CTC blank and the label padding value.
+    Pixel values are grayscale in [-1, 1]: `(pixel / 255 - 0.5) / 0.5`, the same as the datasets.
+    """
+
+    def __init__(self, charset: str, image_height: int, image_width: int) -> None:
+        self.charset = charset
+        self.image_height = image_height
+        self.image_width = image_width
+        self._ids = {char: index + 1 for index, char in enumerate(charset)}
+        self._chars = np.array(["", *charset], dtype=object)
+
+    def encode(self, text: str) -> list[int]:
+        """Character ids of `text`. Raises ValueError naming any character outside the charset."""
+        unknown = sorted({char for char in text if char not in self._ids})
+        if unknown:
+            raise ValueError(f"Characters {unknown} of {text!r} are not in the charset {self.charset!r}.")
+        return [self._ids[char] for char in text]
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        """The text of a sequence of ids; 0 (blank / padding) is skipped."""
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        return "".join(self._chars[i] for i in ids if 0 < i <= len(self.charset))
+
+    def decode_batch(self, labels: torch.Tensor, label_lengths: torch.Tensor | None = None) -> list[str]:
+        """Texts of a padded (B, S) label batch, e.g. the references for CER."""
+        lengths = label_lengths.tolist() if label_lengths is not None else [labels.shape[1]] * labels.shape[0]
+        return [self.decode(row[:length]) for row, length in zip(labels.tolist(), lengths)]
+
+    def __call__(self, images: Any) -> torch.Tensor:
+        """Turn one PIL image or a list of them into pixel values of shape (B, 1, H, W)."""
+        from PIL import Image
+
+        images = [images] if isinstance(images, Image.Image) else list(images)
+        size = (self.image_width, self.image_height)
+        arrays = [
+            np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) for image in images
+        ]
+        pixels = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+        return (pixels / 255.0 - 0.5) / 0.5
+
+
+def ctc_greedy_decode(logits: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Greedy (best-path) CTC decoding: argmax per step, collapse repeats, drop blanks.
+
+    Args:
+        logits: (B, T, C) scores (logits or log-probabilities).
+        blank: the blank class.
+
+    Returns:
+        For each sample, the decoded class ids.
+    """
+    best = logits.argmax(dim=-1)  # (B, T)
+    previous = F.pad(best[:, :-1], (1, 0), value=blank)
+    keep = (best != blank) & (best != previous)  # a repeat separated by a blank is kept: a-a
+    return [row[mask].tolist() for row, mask in zip(best, keep)]
+
+
+@register_model("crnn", config_class=CRNNConfig)
+class CRNN(Model):
+    """Convolutional recurrent network trained with CTC; reads text lines such as license plates.
+
+    `forward` returns `{"logits": (B, T, C)}` (batch first, T = image_width / 4,
+    C = len(charset) + 1); `compute_loss` applies CTC; `post_process` decodes greedily to strings.
+    """
+
+    def __init__(self, config: CRNNConfig) -> None:
+        super().__init__(config)
+        self.preprocessor = CharsetPreprocessor(config.charset, config.image_height, config.image_width)
+        blocks: list[nn.Module] = []
+        in_channels = 1
+        for index, channels in enumerate(config.cnn_channels):
+            blocks += [
+                nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d((2, 2) if index < 2 else (2, 1)),
+            ]
+            in_channels = channels
+        self.cnn = nn.Sequential(*blocks)
+        feature_height = config.image_height // 2 ** len(config.cnn_channels)
+        rnn_class = nn.LSTM if config.rnn_type == "lstm" else nn.GRU
+        self.dropout = nn.Dropout(config.dropout)
+        self.rnn = rnn_class(
+            in_channels * feature_height,
+            config.rnn_hidden_size,
+            num_layers=config.num_rnn_layers,
+            bidirectional=True,
+            batch_first=True,
+            dropout=config.dropout if config.num_rnn_layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(2 * config.rnn_hidden_size, len(config.charset) + 1)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        label_lengths: torch.Tensor | None = None,
+        **_: Any,
+    ) -> dict[str, torch.Tensor]:
+        """Score each column step.
+
+        Args:
+            pixel_values: (B, 1, image_height, image_width) normalised grayscale images.
+            labels: unused here (the loss is `compute_loss`); accepted so a whole batch can be passed.
+            label_lengths: unused here, as `labels`.
+
+        Returns:
+            {"logits": (B, T, len(charset) + 1)}.
+        """
+        expected = (1, self.config.image_height, self.config.image_width)
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
+            raise ValueError(
+                f"CRNN expects pixel_values of shape (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(pixel_values.shape)}."
+            )
+        features = self.cnn(pixel_values)  # (B, C, H', T)
+        features = features.flatten(1, 2).transpose(1, 2)  # (B, T, C * H')
+        sequence, _ = self.rnn(self.dropout(features))
+        return {"logits": self.head(self.dropout(sequence))}
+
+    def compute_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """CTC loss (blank 0, mean over the batch of per-target-length losses, zero_infinity).
+
+        `batch["labels"]` is (B, S) padded with 0; `batch["label_lengths"]` (B,) gives the true
+        lengths (counted from the non-zero labels when absent).
+        """
+        logits = outputs["logits"]
+        labels = batch["labels"]
+        lengths = batch.get("label_lengths")
+        if lengths is None:
+            lengths = (labels > 0).sum(dim=1)
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # CTC wants (T, B, C)
+        input_lengths = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long, device=logits.device)
+        return F.ctc_loss(log_probs, labels, input_lengths, lengths, blank=0, reduction="mean", zero_infinity=True)
+
+    def post_process(self, outputs: dict[str, torch.Tensor] | torch.Tensor) -> list[str]:
+        """Greedy CTC decoding of `{"logits": (B, T, C)}` (or the logits tensor) to strings."""
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs
+        return [self.preprocessor.decode(ids) for ids in ctc_greedy_decode(logits.detach())]

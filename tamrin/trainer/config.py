@@ -1,0 +1,230 @@
+"""TrainerConfig: every setting of a training run, validated up front.
+
+Hezar's fields keep Hezar's meaning; the extras (max_grad_norm, warmup_steps, eval_steps,
+save_total_limit, load_best_model_at_end, early_stopping_patience, compile, nan_policy, progress)
+follow HF Trainer where it has the same idea. Step counts given as a float in (0, 1] are fractions
+of the run's total steps; `resolve_steps` turns them into integers. The Trainer keeps the resolved
+values in its own attributes and never rewrites the config the user gave.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tamrin.configs import Config, check_choice, check_range
+from tamrin.trainer.optim import LR_SCHEDULERS, OPTIMIZERS
+
+__all__ = ["TrainerConfig", "resolve_steps", "MIXED_PRECISION_CHOICES", "NAN_POLICIES", "PROGRESS_CHOICES"]
+
+MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16", "fp8")
+NAN_POLICIES = ("stop", "skip")
+PROGRESS_CHOICES = ("auto", "bar", "plain", "none")
+
+
+@dataclass
+class TrainerConfig(Config):
+    """Configuration of a `Trainer` run.
+
+    Attributes:
+        task: the task, which picks the metrics handler (e.g. "text_classification", "image2text").
+        output_dir: where checkpoints, logs and the final model are written.
+        device: "auto" (accelerate picks cuda/mps/cpu), "cpu", "cuda", "cuda:N" or "mps".
+        num_epochs: number of passes over the training data.
+        init_weights_from: a local model directory or Hub repo id to load initial weights from.
+        resume_from_checkpoint: True resumes from the latest valid checkpoint in output_dir
+            (starts fresh if there is none); a path resumes from that checkpoint; None/False don't.
+        max_steps: stop after this many steps (an int, or a float in (0, 1] of the total steps).
+        num_dataloader_workers: DataLoader worker processes (0 loads data in the main process).
+        dataloader_shuffle: shuffle the training data, in a new order each epoch.
+        seed: the seed of every random number generator and of the data order.
+        optimizer: "adam", "adamw" or "sgd" (ignored when an optimizer is passed to the Trainer).
+        learning_rate: the optimizer's (peak) learning rate.
+        weight_decay: the optimizer's weight decay.
+        lr_scheduler: a scheduler name from `tamrin.trainer.optim.LR_SCHEDULERS`, or None.
+        lr_scheduler_kwargs: keyword arguments of the torch scheduler.
+        lr_scheduling_steps: step the scheduler every this many optimizer updates (None: every
+            update; reduce_on_plateau always steps after each evaluation, on metric_for_best_model).
+        batch_size: training samples per step and per process.
+        eval_batch_size: evaluation samples per batch and per process (None: batch_size).
+        gradient_accumulation_steps: steps whose gradients add up to one optimizer update.
+        distributed: expect a multi-process launch (torchrun / accelerate launch); checked at start.
+        mixed_precision: None, "no", "fp16", "bf16" or "fp8" (accelerate's autocast and scaler).
+        use_cpu: force the CPU even when an accelerator is available.
+        do_evaluate: evaluate on the eval dataset (at each epoch end, or every eval_steps).
+        evaluate_with_generate: evaluate with the model's `generate` (generative tasks).
+        metrics: metric names, or mappings with options ({"name": "f1", "average": "macro"}).
+        metric_for_best_model: the logged metric that picks the best checkpoint, e.g.
+            "evaluation.f1" or "evaluation.loss".
+        save_steps: save a checkpoint every this many steps (int or fraction; None: each epoch end).
+        log_steps: log train loss and learning rate every this many steps (int or fraction).
+        checkpoints_dir: checkpoint folder, relative to output_dir.
+        logs_dir: CSV and TensorBoard folder, relative to output_dir.
+        max_grad_norm: clip the gradient norm to this value before each update (None: no clipping).
+        warmup_steps: linear warmup of the learning rate, in optimizer updates (int or fraction).
+        eval_steps: evaluate every this many steps (int or fraction; None: each epoch end).
+        save_total_limit: keep at most this many checkpoints (the newest and the best always stay).
+        load_best_model_at_end: load the best checkpoint's weights when training ends.
+        early_stopping_patience: stop after this many evaluations without improvement (None: off).
+        early_stopping_min_delta: the smallest change of metric_for_best_model that counts.
+        compile: wrap the model with torch.compile.
+        nan_policy: on a NaN/inf loss, "stop" training (with the step and batch) or "skip" the update.
+        progress: "auto" (a bar on a terminal, plain lines otherwise), "bar", "plain" or "none".
+    """
+
+    config_filename = "trainer_config.yaml"
+
+    task: str = "text_classification"
+    output_dir: str = "outputs"
+    device: str = "auto"
+    num_epochs: int = 1
+    init_weights_from: str | None = None
+    resume_from_checkpoint: bool | str | None = None
+    max_steps: int | float | None = None
+    num_dataloader_workers: int = 0
+    dataloader_shuffle: bool = True
+    seed: int = 42
+    optimizer: str = "adam"
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.0
+    lr_scheduler: str | None = None
+    lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
+    lr_scheduling_steps: int | None = None
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    gradient_accumulation_steps: int = 1
+    distributed: bool = False
+    mixed_precision: str | None = None
+    use_cpu: bool = False
+    do_evaluate: bool = True
+    evaluate_with_generate: bool = False
+    metrics: list[Any] = field(default_factory=list)
+    metric_for_best_model: str = "evaluation.loss"
+    save_steps: int | float | None = None
+    log_steps: int | float | None = 50
+    checkpoints_dir: str = "checkpoints"
+    logs_dir: str = "logs"
+    max_grad_norm: float | None = None
+    warmup_steps: int | float = 0
+    eval_steps: int | float | None = None
+    save_total_limit: int | None = None
+    load_best_model_at_end: bool = False
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+    compile: bool = False
+    nan_policy: str = "stop"
+    progress: str = "auto"
+
+    def validate(self) -> list[str | None]:
+        from tamrin.metrics_handlers import available_tasks
+
+        return [
+            check_choice("task", self.task, available_tasks()),
+            None if self.output_dir else "`output_dir` must be a non-empty path.",
+            _check_device(self.device),
+            check_range("num_epochs", self.num_epochs, minimum=1),
+            _check_step_value("max_steps", self.max_steps, optional=True),
+            check_range("num_dataloader_workers", self.num_dataloader_workers, minimum=0),
+            check_choice("optimizer", self.optimizer, OPTIMIZERS),
+            check_range("learning_rate", self.learning_rate, minimum=0, exclusive_minimum=True),
+            check_range("weight_decay", self.weight_decay, minimum=0),
+            check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS, optional=True),
+            check_range("lr_scheduling_steps", self.lr_scheduling_steps, minimum=1, optional=True),
+            check_range("batch_size", self.batch_size, minimum=1),
+            check_range("eval_batch_size", self.eval_batch_size, minimum=1, optional=True),
+            check_range("gradient_accumulation_steps", self.gradient_accumulation_steps, minimum=1),
+            check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_CHOICES, optional=True),
+            _check_metric_name(self.metric_for_best_model),
+            _check_step_value("save_steps", self.save_steps, optional=True),
+            _check_step_value("log_steps", self.log_steps, optional=True),
+            _check_step_value("eval_steps", self.eval_steps, optional=True),
+            _check_step_value("warmup_steps", self.warmup_steps, optional=True, allow_zero=True),
+            check_range("max_grad_norm", self.max_grad_norm, minimum=0, exclusive_minimum=True, optional=True),
+            check_range("save_total_limit", self.save_total_limit, minimum=1, optional=True),
+            check_range("early_stopping_patience", self.early_stopping_patience, minimum=1, optional=True),
+            check_range("early_stopping_min_delta", self.early_stopping_min_delta, minimum=0),
+            check_choice("nan_policy", self.nan_policy, NAN_POLICIES),
+            check_choice("progress", self.progress, PROGRESS_CHOICES),
+            _check_metrics_list(self.metrics),
+        ]
+
+
+def _check_device(device: str) -> str | None:
+    base = device.split(":")[0]
+    if base in ("auto", "cpu", "cuda", "mps", "xpu", "npu") and (base == device or device.split(":")[1].isdigit()):
+        return None
+    return f"`device={device!r}` is not a valid device. Valid: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', 'xpu', 'npu'."
+
+
+def _check_step_value(
+    name: str, value: int | float | None, *, optional: bool = False, allow_zero: bool = False
+) -> str | None:
+    if value is None:
+        return None if optional else f"`{name}` is required."
+    if isinstance(value, bool):
+        return f"`{name}={value!r}` must be an int >= 1 or a float in (0, 1]."
+    if isinstance(value, int):
+        if value >= 1 or (allow_zero and value == 0):
+            return None
+        low = 0 if allow_zero else 1
+        return f"`{name}={value!r}` must be an int >= {low} or a float in (0, 1] (a fraction of the total steps)."
+    if 0.0 < value <= 1.0:
+        return None
+    return (
+        f"`{name}={value!r}` must be an int >= 1 or a float in (0, 1] (a fraction of the total steps); "
+        f"write {int(value)} for a step count."
+        if value > 1 and float(value).is_integer()
+        else f"`{name}={value!r}` must be an int >= 1 or a float in (0, 1] (a fraction of the total steps)."
+    )
+
+
+def _check_metric_name(name: str) -> str | None:
+    if "." in name and name.split(".", 1)[0] in ("evaluation", "train") and name.split(".", 1)[1]:
+        return None
+    return (
+        f"`metric_for_best_model={name!r}` must name a logged metric with its prefix, "
+        f"e.g. 'evaluation.loss' or 'evaluation.f1'.{'' if '.' in name else f' Did you mean `evaluation.{name}`?'}"
+    )
+
+
+def _check_metrics_list(metrics: list[Any]) -> str | None:
+    for index, metric in enumerate(metrics):
+        if isinstance(metric, str):
+            continue
+        if isinstance(metric, dict) and isinstance(metric.get("name"), str):
+            continue
+        return (
+            f"`metrics[{index}]={metric!r}` must be a metric name or a mapping with a `name` key, "
+            "e.g. 'accuracy' or {'name': 'f1', 'average': 'macro'}."
+        )
+    return None
+
+
+def resolve_steps(value: int | float | None, total_steps: int, name: str = "steps") -> int | None:
+    """Resolve a step setting: an int is a step count; a float in (0, 1] a fraction of `total_steps`.
+
+    Fractions round up (a fraction never resolves to 0 steps), as in HF Trainer.
+
+    Args:
+        value: the configured value (None passes through as None).
+        total_steps: the total number of steps of the run.
+        name: the config field, for the error message.
+
+    Returns:
+        The number of steps, or None.
+
+    Raises:
+        ValueError: `value` is neither an int >= 0 nor a float in (0, 1].
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"`{name}={value!r}` must be an int or a float in (0, 1].")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"`{name}={value!r}` must be >= 0.")
+        return value
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"`{name}={value!r}` must be a float in (0, 1] when it is a fraction.")
+    return max(1, math.ceil(value * total_steps))

@@ -1,0 +1,114 @@
+"""Optimizer and LR-scheduler registries: names in a config become torch objects.
+
+Optimizers by name (adam, adamw, sgd); any `torch.optim.Optimizer` passed to the Trainer is used as
+is. Schedulers by name: the torch schedulers Hezar lists plus `linear` and `cosine` with warmup.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import lr_scheduler as torch_schedulers
+
+from tamrin.configs import ConfigError, check_choice
+
+__all__ = [
+    "OPTIMIZERS",
+    "LR_SCHEDULERS",
+    "PLATEAU_SCHEDULERS",
+    "build_optimizer",
+    "build_lr_scheduler",
+]
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+
+
+def _warmup_then(decay: Callable[[float], float]) -> Callable[..., torch_schedulers.LambdaLR]:
+    """Build a scheduler factory: linear warmup for `warmup_steps`, then `decay(progress)`."""
+
+    def factory(
+        optimizer: torch.optim.Optimizer, *, warmup_steps: int = 0, total_steps: int, **kwargs: Any
+    ) -> torch_schedulers.LambdaLR:
+        if kwargs:
+            raise ConfigError(
+                f"`lr_scheduler_kwargs` has unknown keys {sorted(kwargs)}; "
+                "warmup schedulers take none (use warmup_steps)."
+            )
+
+        def multiplier(update: int) -> float:
+            if update < warmup_steps:
+                return (update + 1) / (warmup_steps + 1)
+            span = max(1, total_steps - warmup_steps)
+            return decay(min(1.0, (update - warmup_steps) / span))
+
+        return torch_schedulers.LambdaLR(optimizer, multiplier)
+
+    return factory
+
+
+LR_SCHEDULERS: dict[str, Callable[..., Any]] = {
+    "linear": _warmup_then(lambda progress: 1.0 - progress),
+    "cosine": _warmup_then(lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress))),
+    "constant": _warmup_then(lambda progress: 1.0),
+    "reduce_on_plateau": torch_schedulers.ReduceLROnPlateau,
+    "step": torch_schedulers.StepLR,
+    "multi_step": torch_schedulers.MultiStepLR,
+    "exponential": torch_schedulers.ExponentialLR,
+    "cosine_annealing": torch_schedulers.CosineAnnealingLR,
+    "cyclic": torch_schedulers.CyclicLR,
+    "one_cycle": torch_schedulers.OneCycleLR,
+    "polynomial": torch_schedulers.PolynomialLR,
+}
+"""Scheduler names. linear/cosine/constant take `warmup_steps`; the others take their torch kwargs."""
+
+PLATEAU_SCHEDULERS = frozenset({"reduce_on_plateau"})
+"""Schedulers stepped with the evaluation metric after each evaluation, not per update."""
+
+_WARMUP_SCHEDULERS = frozenset({"linear", "cosine", "constant"})
+
+
+def build_optimizer(
+    name: str, parameters: Iterable[torch.nn.Parameter], *, learning_rate: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """Create the optimizer called `name` over `parameters`."""
+    problem = check_choice("optimizer", name, OPTIMIZERS)
+    if problem:
+        raise ConfigError(problem)
+    return OPTIMIZERS[name](parameters, lr=learning_rate, weight_decay=weight_decay)
+
+
+def build_lr_scheduler(
+    name: str, optimizer: torch.optim.Optimizer, *, total_updates: int, warmup_steps: int, kwargs: dict[str, Any]
+) -> Any:
+    """Create the scheduler called `name`; `total_updates` counts optimizer updates of the run.
+
+    Raises:
+        ConfigError: unknown name, or kwargs the torch scheduler does not accept.
+    """
+    problem = check_choice("lr_scheduler", name, LR_SCHEDULERS)
+    if problem:
+        raise ConfigError(problem)
+    factory = LR_SCHEDULERS[name]
+    kwargs = dict(kwargs)
+    if name in _WARMUP_SCHEDULERS:
+        return factory(optimizer, warmup_steps=warmup_steps, total_steps=total_updates, **kwargs)
+    if name == "one_cycle":
+        kwargs.setdefault("max_lr", [group["lr"] for group in optimizer.param_groups])
+        kwargs.setdefault("total_steps", total_updates)
+    if name == "cosine_annealing":
+        kwargs.setdefault("T_max", total_updates)
+    if name == "polynomial":
+        kwargs.setdefault("total_iters", total_updates)
+    try:
+        return factory(optimizer, **kwargs)
+    except TypeError as err:
+        raise ConfigError(
+            f"`lr_scheduler_kwargs={kwargs}` do not fit lr_scheduler={name!r} ({factory.__name__}): {err}"
+        ) from err
