@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tamrin.configs import Config, ConfigError
-from tamrin.trainer.config import TrainerConfig
-
 __version__ = "0.1.0"
 
-__all__ = ["Config", "ConfigError", "TrainerConfig", "__version__"]
+from tamrin.configs import Config, ConfigError  # noqa: E402
+from tamrin.trainer.config import TrainerConfig  # noqa: E402
+from tamrin.trainer.trainer import Trainer  # noqa: E402
+
+__all__ = ["Config", "ConfigError", "Trainer", "TrainerConfig", "__version__"]

@@ -1,0 +1,106 @@
+"""The registry of metrics handlers: one handler class per task, built by name.
+
+`TrainerConfig.validate` checks `task` against `available_tasks()`; the Trainer builds its handler
+with `build_metrics_handler` and checks `metric_for_best_model` with `check_metric_for_best_model`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tamrin.configs import ConfigError, suggest
+from tamrin.metrics_handlers.base import OBJECTIVES, OPTIONS, MetricConfig, MetricsHandler
+
+__all__ = [
+    "METRICS_HANDLERS", "available_tasks", "build_metrics_handler", "check_metric_for_best_model",
+    "register_metrics_handler",
+]
+
+METRICS_HANDLERS: dict[str, type[MetricsHandler]] = {}
+
+
+def register_metrics_handler(task: str) -> Callable[[type[MetricsHandler]], type[MetricsHandler]]:
+    """Class decorator: make `cls` the metrics handler of `task` (so `TrainerConfig(task=...)` accepts it).
+
+    Raises:
+        TypeError: the class is not a MetricsHandler, or its metric tables are inconsistent.
+    """
+
+    def decorator(cls: type[MetricsHandler]) -> type[MetricsHandler]:
+        _check_handler_class(cls)
+        previous = METRICS_HANDLERS.get(task)
+        if previous is not None and previous.__qualname__ != cls.__qualname__:
+            warnings.warn(f"{cls.__qualname__} replaces {previous.__qualname__} as the metrics handler of "
+                          f"task {task!r}.", stacklevel=2)
+        cls.task = task
+        METRICS_HANDLERS[task] = cls
+        return cls
+
+    return decorator
+
+
+def _check_handler_class(cls: type) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, MetricsHandler)):
+        raise TypeError(f"register_metrics_handler decorates MetricsHandler subclasses, not {cls!r}.")
+    valid = cls.valid_metrics
+    if not isinstance(valid, tuple) or not all(isinstance(name, str) for name in valid):
+        raise TypeError(f"{cls.__name__}.valid_metrics must be a tuple of metric names, got {valid!r}.")
+    for name, objective in cls.objectives.items():
+        if name not in valid or objective not in OBJECTIVES:
+            raise TypeError(f"{cls.__name__}.objectives[{name!r}]={objective!r}: the metric must be in "
+                            f"valid_metrics and the objective one of {OBJECTIVES}.")
+    for name, options in cls.metric_options.items():
+        if name not in valid or any(option not in OPTIONS for option in options):
+            raise TypeError(f"{cls.__name__}.metric_options[{name!r}]={options!r}: the metric must be in "
+                            f"valid_metrics and each option one of {OPTIONS}.")
+
+
+def available_tasks() -> list[str]:
+    """Names of the tasks that have a metrics handler."""
+    return sorted(METRICS_HANDLERS)
+
+
+def build_metrics_handler(
+    task: str,
+    metrics: Sequence[str | Mapping[str, Any] | MetricConfig] | None = None,
+    *,
+    gather: Callable[[Any], Any] | None = None,
+    **context: Any,
+) -> MetricsHandler:
+    """Build the registered metrics handler of `task` (see `MetricsHandler` for the arguments).
+
+    Raises:
+        ConfigError: the task has no handler, or a metric is invalid for it.
+    """
+    if task not in METRICS_HANDLERS:
+        raise ConfigError(f"`task={task!r}` has no metrics handler. Available tasks: "
+                          f"{', '.join(available_tasks())}.{suggest(task, METRICS_HANDLERS)}")
+    return METRICS_HANDLERS[task](metrics, gather=gather, **context)
+
+
+def check_metric_for_best_model(handler: MetricsHandler | None, name: str) -> str:
+    """Check, when the Trainer is built, that some handler logs `metric_for_best_model`.
+
+    Args:
+        handler: the run's metrics handler (None: only losses are logged).
+        name: "evaluation.loss", "train.loss" or "evaluation.<metric>".
+
+    Returns:
+        The metric's objective: "minimize" or "maximize".
+
+    Raises:
+        ConfigError: nothing logs `name`; the message lists what does.
+    """
+    metrics = handler.metric_names if handler is not None else ()
+    valid = ["evaluation.loss", *(f"evaluation.{metric}" for metric in metrics), "train.loss"]
+    if name in valid:
+        return "minimize" if name.endswith(".loss") else handler.objective(name)
+    metric = name.removeprefix("evaluation.")
+    if handler is not None and metric in handler.valid_metrics:
+        hint = f" Add {metric!r} to `metrics` so that the {handler.task} handler computes it."
+    else:
+        hint = suggest(name, valid)
+    raise ConfigError(f"`metric_for_best_model={name!r}` is not logged by this run. Valid: "
+                      f"{', '.join(repr(v) for v in valid)}.{hint}")

@@ -1,0 +1,75 @@
+"""Run a recipe: build its model, datasets, callbacks and Trainer, train, and print a summary.
+
+This is what `tamrin train` does; it is importable so that a script can run a recipe too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from tamrin.recipes import dataset_spec
+
+__all__ = ["build_trainer", "train_from_recipe", "FINAL_MODEL_DIR"]
+
+FINAL_MODEL_DIR = "model"
+
+
+def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
+    """Build the Trainer a (validated) recipe describes."""
+    from tamrin.datasets import build_dataset
+    from tamrin.models import build_model
+    from tamrin.trainer.callbacks import build_callback
+    from tamrin.trainer.config import TrainerConfig
+    from tamrin.trainer.trainer import Trainer
+
+    if isinstance(recipe, DictConfig):
+        recipe = OmegaConf.to_container(recipe, resolve=True)
+    model_spec = dict(recipe["model"])
+    model = build_model(model_spec.pop("name"), **model_spec)
+    spec, split = dataset_spec(recipe, "dataset")
+    train_dataset = build_dataset(spec.pop("name"), split=split, **spec)
+    eval_dataset = None
+    if recipe.get("eval_dataset") is not None:
+        spec, split = dataset_spec(recipe, "eval_dataset")
+        eval_dataset = build_dataset(spec.pop("name"), split=split, **spec)
+    callbacks = [_build_callback_entry(entry, build_callback) for entry in recipe.get("callbacks") or []]
+    config = TrainerConfig.from_dict(recipe["trainer"])
+    return Trainer(
+        model=model, config=config, train_dataset=train_dataset, eval_dataset=eval_dataset, callbacks=callbacks
+    )
+
+
+def _build_callback_entry(entry: Any, build_callback: Any) -> Any:
+    if isinstance(entry, str):
+        return build_callback(entry)
+    entry = dict(entry)
+    return build_callback(entry.pop("name"), **entry)
+
+
+def train_from_recipe(recipe: DictConfig | dict[str, Any]) -> dict[str, float]:
+    """Train a recipe, save the final model, and print where everything is and the best metric."""
+    trainer = build_trainer(recipe)
+    logs = trainer.train()
+    final = trainer.save(Path(trainer.config.output_dir) / FINAL_MODEL_DIR)
+    if trainer.is_main_process:
+        print(summary(trainer, logs, final))
+    return logs
+
+
+def summary(trainer: Any, logs: dict[str, float], final: Path) -> str:
+    """The closing lines of a run: the best metric, the final metrics, and where files are."""
+    config = trainer.config
+    state = trainer.state
+    lines = ["", "Training finished."]
+    if state.best_metric is not None:
+        lines.append(f"  best {config.metric_for_best_model}: {state.best_metric:.4f} (step {state.best_step})")
+    shown = {k: v for k, v in logs.items() if k.startswith("evaluation.") or k == "train.loss"}
+    if shown:
+        lines.append("  last logs: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items())))
+    lines.append(f"  model:       {final}")
+    lines.append(f"  checkpoints: {trainer.checkpoints_dir}")
+    lines.append(f"  logs:        {trainer.logs_dir} (training_logs.csv, TensorBoard events)")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Saving and restoring a Trainer: what goes into a checkpoint, and resuming from one.
+
+`Trainer.save(path)` writes the model (safetensors) and its config, the trainer config, the
+TrainerState, optimizer / scheduler / AMP-scaler state, every process's RNG state, the callbacks'
+state and any gradients of an unfinished accumulation window, into a directory that appears
+atomically (see checkpointing.py). `load_checkpoint(path)` restores all of it. These are Trainer
+methods (a mixin), kept out of trainer.py so that file holds the loop only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+from tamrin.trainer import checkpointing as ckpt
+from tamrin.trainer.config import TrainerConfig
+from tamrin.trainer.modeling import load_model_weights, save_model_weights
+from tamrin.trainer.runtime import run_info
+from tamrin.trainer.state import TrainerState
+
+__all__ = ["CheckpointingMixin"]
+
+
+class CheckpointingMixin:
+    """The Trainer's save / resume methods (they use the Trainer's attributes)."""
+
+    def save(self, path: str | os.PathLike, *, include_logs: bool = True) -> Path:
+        """Save the model, configs, optimizer/scheduler/state, RNG and logs into `path`, atomically."""
+        path = Path(path)
+        rng_states = self._gather_rng_states()
+        if self.is_main_process:
+            info = run_info(self.config, self.accelerator.num_processes, self.state.global_step)
+            with ckpt.atomic_directory(path, info) as staging:
+                self._write_checkpoint(staging, rng_states, include_logs=include_logs)
+        self.accelerator.wait_for_everyone()
+        self.callbacks.fire("on_save", self, path=str(path))
+        return path
+
+    def _gather_rng_states(self) -> list[dict[str, Any]]:
+        state = ckpt.capture_rng_state()
+        if self.accelerator.num_processes == 1:
+            return [state]
+        from accelerate.utils import gather_object
+
+        return gather_object([state])
+
+    def _write_checkpoint(self, staging: Path, rng_states: list[dict[str, Any]], *, include_logs: bool) -> None:
+        save_model_weights(self.unwrapped_model, staging)
+        train_dir = staging / ckpt.TRAIN_DIR
+        train_dir.mkdir()
+        self.config.save(train_dir)
+        self.state.loss_sum += float(self._running_loss.item())  # fold the device tracker into the state
+        self._running_loss.zero_()
+        self.state.save(train_dir / "trainer_state.yaml")
+        ckpt.save_torch(self.optimizer.state_dict(), train_dir / "optimizer.pt")
+        if self.lr_scheduler is not None:
+            ckpt.save_torch(self.lr_scheduler.state_dict(), train_dir / "lr_scheduler.pt")
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None:
+            ckpt.save_torch(scaler.state_dict(), train_dir / "scaler.pt")
+        for rank, rng_state in enumerate(rng_states):
+            ckpt.save_torch(rng_state, train_dir / _rng_file(rank, len(rng_states)))
+        ckpt.save_torch(self.callbacks.state_dict(), train_dir / "callbacks.pt")
+        gradients = {n: p.grad for n, p in self.unwrapped_model.named_parameters() if p.grad is not None}
+        if gradients:  # a save inside an accumulation window keeps the window's gradients
+            ckpt.save_torch(gradients, train_dir / "gradients.pt")
+        if include_logs and (self.logs_dir / "training_logs.csv").is_file():
+            (staging / "logs").mkdir()
+            shutil.copy2(self.logs_dir / "training_logs.csv", staging / "logs" / "training_logs.csv")
+
+    def _save_checkpoint(self) -> None:
+        path = self.checkpoints_dir / ckpt.checkpoint_name(self.state.global_step)
+        if self.state.best_step == self.state.global_step:
+            self.state.best_checkpoint = str(path)
+        self.save(path, include_logs=False)
+        if self.is_main_process:
+            ckpt.rotate_checkpoints(
+                self.checkpoints_dir, self.config.save_total_limit, keep=[self.state.best_checkpoint]
+            )
+
+    def _resume_if_requested(self) -> Path | None:
+        request = self.config.resume_from_checkpoint
+        if not request:
+            return None
+        if self.is_main_process:
+            ckpt.remove_stale_directories(self.checkpoints_dir)
+        self.accelerator.wait_for_everyone()
+        if request is True:
+            path = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
+            if path is None:
+                self.accelerator.print(f"No checkpoint in {self.checkpoints_dir}: starting a new run.")
+                return None
+        else:
+            path = Path(request)
+            if not path.is_dir():
+                raise FileNotFoundError(f"`resume_from_checkpoint={request!r}`: no such checkpoint directory.")
+            problem = ckpt.verify_checkpoint(path)
+            if problem:
+                raise ValueError(f"Cannot resume from {path}: {problem}.")
+        self.load_checkpoint(path)
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore everything `save` wrote: weights, optimizer, scheduler, state, RNG, callbacks."""
+        path = Path(path)
+        train_dir = path / ckpt.TRAIN_DIR
+        self._warn_config_differences(train_dir)
+        load_model_weights(self.unwrapped_model, path)
+        self.optimizer.load_state_dict(ckpt.load_torch(train_dir / "optimizer.pt"))
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(ckpt.load_torch(train_dir / "lr_scheduler.pt"))
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None:
+            scaler.load_state_dict(ckpt.load_torch(train_dir / "scaler.pt"))
+        self.state.load_state_dict(TrainerState.load(train_dir / "trainer_state.yaml").state_dict())
+        self.callbacks.load_state_dict(ckpt.load_torch(train_dir / "callbacks.pt"))
+        self._load_gradients(train_dir / "gradients.pt")
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        ckpt.restore_rng_state(ckpt.load_torch(train_dir / _rng_file(rank, world)))
+        self.callbacks.fire("on_load", self, path=str(path))
+
+    def _load_gradients(self, path: Path) -> None:
+        gradients = ckpt.load_torch(path) if path.is_file() else {}
+        for name, parameter in self.unwrapped_model.named_parameters():
+            parameter.grad = gradients[name].to(parameter.device) if name in gradients else None
+
+    def _warn_config_differences(self, train_dir: Path) -> None:
+        saved = TrainerConfig.load(train_dir).to_dict()
+        current = self.config.to_dict()
+        ignored = {"resume_from_checkpoint"}
+        differences = [
+            f"{key}: checkpoint {saved[key]!r} -> now {current[key]!r}"
+            for key in current
+            if key not in ignored and saved.get(key) != current[key]
+        ]
+        if differences:
+            warnings.warn(
+                "The trainer config differs from the checkpoint's; the current values win:\n  "
+                + "\n  ".join(differences),
+                stacklevel=3,
+            )
+
+
+def _rng_file(rank: int, world_size: int) -> str:
+    return "rng_state.pt" if world_size == 1 else f"rng_state_{rank}.pt"

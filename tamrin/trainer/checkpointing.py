@@ -1,0 +1,298 @@
+"""Crash-safe checkpoints: atomic directories, a verifying manifest, rotation, RNG and safe loading.
+
+A checkpoint is written into a hidden temporary directory beside its final place; every file is
+flushed to disk, then `manifest.yaml` (each file's size and sha256, the step, versions, world size
+and a hash of the trainer config) is written last, and the directory is renamed into place. So a
+checkpoint directory exists only when complete, a killed save leaves the previous one untouched,
+and a damaged one (truncated or missing file) is detected by its manifest and skipped with a
+warning. Nothing is read back with a full unpickle: `torch.load(..., weights_only=True)` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import random
+import shutil
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+__all__ = [
+    "MANIFEST",
+    "TRAIN_DIR",
+    "CheckpointInfo",
+    "atomic_directory",
+    "checkpoint_name",
+    "list_checkpoints",
+    "latest_valid_checkpoint",
+    "verify_checkpoint",
+    "read_manifest",
+    "rotate_checkpoints",
+    "remove_stale_directories",
+    "capture_rng_state",
+    "restore_rng_state",
+    "save_torch",
+    "load_torch",
+]
+
+MANIFEST = "manifest.yaml"
+TRAIN_DIR = "train"
+STEP_WIDTH = 8
+_TMP_PREFIX = ".tmp-"
+_OLD_PREFIX = ".old-"
+
+
+def checkpoint_name(global_step: int) -> str:
+    """The directory name of the checkpoint at `global_step`, zero-padded so names sort by step."""
+    return f"{global_step:0{STEP_WIDTH}d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint directory and the step its manifest records (never parsed from the name)."""
+
+    path: Path
+    global_step: int
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file and directory below `directory` to disk before the rename publishes it."""
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    for folder in [directory, *[p for p in directory.rglob("*") if p.is_dir()]]:
+        _fsync_directory(folder)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_manifest(directory: Path, info: dict[str, Any]) -> None:
+    """Record every file's size and sha256 (and `info`) in `directory/manifest.yaml`."""
+    files = {
+        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+    manifest = OmegaConf.create({**info, "files": files})
+    (directory / MANIFEST).write_text(OmegaConf.to_yaml(manifest), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path, info: dict[str, Any]) -> Iterator[Path]:
+    """Yield a temporary directory; on success write its manifest and rename it to `final`.
+
+    If `final` already exists (a step redone after a resume), it is replaced: it is first moved
+    aside, so at every moment either the old or the new complete checkpoint is in place.
+
+    Args:
+        final: where the complete directory must appear.
+        info: what the manifest records besides the files (step, versions, world size, ...).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f"{_TMP_PREFIX}{final.name}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        yield staging
+        write_manifest(staging, info)
+        _fsync_tree(staging)
+        old = final.parent / f"{_OLD_PREFIX}{final.name}"
+        if final.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.rename(final, old)
+        os.rename(staging, final)
+        _fsync_directory(final.parent)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of a checkpoint directory (ValueError when missing or unreadable)."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ValueError(f"{path} is missing (the checkpoint was not completed)")
+    try:
+        manifest = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # noqa: BLE001 - any parse failure means a damaged manifest
+        raise ValueError(f"{path} cannot be read: {err}") from err
+    if not isinstance(manifest, dict) or "files" not in manifest or "global_step" not in manifest:
+        raise ValueError(f"{path} is not a tamrin checkpoint manifest")
+    return manifest
+
+
+def verify_checkpoint(directory: Path, *, check_hashes: bool = True) -> str | None:
+    """Return what is wrong with a checkpoint (a missing, truncated or altered file), or None."""
+    directory = Path(directory)
+    try:
+        manifest = read_manifest(directory)
+    except ValueError as err:
+        return str(err)
+    for name, expected in manifest["files"].items():
+        path = directory / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != expected["size"]:
+            return f"{path} is truncated or altered ({path.stat().st_size} bytes, expected {expected['size']})"
+        if check_hashes and _sha256(path) != expected["sha256"]:
+            return f"{path} is damaged (its sha256 differs from the manifest)"
+    return None
+
+
+def list_checkpoints(checkpoints_dir: Path) -> list[CheckpointInfo]:
+    """Checkpoints with a readable manifest, ordered by the step their manifest records."""
+    checkpoints_dir = Path(checkpoints_dir)
+    if not checkpoints_dir.is_dir():
+        return []
+    found = []
+    for path in checkpoints_dir.iterdir():
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        try:
+            found.append(CheckpointInfo(path, int(read_manifest(path)["global_step"])))
+        except ValueError:
+            continue
+    return sorted(found, key=lambda info: info.global_step)
+
+
+def latest_valid_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The newest checkpoint that verifies; each damaged newer one is named in a warning."""
+    checkpoints_dir = Path(checkpoints_dir)
+    candidates = (
+        [p for p in checkpoints_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if checkpoints_dir.is_dir()
+        else []
+    )
+    valid = {info.path for info in list_checkpoints(checkpoints_dir)}
+    for path in sorted(set(candidates) - valid):
+        warnings.warn(f"Skipping checkpoint {path}: {verify_checkpoint(path)}.", stacklevel=2)
+    for info in reversed(list_checkpoints(checkpoints_dir)):
+        problem = verify_checkpoint(info.path)
+        if problem is None:
+            return info.path
+        warnings.warn(f"Skipping damaged checkpoint {info.path}: {problem}; trying the previous one.", stacklevel=2)
+    return None
+
+
+def rotate_checkpoints(checkpoints_dir: Path, limit: int | None, keep: Iterable[Path | str | None] = ()) -> list[Path]:
+    """Delete the oldest checkpoints beyond `limit`, never the newest one nor those in `keep`.
+
+    Returns:
+        The deleted directories.
+    """
+    if limit is None:
+        return []
+    checkpoints = list_checkpoints(checkpoints_dir)
+    protected = {Path(p).resolve() for p in keep if p}
+    if checkpoints:
+        protected.add(checkpoints[-1].path.resolve())
+    removable = [info.path for info in checkpoints if info.path.resolve() not in protected]
+    excess = len(checkpoints) - limit
+    deleted = removable[: max(0, excess)]
+    for path in deleted:
+        shutil.rmtree(path)
+    return deleted
+
+
+def remove_stale_directories(checkpoints_dir: Path) -> None:
+    """Remove leftovers of saves that were killed (hidden temporary and moved-aside directories)."""
+    checkpoints_dir = Path(checkpoints_dir)
+    if not checkpoints_dir.is_dir():
+        return
+    for path in checkpoints_dir.iterdir():
+        if path.is_dir() and path.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+            final = checkpoints_dir / path.name.split("-", 1)[1]
+            if path.name.startswith(_OLD_PREFIX) and not final.exists():
+                os.rename(path, final)  # killed between the two renames: the old one is the complete one
+            else:
+                shutil.rmtree(path)
+
+
+# -- random number generators ------------------------------------------------------------------
+def capture_rng_state() -> dict[str, Any]:
+    """Every RNG state of this process, in types that `torch.load(weights_only=True)` accepts."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if hasattr(torch, "mps") and torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `capture_rng_state` captured."""
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["key"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and hasattr(torch, "mps") and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
+
+
+# -- tensors on disk ---------------------------------------------------------------------------
+def save_torch(obj: Any, path: Path) -> None:
+    """Save optimizer/scheduler/RNG state with torch.save (read back with weights_only=True)."""
+    torch.save(obj, path)
+
+
+def load_torch(path: Path) -> Any:
+    """Load with `weights_only=True`: a pickle that would run code is refused, never executed."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise ValueError(
+                f"Refusing to load {path}: it holds Python objects that only a full unpickle could build, "
+                "which could run arbitrary code. tamrin checkpoints hold tensors and plain values only."
+            ) from err
+        raise

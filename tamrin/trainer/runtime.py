@@ -1,0 +1,71 @@
+"""The run's engine: an accelerate `Accelerator` built from the config, seeding, and versions.
+
+Device placement, mixed precision and multi-process training are accelerate's; tamrin adds none of
+its own. Gradient accumulation windows are counted by the Trainer (from `epoch_step`, so they
+resume exactly); the accelerator only scales the loss and skips DDP's gradient sync inside a window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from tamrin.configs import ConfigError
+from tamrin.trainer.config import TrainerConfig
+
+__all__ = ["build_accelerator", "seed_everything", "run_info", "config_hash"]
+
+
+def build_accelerator(config: TrainerConfig) -> Accelerator:
+    """An Accelerator for `config`: device / use_cpu, mixed_precision, gradient accumulation."""
+    use_cpu = config.use_cpu or config.device == "cpu"
+    accelerator = Accelerator(
+        cpu=use_cpu,
+        mixed_precision=config.mixed_precision or "no",
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        step_scheduler_with_optimizer=False,
+    )
+    if config.distributed and accelerator.num_processes == 1:
+        raise ConfigError(
+            "`distributed=True` but this is a single process. Launch with `torchrun --nproc_per_node N` or "
+            "`accelerate launch`, or set distributed=false."
+        )
+    requested = config.device.split(":")[0]
+    if not use_cpu and requested not in ("auto", accelerator.device.type):
+        raise ConfigError(
+            f"`device={config.device!r}` is not available here (accelerate found {accelerator.device}). "
+            "Use device='auto' or 'cpu', or set use_cpu=true."
+        )
+    return accelerator
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (every device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def config_hash(config: TrainerConfig) -> str:
+    """A short hash of the config's YAML, recorded in each checkpoint's manifest."""
+    return hashlib.sha256(config.to_yaml().encode()).hexdigest()[:16]
+
+
+def run_info(config: TrainerConfig, world_size: int, global_step: int) -> dict[str, object]:
+    """What a checkpoint manifest records besides its files."""
+    import accelerate
+
+    import tamrin
+
+    return {
+        "global_step": global_step,
+        "tamrin_version": tamrin.__version__,
+        "torch_version": str(torch.__version__),
+        "accelerate_version": accelerate.__version__,
+        "world_size": world_size,
+        "trainer_config_hash": config_hash(config),
+    }

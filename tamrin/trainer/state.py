@@ -1,0 +1,86 @@
+"""TrainerState: the counters and trackers that a checkpoint must remember to resume exactly.
+
+`serialized_attributes` is the explicit list of what is saved (as Composer's State does); a field
+that is not on it is derived at start-up and never read back from a checkpoint. Each counter means
+one thing: `global_step` counts `training_step` calls (batches, as in Hezar), `optimizer_steps`
+counts optimizer updates, `epoch` is the epoch in progress and `epoch_step` its batches done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from omegaconf import OmegaConf
+
+__all__ = ["TrainerState"]
+
+
+@dataclasses.dataclass
+class TrainerState:
+    """Progress of a run.
+
+    Attributes:
+        epoch: the epoch in progress (0-based); after the last epoch, `num_epochs`.
+        epoch_step: batches (steps) of this process done in the current epoch.
+        epoch_samples: samples of the current epoch consumed by all processes together (the
+            global sampler position; it lets a run resume with another number of processes).
+        global_step: `training_step` calls since the start of training.
+        optimizer_steps: optimizer updates since the start of training.
+        skipped_updates: updates dropped by `nan_policy="skip"`.
+        loss_sum: sum of the training losses since the last log (the running-loss tracker).
+        loss_count: how many losses `loss_sum` holds.
+        best_metric: the best value of `metric_for_best_model` so far.
+        best_step: the global step at which `best_metric` was reached.
+        best_checkpoint: the checkpoint directory of the best step, if one was saved.
+        last_log_step: the global step of the last log row (logs are never written twice).
+        last_eval_step: the global step of the last evaluation.
+        world_size: processes of the run that wrote this state.
+    """
+
+    serialized_attributes: ClassVar[tuple[str, ...]] = (
+        "epoch", "epoch_step", "epoch_samples", "global_step", "optimizer_steps", "skipped_updates",
+        "loss_sum", "loss_count", "best_metric", "best_step",
+        "best_checkpoint", "last_log_step", "last_eval_step", "world_size",
+    )  # fmt: skip
+
+    epoch: int = 0
+    epoch_step: int = 0
+    epoch_samples: int = 0
+    global_step: int = 0
+    optimizer_steps: int = 0
+    skipped_updates: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    best_checkpoint: str | None = None
+    last_log_step: int = 0
+    last_eval_step: int = 0
+    world_size: int = 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The serialized attributes as plain Python values."""
+        return {name: getattr(self, name) for name in self.serialized_attributes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the serialized attributes; a missing or unknown key is an error (strict)."""
+        missing = [name for name in self.serialized_attributes if name not in state]
+        unknown = [name for name in state if name not in self.serialized_attributes]
+        if missing or unknown:
+            raise ValueError(f"Trainer state does not match TrainerState: missing {missing}, unknown {unknown}.")
+        for name in self.serialized_attributes:
+            setattr(self, name, state[name])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the state as YAML (floats written exactly, so losses resume bit for bit)."""
+        Path(path).write_text(OmegaConf.to_yaml(OmegaConf.create(self.state_dict())), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainerState:
+        """Read a state written by `save`."""
+        state = cls()
+        state.load_state_dict(OmegaConf.to_container(OmegaConf.load(path)))
+        return state
