@@ -94,14 +94,24 @@ class CheckpointingMixin:
                 self.accelerator.print(f"No checkpoint in {self.checkpoints_dir}: starting a new run.")
                 return None
         else:
-            path = Path(request)
-            if not path.is_dir():
-                raise FileNotFoundError(f"`resume_from_checkpoint={request!r}`: no such checkpoint directory.")
+            path = self._checkpoint_source(str(request))
             problem = ckpt.verify_checkpoint(path)
             if problem:
                 raise ValueError(f"Cannot resume from {path}: {problem}.")
         self.load_checkpoint(path)
         return path
+
+    @staticmethod
+    def _checkpoint_source(request: str) -> Path:
+        """A local checkpoint directory, or a Hub repo id downloaded through the HF cache."""
+        path = Path(request)
+        if path.is_dir():
+            return path
+        from tamrin import hub
+
+        if not path.exists() and hub.is_repo_id(request):
+            return hub.download(request)
+        raise FileNotFoundError(f"`resume_from_checkpoint={request!r}`: no such checkpoint directory or Hub repo id.")
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore everything `save` wrote: weights, optimizer, scheduler, state, RNG, callbacks."""

@@ -1,0 +1,43 @@
+"""`tamrin train [RECIPE] [section.key=value ...] [--dry-run]`: train from a recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="train from a recipe (default: the packaged OCR recipe)")
+    parser.add_argument(
+        "recipe", nargs="?", default=None, help="a recipe YAML file or a packaged recipe name (default: 'default')"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="section.key=value", help="e.g. trainer.batch_size=64 trainer.num_epochs=3"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then exit")
+    parser.set_defaults(handler=run)
+
+
+def split_recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """argparse cannot tell `RECIPE` from a first override; a token with '=' is an override."""
+    overrides = list(overrides)
+    if recipe is not None and "=" in recipe:
+        return None, [recipe, *overrides]
+    return recipe, overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from tamrin.recipes import load_recipe
+
+    recipe_name, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
+    recipe = load_recipe(recipe_name, overrides)
+    if args.dry_run:
+        print(OmegaConf.to_yaml(recipe), end="")
+        return 0
+    from tamrin.runner import train_from_recipe
+
+    train_from_recipe(recipe)
+    return 0
