@@ -88,7 +88,8 @@ class EntityDecoder:
         else:
             allowed = _STRICT[scheme][0]
             bad = [label for label in labels if not label or label[0] not in allowed]
-            expected = f"{scheme} tags (a prefix {', '.join(allowed)}, then the type, e.g. '{allowed[-1]}-PER')"
+            example = f"'{allowed[-1]}-PER'"
+            expected = f"{scheme} tags (a prefix {', '.join(allowed)}, then the type, e.g. {example})"
             tokens = [(label[0], label[1:].strip("-") or "_") for label in labels if label not in bad]
         if bad:
             raise ConfigError(f"`id2label` has tags {bad} that are not {expected}.")

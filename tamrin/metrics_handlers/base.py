@@ -1,4 +1,4 @@
-"""The `MetricsHandler` base and its per-metric `MetricConfig` (the registry is in `registry.py`).
+"""The `MetricsHandler` base (its `MetricConfig` is in `metric_config.py`, the registry in `registry.py`).
 
 A metrics handler turns a stream of evaluation batches into dataset-level metrics, in the
 torchmetrics shape: `update(outputs, batch)` once per batch, `compute()` once at the end, `reset()`
@@ -14,61 +14,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from tamrin.configs import Config, ConfigError, check_choice, check_range, suggest
+from tamrin.configs import ConfigError, suggest
+from tamrin.metrics_handlers.metric_config import AVERAGES, OBJECTIVES, OPTIONS, SCHEMES, MetricConfig
 
 if TYPE_CHECKING:
     from torchmetrics import Metric
 
+# MetricConfig and its choices are re-exported: they belong to the handler's API.
 __all__ = [
     "AVERAGES", "OBJECTIVES", "OPTIONS", "SCHEMES", "MetricConfig", "MetricsHandler", "accumulation_dtype",
 ]
-
-AVERAGES = ("micro", "macro", "weighted")
-SCHEMES = ("IOB1", "IOB2", "IOE2", "IOBES", "BILOU")
-OBJECTIVES = ("minimize", "maximize")
-OPTIONS = ("average", "top_k", "threshold", "scheme", "multilabel")
-
-
-@dataclass
-class MetricConfig(Config):
-    """One metric of a handler and its options; an option left at None takes the handler's default.
-
-    Attributes:
-        name: the metric, one of the handler's `valid_metrics` (e.g. "f1").
-        average: "micro", "macro" or "weighted", for precision, recall and f1.
-        top_k: the k of "top_k_accuracy" (default 5).
-        threshold: multi-label decision threshold: a label is predicted when sigmoid(logit) > threshold
-            (default 0.5).
-        scheme: sequence labeling's tagging scheme ("IOB1", "IOB2", "IOE2", "IOBES", "BILOU"): entities
-            as seqeval's strict mode finds them. None: seqeval's default (conlleval) mode.
-        multilabel: score classification as multi-label (sigmoid logits, multi-hot labels). None: the
-            handler's `multilabel` context (default False).
-    """
-
-    name: str
-    average: str | None = None
-    top_k: int | None = None
-    threshold: float | None = None
-    scheme: str | None = None
-    multilabel: bool | None = None
-
-    def validate(self) -> list[str | None]:
-        return [
-            None if self.name else "`name` must name a metric, e.g. 'accuracy'.",
-            check_choice("average", self.average, AVERAGES, optional=True),
-            check_range("top_k", self.top_k, minimum=1, optional=True),
-            check_range("threshold", self.threshold, minimum=0.0, maximum=1.0, optional=True),
-            check_choice("scheme", self.scheme, SCHEMES, optional=True),
-        ]
-
-    def options(self) -> dict[str, Any]:
-        """The options that were set (not None)."""
-        return {key: getattr(self, key) for key in OPTIONS if getattr(self, key) is not None}
 
 
 def _identity(data: Any) -> Any:
@@ -153,7 +112,7 @@ class MetricsHandler:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        """The metrics `compute()` returns, in the configured order (plus "loss" once losses were given)."""
+        """The metrics `compute()` returns, in the configured order; it adds "loss" once losses were given."""
         return tuple(self.metric_configs)
 
     def objective(self, metric_name: str) -> str:
@@ -286,6 +245,10 @@ def _as_metric_config(item: Any, index: int) -> MetricConfig:
     if isinstance(item, Mapping):
         if not isinstance(item.get("name"), str):
             raise ConfigError(f"`metrics[{index}]={dict(item)!r}` needs a `name` key, e.g. {{'name': 'f1'}}.")
-        return MetricConfig.from_dict(item)
+        try:
+            return MetricConfig.from_dict(item)
+        except ConfigError as err:
+            where = f"`metrics[{index}]` ({item['name']})"
+            raise ConfigError([f"{where}: {problem}" for problem in err.problems]) from None
     raise ConfigError(f"`metrics[{index}]={item!r}` must be a metric name, a mapping with a `name` key, "
                       "or a MetricConfig.")

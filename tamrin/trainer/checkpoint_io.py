@@ -9,6 +9,7 @@ methods (a mixin), kept out of trainer.py so that file holds the loop only.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import warnings
@@ -18,7 +19,7 @@ from typing import Any
 from tamrin.trainer import checkpointing as ckpt
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import load_model_weights, save_model_weights
-from tamrin.trainer.runtime import run_info
+from tamrin.trainer.runtime import run_info, seed_everything
 from tamrin.trainer.state import TrainerState
 
 __all__ = ["CheckpointingMixin"]
@@ -128,9 +129,36 @@ class CheckpointingMixin:
         self.state.load_state_dict(TrainerState.load(train_dir / "trainer_state.yaml").state_dict())
         self.callbacks.load_state_dict(ckpt.load_torch(train_dir / "callbacks.pt"))
         self._load_gradients(train_dir / "gradients.pt")
-        rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        ckpt.restore_rng_state(ckpt.load_torch(train_dir / _rng_file(rank, world)))
+        self._restore_process_rng(train_dir)
         self.callbacks.fire("on_load", self, path=str(path))
+
+    def _restore_process_rng(self, train_dir: Path) -> None:
+        """Restore this process's RNG; after a change of world size, continue the same data instead.
+
+        Positions are global (`epoch_samples`), so a run resumed with another number of processes
+        sees each remaining sample of the epoch once. Per-process RNG streams cannot be carried over,
+        so that run is not bitwise equal to one that kept its world size; the warning says so.
+        """
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        saved_world = self.state.world_size
+        if saved_world == world:
+            ckpt.restore_rng_state(ckpt.load_torch(train_dir / _rng_file(rank, world)))
+            return
+        state = self.state
+        state.epoch_step = math.ceil(state.epoch_samples / (self.config.batch_size * world))
+        state.world_size = world
+        warnings.warn(
+            f"Resuming a {saved_world}-process checkpoint with {world} process(es): training continues from "
+            f"global sample {state.epoch_samples} of epoch {state.epoch}, so no sample is repeated or skipped, "
+            "but per-process random streams restart and results are not bitwise equal to a run that kept "
+            f"{saved_world} process(es).",
+            stacklevel=3,
+        )
+        own = train_dir / _rng_file(rank, saved_world)
+        if rank < saved_world and own.is_file():
+            ckpt.restore_rng_state(ckpt.load_torch(own))
+        else:
+            seed_everything(self.config.seed + 7919 * state.global_step + rank)
 
     def _load_gradients(self, path: Path) -> None:
         gradients = ckpt.load_torch(path) if path.is_file() else {}

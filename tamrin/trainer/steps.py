@@ -26,7 +26,9 @@ class StepPlan:
 
     Attributes:
         steps_per_epoch: batches per epoch on each process.
-        total_steps: steps of the whole run (max_steps when given).
+        total_steps: steps of the whole run (max_steps when given), at this world size.
+        max_steps: the resolved max_steps, or None (the run then ends with its last epoch, which
+            stays true when a run is resumed with another number of processes).
         total_updates: optimizer updates of the whole run (what schedulers decay over).
         num_epochs: epochs the run will start (the last one may stop early at max_steps).
         log_steps / eval_steps / save_steps: intervals in steps; None means at each epoch end.
@@ -36,6 +38,7 @@ class StepPlan:
 
     steps_per_epoch: int
     total_steps: int
+    max_steps: int | None
     total_updates: int
     num_epochs: int
     log_steps: int | None
@@ -57,6 +60,7 @@ class StepPlan:
         return cls(
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
+            max_steps=max_steps,
             total_updates=total_updates,
             num_epochs=math.ceil(total_steps / steps_per_epoch),
             log_steps=resolve_steps(config.log_steps, total_steps, "log_steps"),
@@ -66,16 +70,24 @@ class StepPlan:
             accumulation=accumulation,
         )
 
+    def reached_max_steps(self, global_step: int) -> bool:
+        """Whether `max_steps` (if set) is reached at `global_step`."""
+        return self.max_steps is not None and global_step >= self.max_steps
+
     def is_update_step(self, epoch_step: int, global_step: int, *, last_batch: bool) -> bool:
         """Whether the `epoch_step`-th batch (1-based) of an epoch ends an accumulation window.
 
-        A window also ends with the epoch (`last_batch`) and with the run, so no gradient is left
+        A window also ends with the epoch (`last_batch`) and at max_steps, so no gradient is left
         unapplied.
         """
-        return epoch_step % self.accumulation == 0 or last_batch or global_step == self.total_steps
+        return epoch_step % self.accumulation == 0 or last_batch or self.reached_max_steps(global_step)
 
-    def due(self, interval: int | None, global_step: int, end_of_epoch: bool) -> bool:
-        """Whether an event with this interval (None: each epoch end) falls on `global_step`."""
+    def due(self, interval: int | None, global_step: int, *, end_of_epoch: bool, end_of_run: bool) -> bool:
+        """Whether an event with this interval (None: each epoch end) falls on `global_step`.
+
+        Every event is also due at the end of the run, so the last step is always logged, evaluated
+        and saved.
+        """
         if interval is None:
-            return end_of_epoch or global_step == self.total_steps
-        return global_step % interval == 0 or global_step == self.total_steps
+            return end_of_epoch or end_of_run
+        return global_step % interval == 0 or end_of_run

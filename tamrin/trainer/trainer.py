@@ -206,6 +206,8 @@ class Trainer(CheckpointingMixin):
         for name in ("id2label", "num_labels"):
             if getattr(model_config, name, None) is not None:
                 context[name] = getattr(model_config, name)
+        if getattr(model_config, "problem_type", None) == "multi_label_classification":  # Hugging Face models
+            context["multilabel"] = True
         return build_metrics_handler(
             self.config.task, self.config.metrics, gather=self.accelerator.gather_for_metrics, **context
         )
@@ -241,6 +243,8 @@ class Trainer(CheckpointingMixin):
         with context:
             outputs = self.forward(batch)
             loss = self.compute_loss(outputs, batch)
+            if loss.dim() > 0:  # per-sample losses: their mean is the batch loss
+                loss = loss.mean()
             self.accelerator.backward(loss)
         return loss.detach()
 
@@ -260,7 +264,11 @@ class Trainer(CheckpointingMixin):
             self.lr_scheduler.step()
 
     def evaluation_step(self, batch: Any) -> None:
-        """Forward one evaluation batch; hand the loss and outputs to the metrics handler."""
+        """Forward one evaluation batch; hand the loss and outputs to the metrics handler.
+
+        A `compute_loss` that returns per-sample losses (shape [batch]) makes the evaluation loss
+        exact under multi-process padding; a batch mean is weighted by the batch's real samples.
+        """
         outputs = self.forward(batch)
         loss = self.compute_loss(outputs, batch)
         self.metrics_handler.update_loss(loss.detach(), _batch_size(batch))
@@ -280,6 +288,8 @@ class Trainer(CheckpointingMixin):
             resume_step=self.state.global_step if resumed else None,
             enabled=self.is_main_process,
         )
+        if self.progress_mode != "none":
+            print(self._describe_run(), flush=True)
         self.callbacks.fire("on_train_begin", self)
         try:
             while self.state.epoch < self.plan.num_epochs and not self._finished():
@@ -293,8 +303,20 @@ class Trainer(CheckpointingMixin):
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
         return dict(self._last_logs)
 
+    def _describe_run(self) -> str:
+        """One line of step arithmetic: samples, global batch, steps and updates."""
+        processes, accumulation = self.accelerator.num_processes, self.config.gradient_accumulation_steps
+        global_batch = self.config.batch_size * processes * accumulation
+        start = f", resuming at step {self.state.global_step}" if self.state.global_step else ""
+        return (
+            f"Training on {len(self.train_dataset)} samples: global batch {global_batch} "
+            f"(batch_size {self.config.batch_size} x {processes} process(es) x {accumulation} accumulation), "
+            f"{self.plan.steps_per_epoch} steps/epoch per process, {self.plan.total_steps} steps, "
+            f"{self.plan.total_updates} optimizer updates{start}."
+        )
+
     def _finished(self) -> bool:
-        return self.control.should_stop or self.state.global_step >= self.plan.total_steps
+        return self.control.should_stop or self.plan.reached_max_steps(self.state.global_step)
 
     def inner_training_loop(self, epoch: int) -> None:
         """One epoch, from the sampler's resumed position to its end (or max_steps / a stop)."""
@@ -356,18 +378,20 @@ class Trainer(CheckpointingMixin):
         step = self.state.global_step
         if end_of_epoch:
             self._end_epoch_counters()
-        if self.plan.due(self.plan.log_steps, step, end_of_epoch):
+        end_of_run = self.plan.reached_max_steps(step) or (end_of_epoch and self.state.epoch >= self.plan.num_epochs)
+        when = {"end_of_epoch": end_of_epoch, "end_of_run": end_of_run}
+        if self.plan.due(self.plan.log_steps, step, **when):
             logs = self._training_logs()
             self.log(logs, step)
             progress.show(logs)
         if (
             self.config.do_evaluate
             and self.eval_dataset is not None
-            and (self.plan.due(self.plan.eval_steps, step, end_of_epoch) or self.control.should_evaluate)
+            and (self.plan.due(self.plan.eval_steps, step, **when) or self.control.should_evaluate)
         ):
             self.control.should_evaluate = False
             self._evaluate_during_training(step)
-        if self.plan.due(self.plan.save_steps, step, end_of_epoch) or self.control.should_save:
+        if self.plan.due(self.plan.save_steps, step, **when) or self.control.should_save:
             self.control.should_save = False
             self._save_checkpoint()
         return end_of_epoch
