@@ -13,9 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from distributed_job import SAMPLES  # noqa: E402  (tests/ is on sys.path under pytest's rootdir)
+from safetensors.torch import load_file
 
 JOB = Path(__file__).with_name("distributed_job.py")
 pytestmark = pytest.mark.slow

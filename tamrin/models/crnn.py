@@ -47,9 +47,9 @@ class CRNNConfig(ModelConfig):
     charset: str = DEFAULT_CHARSET
     image_height: int = 32
     image_width: int = 128
-    cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 96, 96])
+    cnn_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
     rnn_type: str = "lstm"
-    rnn_hidden_size: int = 128
+    rnn_hidden_size: int = 96
     num_rnn_layers: int = 1
     dropout: float = 0.1
 
