@@ -55,6 +55,7 @@ class CheckpointingMixin:
         self.config.save(train_dir)
         self.state.loss_sum += float(self._running_loss.item())  # fold the device tracker into the state
         self._running_loss.zero_()
+        self.state.nonfinite_losses += self._nonfinite.take_bad_count()
         self.state.save(train_dir / "trainer_state.yaml")
         ckpt.save_torch(self.optimizer.state_dict(), train_dir / "optimizer.pt")
         if self.lr_scheduler is not None:

@@ -32,6 +32,7 @@ class TrainerState:
         skipped_updates: updates dropped by `nan_policy="skip"`.
         loss_sum: sum of the training losses since the last log (the running-loss tracker).
         loss_count: how many losses `loss_sum` holds.
+        nonfinite_losses: how many of those were NaN/inf (left out of the mean; nan_policy="skip").
         best_metric: the best value of `metric_for_best_model` so far.
         best_step: the global step at which `best_metric` was reached.
         best_checkpoint: the checkpoint directory of the best step, if one was saved.
@@ -42,7 +43,7 @@ class TrainerState:
 
     serialized_attributes: ClassVar[tuple[str, ...]] = (
         "epoch", "epoch_step", "epoch_samples", "global_step", "optimizer_steps", "skipped_updates",
-        "loss_sum", "loss_count", "best_metric", "best_step",
+        "loss_sum", "loss_count", "nonfinite_losses", "best_metric", "best_step",
         "best_checkpoint", "last_log_step", "last_eval_step", "world_size",
     )  # fmt: skip
 
@@ -54,6 +55,7 @@ class TrainerState:
     skipped_updates: int = 0
     loss_sum: float = 0.0
     loss_count: int = 0
+    nonfinite_losses: int = 0
     best_metric: float | None = None
     best_step: int | None = None
     best_checkpoint: str | None = None

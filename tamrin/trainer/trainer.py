@@ -22,9 +22,11 @@ from tamrin.datasets.samplers import RangedSampler
 from tamrin.metrics_handlers import MetricsHandler, build_metrics_handler, check_metric_for_best_model
 from tamrin.trainer.callbacks import Callback, CallbackHandler, EarlyStopping, TrainerControl
 from tamrin.trainer.checkpoint_io import CheckpointingMixin
+from tamrin.trainer.checkpointing import list_checkpoints
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.logging import TrainingLogger
 from tamrin.trainer.modeling import call_model, forward_keys, load_model_weights, loss_from_outputs
+from tamrin.trainer.nonfinite import NonFiniteGuard
 from tamrin.trainer.optim import PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
 from tamrin.trainer.progress import Progress, resolve_progress_mode
 from tamrin.trainer.runtime import build_accelerator, seed_everything
@@ -105,6 +107,7 @@ class Trainer(CheckpointingMixin):
         self.logger: TrainingLogger | None = None
         self._eval_loaders: dict[int, DataLoader] = {}
         self._running_loss = torch.zeros((), device=self.accelerator.device)
+        self._nonfinite = NonFiniteGuard(self.accelerator.device)
         self._last_logs: dict[str, float] = {}
         self._update_due = True
         self._loader_steps = 0  # steps since the sampler's start position (resume-aware)
@@ -249,7 +252,18 @@ class Trainer(CheckpointingMixin):
         return loss.detach()
 
     def optimization_step(self) -> None:
-        """Clip gradients to max_grad_norm, step the optimizer and clear the gradients."""
+        """Clip gradients to max_grad_norm, step the optimizer and clear the gradients.
+
+        With nan_policy="skip", a window that saw a NaN/inf loss is dropped instead (counted in
+        `state.skipped_updates` and logged as `train.skipped_updates`).
+        """
+        if self.config.nan_policy == "skip":
+            finite = self._nonfinite.window_is_finite()
+            self._nonfinite.end_window()
+            if not finite:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.state.skipped_updates += 1
+                return
         if self.config.max_grad_norm is not None:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
@@ -296,6 +310,7 @@ class Trainer(CheckpointingMixin):
                 self.callbacks.fire("on_epoch_begin", self)
                 self.inner_training_loop(self.state.epoch)
                 self.callbacks.fire("on_epoch_end", self)
+            self._check_losses_finite()
         finally:
             self.logger.close()
         self.callbacks.fire("on_train_end", self)
@@ -369,7 +384,8 @@ class Trainer(CheckpointingMixin):
         state.epoch_step += 1
         self._loader_steps += 1
         state.epoch_samples = self.train_dataloader.sampler.position_after(self._loader_steps)
-        self._running_loss += loss.float()
+        loss = self._nonfinite.observe(loss.float(), state.global_step, state.epoch_step - 1)
+        self._running_loss += loss
         state.loss_count += 1
 
     def _after_step(self, progress: Progress) -> bool:
@@ -380,21 +396,33 @@ class Trainer(CheckpointingMixin):
             self._end_epoch_counters()
         end_of_run = self.plan.reached_max_steps(step) or (end_of_epoch and self.state.epoch >= self.plan.num_epochs)
         when = {"end_of_epoch": end_of_epoch, "end_of_run": end_of_run}
-        if self.plan.due(self.plan.log_steps, step, **when):
-            logs = self._training_logs()
-            self.log(logs, step)
-            progress.show(logs)
-        if (
+        log_due = self.plan.due(self.plan.log_steps, step, **when)
+        evaluate_due = (
             self.config.do_evaluate
             and self.eval_dataset is not None
             and (self.plan.due(self.plan.eval_steps, step, **when) or self.control.should_evaluate)
-        ):
+        )
+        save_due = self.plan.due(self.plan.save_steps, step, **when) or self.control.should_save
+        if log_due or evaluate_due or save_due:
+            self._check_losses_finite()
+        if log_due:
+            logs = self._training_logs()
+            self.log(logs, step)
+            progress.show(logs)
+        if evaluate_due:
             self.control.should_evaluate = False
             self._evaluate_during_training(step)
-        if self.plan.due(self.plan.save_steps, step, **when) or self.control.should_save:
+        if save_due or self.control.should_save:
             self.control.should_save = False
             self._save_checkpoint()
         return end_of_epoch
+
+    def _check_losses_finite(self) -> None:
+        """With nan_policy="stop", raise if any loss since the start was NaN/inf (a host sync)."""
+        if self.config.nan_policy == "stop":
+            latest = list_checkpoints(self.checkpoints_dir)
+            hint = f"The last checkpoint is {latest[-1].path}." if latest else "No checkpoint was saved."
+            self._nonfinite.raise_if_seen(hint)
 
     def _end_epoch_counters(self) -> None:
         state = self.state
@@ -405,8 +433,13 @@ class Trainer(CheckpointingMixin):
     def _training_logs(self) -> dict[str, float]:
         """The mean training loss since the last log and the learning rate (a host sync, by design)."""
         logs = {"learning_rate": float(self.optimizer.param_groups[0]["lr"])}
-        if self.state.loss_count:
-            logs["train.loss"] = float(self._running_loss.item() + self.state.loss_sum) / self.state.loss_count
+        self.state.nonfinite_losses += self._nonfinite.take_bad_count()
+        finite_count = self.state.loss_count - self.state.nonfinite_losses
+        if finite_count:
+            logs["train.loss"] = float(self._running_loss.item() + self.state.loss_sum) / finite_count
+        if self.config.nan_policy == "skip":
+            logs["train.skipped_updates"] = float(self.state.skipped_updates)
+        self.state.nonfinite_losses = 0
         self._running_loss.zero_()
         self.state.loss_sum = 0.0
         self.state.loss_count = 0
@@ -475,7 +508,8 @@ class Trainer(CheckpointingMixin):
 
     def _log_columns(self) -> list[str]:
         names = ["loss", *(name for name in self.metrics_handler.metric_names if name != "loss")]
-        return ["train.loss", "learning_rate", *(f"evaluation.{name}" for name in names)]
+        skipped = ["train.skipped_updates"] if self.config.nan_policy == "skip" else []
+        return ["train.loss", "learning_rate", *skipped, *(f"evaluation.{name}" for name in names)]
 
     def load_csv_logs(self) -> Any:
         """The run's CSV logs as a pandas DataFrame, one row per logged step."""
