@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from tamrin.configs import ConfigError
 from tamrin.trainer.config import TrainerConfig
 
-__all__ = ["build_accelerator", "seed_everything", "run_info", "config_hash"]
+__all__ = ["build_accelerator", "check_supported_engine", "seed_everything", "run_info", "config_hash"]
 
 
 def build_accelerator(config: TrainerConfig) -> Accelerator:
@@ -41,6 +41,33 @@ def build_accelerator(config: TrainerConfig) -> Accelerator:
             "Use device='auto' or 'cpu', or set use_cpu=true."
         )
     return accelerator
+
+
+def check_supported_engine(accelerator: Accelerator) -> None:
+    """Refuse engines whose sharded state tamrin's checkpoints cannot hold yet (no silent fallback).
+
+    tamrin writes full model and optimizer state from the main process. Under FSDP or DeepSpeed that
+    state is sharded across processes, so a checkpoint would be incomplete; say so before training.
+    """
+    import os
+
+    from accelerate.utils import DistributedType
+
+    sharded = {DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM}
+    if accelerator.distributed_type in sharded:
+        raise ConfigError(
+            f"accelerate is configured for {accelerator.distributed_type.value}, whose sharded model and optimizer "
+            "state tamrin's checkpoints do not support yet. Use DDP (the default multi-process mode of "
+            "`torchrun` / `accelerate launch`), or see docs/distributed.md."
+        )
+    if (
+        os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+        and accelerator.distributed_type not in sharded
+    ):
+        raise ConfigError(
+            f"FSDP was requested (ACCELERATE_USE_FSDP) but accelerate runs {accelerator.distributed_type.value} here "
+            "(on CPU, accelerate does not shard with FSDP). Unset ACCELERATE_USE_FSDP to train with DDP."
+        )
 
 
 def seed_everything(seed: int) -> None:

@@ -29,7 +29,7 @@ from tamrin.trainer.modeling import call_model, forward_keys, load_model_weights
 from tamrin.trainer.nonfinite import NonFiniteGuard
 from tamrin.trainer.optim import PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
 from tamrin.trainer.progress import Progress, resolve_progress_mode
-from tamrin.trainer.runtime import build_accelerator, seed_everything
+from tamrin.trainer.runtime import build_accelerator, check_supported_engine, seed_everything
 from tamrin.trainer.state import TrainerState
 from tamrin.trainer.steps import StepPlan
 
@@ -46,7 +46,8 @@ class Trainer(CheckpointingMixin):
             on_train_begin
             for epoch in epochs:                                 # on_epoch_begin
                 inner_training_loop(epoch):
-                    loader = create_train_dataloader(dataset)    # once; the sampler moves per epoch
+                    loader = create_train_dataloader(dataset)    # once, with create_train_sampler(dataset);
+                                                                 # the sampler moves per epoch
                     for batch in loader (from the resumed position):
                         on_step_begin
                         batch = prepare_input_batch(batch)
@@ -83,6 +84,7 @@ class Trainer(CheckpointingMixin):
             raise TypeError(f"`config` must be a TrainerConfig, got {type(config).__name__}.")
         self.config = config
         self.accelerator = accelerator or build_accelerator(config)
+        check_supported_engine(self.accelerator)
         seed_everything(config.seed)
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
@@ -95,6 +97,8 @@ class Trainer(CheckpointingMixin):
         self.control = TrainerControl()
         self.model = self._init_weights(model)
         self._forward_keys = forward_keys(self.model)
+        # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
+        self.callbacks = CallbackHandler(self._default_callbacks() + list(callbacks or ()))
         self.train_dataloader = self.create_train_dataloader(train_dataset) if train_dataset is not None else None
         self.plan = StepPlan.from_config(config, len(self.train_dataloader)) if self.train_dataloader else None
         self.optimizer = optimizer or self.create_optimizer()
@@ -102,7 +106,6 @@ class Trainer(CheckpointingMixin):
         self.metrics_handler = metrics_handler or self.create_metrics_handler()
         check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
         self.lr_scheduler = lr_scheduler if lr_scheduler is not None else self.create_lr_scheduler()
-        self.callbacks = CallbackHandler(self._default_callbacks() + list(callbacks or ()))
         self.progress_mode = resolve_progress_mode(config.progress, is_main_process=self.is_main_process)
         self.logger: TrainingLogger | None = None
         self._eval_loaders: dict[int, DataLoader] = {}
@@ -110,6 +113,7 @@ class Trainer(CheckpointingMixin):
         self._nonfinite = NonFiniteGuard(self.accelerator.device)
         self._last_logs: dict[str, float] = {}
         self._update_due = True
+        self.grad_norm: torch.Tensor | None = None  # pre-clip norm of the last update (max_grad_norm set)
         self._loader_steps = 0  # steps since the sampler's start position (resume-aware)
 
     # -- construction steps ----------------------------------------------------------------------
@@ -138,21 +142,14 @@ class Trainer(CheckpointingMixin):
         return torch.compile(model) if self.config.compile else model
 
     def create_train_dataloader(self, dataset: Any) -> DataLoader:
-        """A DataLoader over `dataset` whose RangedSampler resumes mid-epoch in O(1).
+        """A DataLoader over `dataset` whose sampler (`create_train_sampler`) resumes mid-epoch in O(1).
 
         The loader has its own generator, reseeded each epoch, so creating its iterator never draws
         from the global RNG (which dropout uses) and a resumed run draws the same numbers.
         """
         if len(dataset) == 0:
             raise ValueError("The training dataset is empty.")
-        sampler = RangedSampler(
-            dataset,
-            self.config.batch_size,
-            shuffle=self.config.dataloader_shuffle,
-            seed=self.config.seed,
-            num_replicas=self.accelerator.num_processes,
-            rank=self.accelerator.process_index,
-        )
+        sampler = self.create_train_sampler(dataset)
         return DataLoader(
             dataset,
             batch_size=self.config.batch_size,
@@ -162,6 +159,28 @@ class Trainer(CheckpointingMixin):
             generator=torch.Generator(),
             pin_memory=self.accelerator.device.type == "cuda",
             persistent_workers=False,
+        )
+
+    def create_train_sampler(self, dataset: Any) -> RangedSampler:
+        """The training sampler: a callback's (one with `create_train_sampler(trainer, dataset)`, e.g.
+        a Curriculum), else a RangedSampler. Override to use your own.
+
+        The loop moves it with `set_epoch` / `set_start_index` and reads `position_after` and
+        `end_index`, so a replacement must offer RangedSampler's interface (subclassing it does).
+        """
+        suppliers = [c for c in self.callbacks.callbacks if callable(getattr(c, "create_train_sampler", None))]
+        if len(suppliers) > 1:
+            names = ", ".join(type(c).__name__ for c in suppliers)
+            raise ConfigError(f"Several callbacks supply the training sampler ({names}); keep one of them.")
+        if suppliers:
+            return suppliers[0].create_train_sampler(self, dataset)
+        return RangedSampler(
+            dataset,
+            self.config.batch_size,
+            shuffle=self.config.dataloader_shuffle,
+            seed=self.config.seed,
+            num_replicas=self.accelerator.num_processes,
+            rank=self.accelerator.process_index,
         )
 
     def create_eval_dataloader(self, dataset: Any) -> DataLoader:
@@ -264,8 +283,8 @@ class Trainer(CheckpointingMixin):
                 self.optimizer.zero_grad(set_to_none=True)
                 self.state.skipped_updates += 1
                 return
-        if self.config.max_grad_norm is not None:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        if self.config.max_grad_norm is not None:  # the returned norm stays on the device (no sync)
+            self.grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.optimizer_steps += 1
