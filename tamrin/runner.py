@@ -12,9 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from tamrin.recipes import dataset_spec
 
-__all__ = ["build_trainer", "train_from_recipe", "FINAL_MODEL_DIR"]
+__all__ = ["build_trainer", "train_from_recipe", "evaluate_from_recipe", "find_run_recipe", "FINAL_MODEL_DIR"]
 
 FINAL_MODEL_DIR = "model"
+RECIPE_FILENAME = "recipe.yaml"
 
 
 def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
@@ -52,11 +53,53 @@ def _build_callback_entry(entry: Any, build_callback: Any) -> Any:
 def train_from_recipe(recipe: DictConfig | dict[str, Any]) -> dict[str, float]:
     """Train a recipe, save the final model, and print where everything is and the best metric."""
     trainer = build_trainer(recipe)
+    if trainer.is_main_process:
+        save_recipe(recipe, Path(trainer.config.output_dir))
     logs = trainer.train()
     final = trainer.save(Path(trainer.config.output_dir) / FINAL_MODEL_DIR)
     if trainer.is_main_process:
         print(summary(trainer, logs, final))
     return logs
+
+
+def save_recipe(recipe: DictConfig | dict[str, Any], output_dir: Path) -> Path:
+    """Keep the resolved recipe beside the run, so `tamrin evaluate` can rebuild its data later."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / RECIPE_FILENAME
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(recipe)), encoding="utf-8")
+    return path
+
+
+def find_run_recipe(directory: Path) -> Path:
+    """The recipe.yaml of the run a model/checkpoint directory belongs to (it or a parent holds it)."""
+    for candidate in [directory, *directory.resolve().parents][:4]:
+        if (candidate / RECIPE_FILENAME).is_file():
+            return candidate / RECIPE_FILENAME
+    raise FileNotFoundError(
+        f"No {RECIPE_FILENAME} in {directory} or its parents: evaluate a directory written by `tamrin train`, "
+        "or pass the recipe instead: `tamrin evaluate RECIPE.yaml`."
+    )
+
+
+def evaluate_from_recipe(
+    recipe: DictConfig | dict[str, Any], model_dir: Path | None = None, split: str | None = None
+) -> dict[str, float]:
+    """Evaluate the model in `model_dir` (default: the recipe's final model) on its eval data."""
+    from tamrin.datasets import build_dataset
+    from tamrin.models import Model
+    from tamrin.trainer.config import TrainerConfig
+    from tamrin.trainer.trainer import Trainer
+
+    if isinstance(recipe, DictConfig):
+        recipe = OmegaConf.to_container(recipe, resolve=True)
+    config = TrainerConfig.from_dict({**recipe["trainer"], "resume_from_checkpoint": None, "init_weights_from": None})
+    model_dir = Path(model_dir) if model_dir is not None else Path(config.output_dir) / FINAL_MODEL_DIR
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"No trained model at {model_dir}: train the recipe first (`tamrin train`).")
+    spec, default_split = dataset_spec(recipe, "eval_dataset" if recipe.get("eval_dataset") else "dataset")
+    dataset = build_dataset(spec.pop("name"), split=split or default_split, **spec)
+    trainer = Trainer(model=Model.load(model_dir), config=config, eval_dataset=dataset)
+    return trainer.evaluate()
 
 
 def summary(trainer: Any, logs: dict[str, float], final: Path) -> str:
