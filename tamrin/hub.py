@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData, constants, hf_hub_download, snapshot_download
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    ModelCardData,
+    constants,
+    hf_hub_download,
+    snapshot_download,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -69,6 +77,7 @@ def upload_folder(
     private: bool = False,
     revision: str | None = None,
     token: str | None = None,
+    replace: bool = False,
 ) -> str:
     """Upload every file under `folder` to a model repo, in one commit.
 
@@ -84,6 +93,8 @@ def upload_folder(
         private: Create the repo as private (only when it does not exist yet).
         revision: Branch to commit to; defaults to the main branch.
         token: Hub token; None lets huggingface_hub use HF_TOKEN or the stored login.
+        replace: Also delete, in the same commit, the repo's files that `folder` does not hold
+            (``.gitattributes`` stays), so the revision holds exactly this folder.
 
     Returns:
         The sha of the commit that holds the files.
@@ -107,6 +118,10 @@ def upload_folder(
         # create_commit, not HfApi.upload_folder: with hf_xet installed the latter may split a folder
         # into several commits, and a tamrin push must be a single commit.
         operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(files[name])) for name in kept]
+        if replace:
+            existing = api.list_repo_files(repo_id, revision=revision)
+            stale = sorted(set(existing) - set(kept) - {".gitattributes"})
+            operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
         info = api.create_commit(
             repo_id, operations, commit_message=commit_message or "Upload with tamrin", revision=revision
         )

@@ -14,8 +14,8 @@
 `TrainerConfig(resume_from_checkpoint="user/repo")` verifies the download against the manifest and
 resumes exactly. A push without the model or the optimizer state keeps listing the files it leaves
 out, so a resume from it stops at once and names the missing file instead of half-loading a run.
-`upload_folder` adds and replaces files but never deletes any, so a push also overwrites every file
-that resuming would read even when absent (an empty gradients.pt when no accumulation window is open).
+Each push replaces the revision's files (`upload_folder(replace=True)` deletes, in the same commit,
+what the staged folder does not hold), so no file of an earlier push can mix into a later run.
 
 Tokens are never read here: huggingface_hub finds HF_TOKEN or the stored login itself, and nothing
 this module writes (configs, state, card) holds one.
@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 
 from tamrin import hub
-from tamrin.trainer.checkpointing import MANIFEST, TRAIN_DIR, read_manifest, save_torch, write_manifest
+from tamrin.trainer.checkpointing import MANIFEST, TRAIN_DIR, read_manifest, write_manifest
 from tamrin.trainer.logging import CSV_FILENAME
 
 __all__ = ["push_trainer_to_hub", "push_checkpoint_to_hub", "push_staged_folder", "best_metrics", "model_card"]
@@ -171,12 +171,12 @@ def push_staged_folder(
     (staging / CARD_FILENAME).write_text(model_card(facts, repo_id), encoding="utf-8")
     manifest = read_manifest(staging) if (staging / MANIFEST).is_file() else None
     _leave_out(staging, push_model=push_model, push_optimizer=push_optimizer, push_logs=push_logs)
-    if push_optimizer and (staging / TRAIN_DIR / "optimizer.pt").is_file():
-        _overwrite_stale_gradients(staging / TRAIN_DIR / "gradients.pt")
     if manifest is not None:
         _refresh_manifest(staging, manifest)
     message = commit_message or f"Upload {facts.model_name} at step {facts.state.get('global_step', 0)} with tamrin"
-    return hub.upload_folder(staging, repo_id, commit_message=message, private=private, revision=revision, token=token)
+    return hub.upload_folder(
+        staging, repo_id, commit_message=message, private=private, revision=revision, token=token, replace=True
+    )
 
 
 # -- staging --------------------------------------------------------------------------------------
@@ -210,15 +210,6 @@ def _leave_out(staging: Path, *, push_model: bool, push_optimizer: bool, push_lo
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-
-
-def _overwrite_stale_gradients(path: Path) -> None:
-    """Push an empty gradients.pt (no open accumulation window) over any an earlier push left behind.
-
-    `load_checkpoint` restores gradients.pt whenever it exists, and a push cannot delete files.
-    """
-    if not path.is_file():
-        save_torch({}, path)
 
 
 def _refresh_manifest(staging: Path, original: dict[str, Any]) -> None:
