@@ -29,13 +29,24 @@ class CheckpointingMixin:
     """The Trainer's save / resume methods (they use the Trainer's attributes)."""
 
     def save(self, path: str | os.PathLike, *, include_logs: bool = True) -> Path:
-        """Save the model, configs, optimizer/scheduler/state, RNG and logs into `path`, atomically."""
+        """Save the model, configs, optimizer/scheduler/state, RNG and logs into `path`, atomically.
+
+        Raises:
+            CheckpointWriteError: an OSError while writing (e.g. a full disk); nothing half-written is
+                left behind and the previous checkpoint is intact (the message names it).
+        """
         path = Path(path)
         rng_states = self._gather_rng_states()
         if self.is_main_process:
             info = run_info(self.config, self.accelerator.num_processes, self.state.global_step)
-            with ckpt.atomic_directory(path, info) as staging:
-                self._write_checkpoint(staging, rng_states, include_logs=include_logs)
+            try:
+                with ckpt.atomic_directory(path, info) as staging:
+                    self._write_checkpoint(staging, rng_states, include_logs=include_logs)
+            except Exception as err:  # e.g. a full disk: say what happened, where, and that the last one is intact
+                os_error = ckpt.os_error_in(err)
+                if os_error is None:
+                    raise
+                raise ckpt.checkpoint_write_error(os_error, path, self.checkpoints_dir) from err
         self.accelerator.wait_for_everyone()
         self.callbacks.fire("on_save", self, path=str(path))
         return path
@@ -53,6 +64,9 @@ class CheckpointingMixin:
         train_dir = staging / ckpt.TRAIN_DIR
         train_dir.mkdir()
         self.config.save(train_dir)
+        dataset_config = getattr(self.train_dataset, "config", None)
+        if callable(getattr(dataset_config, "save", None)):  # a tamrin Dataset: its config travels with the run
+            dataset_config.save(train_dir)
         self.state.loss_sum += float(self._running_loss.item())  # fold the device tracker into the state
         self._running_loss.zero_()
         self.state.nonfinite_losses += self._nonfinite.take_bad_count()

@@ -5,7 +5,7 @@
 
     README.md                       the model card: task, best evaluation metrics, settings, how to load
     model.safetensors  model_config.yaml  (preprocessor files, config.json)      push_model
-    train/trainer_config.yaml  train/trainer_state.yaml  train/dataset_config.yaml
+    train/trainer_config.yaml  train/trainer_state.yaml  train/dataset_config.yaml (a tamrin Dataset)
     train/optimizer.pt  lr_scheduler.pt  scaler.pt  rng_state*.pt               push_optimizer
           callbacks.pt  gradients.pt
     logs/training_logs.csv                                                       push_logs
@@ -181,10 +181,7 @@ def push_staged_folder(
 
 # -- staging --------------------------------------------------------------------------------------
 def _add_run_files(trainer: Any, staging: Path, *, push_model: bool) -> None:
-    """Add what `Trainer.save` does not write: the dataset config and the Trainer's own preprocessor."""
-    dataset_config = getattr(trainer.train_dataset, "config", None)
-    if callable(getattr(dataset_config, "save", None)):
-        dataset_config.save(staging / TRAIN_DIR)
+    """Add what `Trainer.save` does not write: the Trainer's own preprocessor."""
     preprocessor = trainer.preprocessor
     if not push_model or preprocessor is None or preprocessor is getattr(trainer.unwrapped_model, "preprocessor", None):
         return  # a tamrin Model saves its own preprocessor with its weights
