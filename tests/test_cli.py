@@ -42,3 +42,11 @@ def test_python_dash_m_runs_the_cli():
     assert result.returncode == 2
     assert "`learning_rate=-1.0` is out of range" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_recipe_callbacks_are_validated_by_name(capsys):
+    assert main(["train", "--dry-run", "callbacks=[learning_rate_monitr]"]) == 2
+    assert "Unknown callback 'learning_rate_monitr' in the recipe. Did you mean `learning_rate_monitor`?" in (
+        capsys.readouterr().err
+    )
+    assert main(["train", "--dry-run", "callbacks=[{name: curriculum, scores: length}, gradient_norm_logger]"]) == 0

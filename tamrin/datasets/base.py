@@ -50,13 +50,20 @@ class DatasetConfig(Config):
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, overrides: Any = None, *, filename: str | None = None, revision: str | None = None
+        cls,
+        path: str | os.PathLike,
+        overrides: Any = None,
+        *,
+        filename: str | None = None,
+        revision: str | None = None,
     ) -> DatasetConfig:
         """Load a dataset config, rebuilding the subclass registered under the file's `name`."""
         yaml_path = cls._locate(path, filename or cls.config_filename, revision)
         raw = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True)
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered dataset.")
+            raise ConfigError(
+                f"{yaml_path} must be a mapping with a string `name` naming a registered dataset."
+            )
         config_class = get_dataset_class(raw["name"]).config_class
         if not issubclass(config_class, cls):
             raise ConfigError(f"{yaml_path} holds a {config_class.__name__}, not a {cls.__name__}.")
@@ -81,7 +88,9 @@ class Dataset(TorchDataset):
 
     def __init__(self, config: DatasetConfig, split: str = "train", **kwargs: Any) -> None:
         if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}.")
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}."
+            )
         self.config = config
         self.split = split
         self.data_collator: Callable[[list[dict[str, Any]]], dict[str, Any]] = (
@@ -107,6 +116,14 @@ class Dataset(TorchDataset):
         return rows if self.config.max_size is None else min(rows, self.config.max_size)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.get_item(self.resolve_index(index))
+
+    def resolve_index(self, index: int) -> int:
+        """Turn `index` (negative counts from the end) into a position in `[0, len(self))`.
+
+        Raises:
+            IndexError: `index` is out of range.
+        """
         length = len(self)
         position = int(index)
         if position < 0:
@@ -116,7 +133,7 @@ class Dataset(TorchDataset):
                 f"Index {index} is out of range for the {self.split!r} split of "
                 f"{type(self).__name__} (length {length})."
             )
-        return self.get_item(position)
+        return position
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.config.name!r}, split={self.split!r}, size={len(self)})"
@@ -130,14 +147,18 @@ def register_dataset(name: str, config_class: type[DatasetConfig]) -> Callable[[
         ValueError: `name` is taken by another class, or differs from the config's default `name`.
     """
     if not (isinstance(config_class, type) and issubclass(config_class, DatasetConfig)):
-        raise TypeError(f"config_class of dataset {name!r} must be a DatasetConfig subclass, got {config_class!r}.")
+        raise TypeError(
+            f"config_class of dataset {name!r} must be a DatasetConfig subclass, got {config_class!r}."
+        )
     default = next((f.default for f in fields(config_class) if f.name == "name"), "")
     if default != name:
         raise ValueError(f"{config_class.__name__}.name defaults to {default!r}; set `name: str = {name!r}`.")
 
     def decorator(dataset_class: DatasetT) -> DatasetT:
         if not (isinstance(dataset_class, type) and issubclass(dataset_class, Dataset)):
-            raise TypeError(f"@register_dataset({name!r}) needs a tamrin Dataset subclass, got {dataset_class!r}.")
+            raise TypeError(
+                f"@register_dataset({name!r}) needs a tamrin Dataset subclass, got {dataset_class!r}."
+            )
         existing = DATASETS.get(name)
         if existing is not None and existing.__qualname__ != dataset_class.__qualname__:
             raise ValueError(f"Dataset name {name!r} is already registered to {existing.__qualname__}.")

@@ -10,7 +10,9 @@ import torch
 __all__ = ["CTCCollator", "ImageCollator", "pad_sequences"]
 
 
-def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int | float) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_sequences(
+    sequences: Sequence[torch.Tensor], pad_value: int | float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad 1-D tensors into a (B, max_len) tensor; also return their lengths (B,) as int64."""
     lengths = torch.tensor([len(sequence) for sequence in sequences], dtype=torch.long)
     width = int(lengths.max()) if len(sequences) else 0
@@ -85,4 +87,8 @@ class CTCCollator:
         _check_items(items, ["pixel_values", "labels"], name)
         labels = [torch.as_tensor(item["labels"], dtype=torch.long).reshape(-1) for item in items]
         padded, lengths = pad_sequences(labels, self.pad_value)
-        return {"pixel_values": _stack(items, "pixel_values", name), "labels": padded, "label_lengths": lengths}
+        return {
+            "pixel_values": _stack(items, "pixel_values", name),
+            "labels": padded,
+            "label_lengths": lengths,
+        }

@@ -148,7 +148,7 @@ class SyntheticPlatesDataset(Dataset):
 
     def text(self, index: int) -> str:
         """The plate string of sample `index` (without rendering it)."""
-        return self._sample_text(self._rng(self._check_index(index)))
+        return self._sample_text(self._rng(self.resolve_index(index)))
 
     def get_item(self, index: int) -> dict[str, torch.Tensor]:
         rng = self._rng(index)
@@ -157,13 +157,6 @@ class SyntheticPlatesDataset(Dataset):
         return {"pixel_values": torch.from_numpy(pixels).unsqueeze(0), "labels": self.encode(text)}
 
     # -- generation ----------------------------------------------------------------------------
-    def _check_index(self, index: int) -> int:
-        length = len(self)
-        position = index + length if index < 0 else index
-        if not 0 <= position < length:
-            raise IndexError(f"Index {index} is out of range for the {self.split!r} split (length {length}).")
-        return position
-
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.config.seed, self._split_id, index])
 
@@ -201,7 +194,9 @@ class SyntheticPlatesDataset(Dataset):
         draw = ImageDraw.Draw(image)
         draw.text((margin_x - left, margin_y - top), text, fill=ink, font=font)
         if rng.random() < 0.5:  # a plate frame
-            draw.rectangle((0, 0, image.width - 1, image.height - 1), outline=ink, width=int(rng.integers(1, 3)))
+            draw.rectangle(
+                (0, 0, image.width - 1, image.height - 1), outline=ink, width=int(rng.integers(1, 3))
+            )
         angle = float(rng.uniform(-config.max_rotation, config.max_rotation))
         image = image.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=background)
         # random crop box around the plate: shifts and scale changes of a few percent

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tamrin.models.base import Model, ModelConfig
-from tamrin.models.crnn import CRNN, CRNNConfig  # noqa: E402,I001 - registers "crnn"
+from tamrin.models.crnn import CRNN, CRNNConfig  # importing it registers "crnn"
 from tamrin.models.registry import MODELS, build_model, get_model_class, register_model
 
 __all__ = [

@@ -62,7 +62,12 @@ class ModelConfig(Config):
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, overrides: Any = None, *, filename: str | None = None, revision: str | None = None
+        cls,
+        path: str | os.PathLike,
+        overrides: Any = None,
+        *,
+        filename: str | None = None,
+        revision: str | None = None,
     ) -> ModelConfig:
         """Load a model config, rebuilding the subclass registered under the file's `name`.
 
@@ -80,7 +85,9 @@ class ModelConfig(Config):
         except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear ConfigError
             raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered model.")
+            raise ConfigError(
+                f"{yaml_path} must be a mapping with a string `name` naming a registered model."
+            )
         config_class = get_model_class(raw["name"]).config_class
         if not issubclass(config_class, cls):
             raise ConfigError(
@@ -107,13 +114,17 @@ class Model(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}.")
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}."
+            )
         self.config = config
         self.preprocessor: Any = None
 
     # -- the task interface --------------------------------------------------------------------
     def forward(self, **batch: Any) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(**batch) -> dict of tensors.")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement forward(**batch) -> dict of tensors."
+        )
 
     def compute_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """Return the scalar training loss of `outputs` (from `forward`) against `batch`."""
@@ -178,26 +189,15 @@ class Model(nn.Module):
         storages: set[int] = set()
         for name, tensor in self.state_dict().items():
             tensor = tensor.detach()
-            key = (
-                (
-                    tensor.untyped_storage().data_ptr(),
-                    tensor.storage_offset(),
-                    tuple(tensor.shape),
-                    tensor.stride(),
-                    tensor.dtype,
-                )
-                if tensor.numel()
-                else None
-            )
-            if key is not None and key in seen:  # a tied weight: store it once, remember the alias
+            key = _view_key(tensor)
+            if key in seen:  # a tied weight: store it once, remember the alias
                 aliases[name] = seen[key]
                 continue
             if key is not None:
                 seen[key] = name
-                ptr = key[0]
                 # safetensors refuses tensors that share memory without being equal views: copy those
-                tensor = tensor.clone() if ptr in storages else tensor
-                storages.add(ptr)
+                tensor = tensor.clone() if key[0] in storages else tensor
+                storages.add(key[0])
             tensors[name] = tensor.contiguous().cpu()
         metadata = {"format": "pt", _ALIASES_KEY: json.dumps(aliases)}
         save_file(tensors, str(path), metadata=metadata)
@@ -265,14 +265,17 @@ class Model(nn.Module):
             if hub.is_repo_id(str(path)):
                 directory = Path(hub.download(str(path), revision=revision))
             else:
-                raise FileNotFoundError(f"No saved model at {str(path)!r} (neither a path nor a Hub repo id).")
+                raise FileNotFoundError(
+                    f"No saved model at {str(path)!r} (neither a path nor a Hub repo id)."
+                )
         if directory.is_file():
             directory = directory.parent
         config = ModelConfig.load(directory, config_overrides or None)
         model_class = get_model_class(config.name)
         if not issubclass(model_class, cls):
             raise ConfigError(
-                f"{directory} holds a {model_class.__name__} (`name={config.name!r}`), which is not a {cls.__name__}."
+                f"{directory} holds a {model_class.__name__} (`name={config.name!r}`), "
+                f"which is not a {cls.__name__}."
             )
         model = model_class(config)
         model.load_preprocessor(directory)
@@ -287,6 +290,14 @@ class Model(nn.Module):
             self.save(staging)
             message = commit_message or f"Upload {type(self).__name__}"
             return hub.upload_folder(staging, repo_id, commit_message=message, private=private)
+
+
+def _view_key(tensor: torch.Tensor) -> tuple | None:
+    """What makes two state-dict entries the same tensor (tied weights); None for empty tensors."""
+    if not tensor.numel():
+        return None
+    storage = tensor.untyped_storage().data_ptr()
+    return storage, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype
 
 
 def config_name_default(config_class: type[ModelConfig]) -> str:

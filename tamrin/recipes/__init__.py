@@ -127,7 +127,7 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
     """Validate each section with its config class, so a bad recipe fails before any work."""
     from tamrin.datasets import get_dataset_class
     from tamrin.models import get_model_class
-    from tamrin.trainer.callbacks import CALLBACKS
+    from tamrin.trainer.callbacks import registered_callbacks
     from tamrin.trainer.config import TrainerConfig
 
     TrainerConfig.from_dict(recipe["trainer"])
@@ -139,10 +139,11 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
             raise ConfigError(f"Recipe section `{section}` needs a `name` (a registered {section.split('_')[-1]}).")
         lookup = get_model_class if section == "model" else get_dataset_class
         lookup(spec["name"]).config_class.from_dict(spec)
+    callbacks = registered_callbacks()
     for entry in recipe.get("callbacks") or []:
         name = entry.get("name") if isinstance(entry, dict) else entry
-        if name not in CALLBACKS:
+        if name not in callbacks:
             raise ConfigError(
-                f"Unknown callback {name!r} in the recipe.{suggest(str(name), CALLBACKS)} "
-                f"Registered callbacks: {', '.join(sorted(CALLBACKS))}."
+                f"Unknown callback {name!r} in the recipe.{suggest(str(name), callbacks)} "
+                f"Registered callbacks: {', '.join(sorted(callbacks))}."
             )

@@ -27,6 +27,7 @@ __all__ = [
     "EVENTS",
     "CALLBACKS",
     "register_callback",
+    "registered_callbacks",
     "build_callback",
 ]
 
@@ -122,9 +123,21 @@ def register_callback(name: str) -> Callable[[type[Callback]], type[Callback]]:
     return decorator
 
 
+_BUILTIN_CALLBACK_MODULES = ("tamrin.trainer.monitors", "tamrin.trainer.curriculum_callbacks")
+
+
+def registered_callbacks() -> dict[str, type[Callback]]:
+    """Every registered callback, the built-in modules (monitors, curriculum) included."""
+    import importlib
+
+    for module in _BUILTIN_CALLBACK_MODULES:
+        importlib.import_module(module)
+    return CALLBACKS
+
+
 def build_callback(name: str, **kwargs: Any) -> Callback:
     """Build the registered callback `name` with `kwargs` (a recipe's `callbacks` entry)."""
-    if name not in CALLBACKS:
+    if name not in registered_callbacks():
         raise ConfigError(
             f"Unknown callback {name!r}.{suggest(name, CALLBACKS)} "
             f"Registered callbacks: {', '.join(sorted(CALLBACKS))}."

@@ -141,7 +141,9 @@ class CheckpointingMixin:
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler is not None:
             scaler.load_state_dict(ckpt.load_torch(train_dir / "scaler.pt"))
-        self.state.load_state_dict(TrainerState.load(train_dir / "trainer_state.yaml").state_dict())
+        state = TrainerState.load(train_dir / "trainer_state.yaml")
+        _check_loaded_state(state, train_dir / "trainer_state.yaml")
+        self.state.load_state_dict(state.state_dict())
         self.callbacks.load_state_dict(ckpt.load_torch(train_dir / "callbacks.pt"))
         self._load_gradients(train_dir / "gradients.pt")
         self._restore_process_rng(train_dir)
@@ -195,6 +197,42 @@ class CheckpointingMixin:
                 + "\n  ".join(differences),
                 stacklevel=3,
             )
+
+
+_STATE_COUNTERS = (
+    "epoch", "epoch_step", "epoch_samples", "global_step", "optimizer_steps", "skipped_updates",
+    "loss_count", "nonfinite_losses", "last_log_step", "last_eval_step", "world_size",
+)  # fmt: skip
+
+
+def _check_loaded_state(state: TrainerState, path: Path) -> None:
+    """Refuse a trainer_state.yaml whose values have the wrong types (damaged, or not written by tamrin).
+
+    The step becomes checkpoint names and log rows: a hostile `global_step: ../../x` must fail here,
+    by name, not later in arithmetic or in a path.
+    """
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def is_number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    values = state.state_dict()
+    problems = [f"`{name}={values[name]!r}` must be an int >= 0" for name in _STATE_COUNTERS
+                if not is_int(values[name]) or values[name] < 0]  # fmt: skip
+    checks = {
+        "loss_sum": is_number(state.loss_sum),
+        "best_metric": state.best_metric is None or is_number(state.best_metric),
+        "best_step": state.best_step is None or is_int(state.best_step),
+        "best_checkpoint": state.best_checkpoint is None or isinstance(state.best_checkpoint, str),
+    }
+    problems += [f"`{name}={values[name]!r}` has the wrong type" for name, ok in checks.items() if not ok]
+    if problems:
+        raise ValueError(
+            f"Cannot resume from {path}: " + "; ".join(problems) + ". The file is damaged or was not written by "
+            "tamrin; resume from another checkpoint."
+        )
 
 
 def _rng_file(rank: int, world_size: int) -> str:

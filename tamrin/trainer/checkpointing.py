@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import os
 import random
+import re
 import shutil
 import warnings
 from collections.abc import Iterable, Iterator
@@ -29,6 +31,9 @@ __all__ = [
     "MANIFEST",
     "TRAIN_DIR",
     "CheckpointInfo",
+    "CheckpointWriteError",
+    "checkpoint_write_error",
+    "os_error_in",
     "atomic_directory",
     "checkpoint_name",
     "list_checkpoints",
@@ -48,6 +53,7 @@ TRAIN_DIR = "train"
 STEP_WIDTH = 8
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
+_DELETE_PREFIX = ".del-"  # a checkpoint being deleted by rotation: hidden first, so never seen half-deleted
 
 
 def checkpoint_name(global_step: int) -> str:
@@ -105,7 +111,9 @@ def atomic_directory(final: Path, info: dict[str, Any]) -> Iterator[Path]:
     """Yield a temporary directory; on success write its manifest and rename it to `final`.
 
     If `final` already exists (a step redone after a resume), it is replaced: it is first moved
-    aside, so at every moment either the old or the new complete checkpoint is in place.
+    aside, so at every moment either the old or the new complete checkpoint is in place. When
+    anything fails (an OSError such as a full disk, or an exception in the caller's writes), the
+    staging directory is removed and a moved-aside old `final` is put back.
 
     Args:
         final: where the complete directory must appear.
@@ -117,11 +125,11 @@ def atomic_directory(final: Path, info: dict[str, Any]) -> Iterator[Path]:
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
+    old = final.parent / f"{_OLD_PREFIX}{final.name}"
     try:
         yield staging
         write_manifest(staging, info)
         _fsync_tree(staging)
-        old = final.parent / f"{_OLD_PREFIX}{final.name}"
         if final.exists():
             if old.exists():
                 shutil.rmtree(old)
@@ -132,7 +140,73 @@ def atomic_directory(final: Path, info: dict[str, Any]) -> Iterator[Path]:
             shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not final.exists():  # failed between the two renames: put the old one back
+            with contextlib.suppress(OSError):
+                os.rename(old, final)
         raise
+
+
+class CheckpointWriteError(OSError):
+    """Saving a checkpoint failed (a full disk, no permission, ...); the previous checkpoint is intact.
+
+    Its `errno` is the original error's; the original OSError is its `__cause__`.
+    """
+
+
+_DISK_FULL_FIX = "Free space on the disk that holds {parent} (or set save_total_limit), or move output_dir elsewhere"
+_NOT_WRITABLE_FIX = "Make {parent} writable, or point output_dir at a folder you can write to"
+_WRITE_ERRORS = {  # errno: (what happened, how to fix it)
+    errno.ENOSPC: ("the disk is full", _DISK_FULL_FIX),
+    errno.EDQUOT: ("the disk quota is exceeded", _DISK_FULL_FIX),
+    errno.EACCES: ("permission was denied", _NOT_WRITABLE_FIX),
+    errno.EPERM: ("the operation is not permitted", _NOT_WRITABLE_FIX),
+    errno.EROFS: ("the file system is read-only", "Point output_dir at a writable disk"),
+}
+_RUST_IO_ERROR = re.compile(r"\(os error (\d+)\)")  # how safetensors reports an I/O error
+
+
+def os_error_in(err: BaseException) -> OSError | None:
+    """The OSError behind `err`: itself, one in its cause/context chain, or one safetensors describes.
+
+    torch.save and safetensors do not raise OSError on a full disk: torch raises a RuntimeError whose
+    context is the OSError of the file write, safetensors an error that ends "(os error 28)".
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError):
+            return err
+        match = _RUST_IO_ERROR.search(str(err))
+        if match:
+            number = int(match.group(1))
+            return OSError(number, os.strerror(number))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def checkpoint_write_error(err: OSError, path: Path, checkpoints_dir: Path | None = None) -> CheckpointWriteError:
+    """Turn an OSError raised while saving `path` into an error that says what happened, where, and the fix.
+
+    Args:
+        err: the OSError raised inside `atomic_directory` (which already removed the partial files).
+        path: the checkpoint (or final save) directory that was being written.
+        checkpoints_dir: the run's checkpoints folder, to name the checkpoint a resume would use.
+    """
+    path = Path(path)
+    reason, fix = _WRITE_ERRORS.get(err.errno, (err.strerror or str(err), "Fix the cause above"))
+    where = f" (at {err.filename})" if getattr(err, "filename", None) else ""
+    latest = list_checkpoints(checkpoints_dir) if checkpoints_dir else []
+    previous = (
+        f"the previous checkpoint, {latest[-1].path} (step {latest[-1].global_step}), is intact"
+        if latest
+        else "no earlier checkpoint exists"
+    )
+    message = (
+        f"Could not save the checkpoint {path}: {reason}{where}. The save was abandoned and its partial files "
+        f"removed, so nothing half-written is left in {path.parent}; {previous}. "
+        f"{fix.format(parent=path.parent)}, then run again with resume_from_checkpoint=True."
+    )
+    return CheckpointWriteError(err.errno, message) if err.errno is not None else CheckpointWriteError(message)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -218,17 +292,21 @@ def rotate_checkpoints(checkpoints_dir: Path, limit: int | None, keep: Iterable[
     excess = len(checkpoints) - limit
     deleted = removable[: max(0, excess)]
     for path in deleted:
-        shutil.rmtree(path)
+        doomed = path.parent / f"{_DELETE_PREFIX}{path.name}"
+        if doomed.exists():  # the leftover of an earlier killed deletion
+            shutil.rmtree(doomed)
+        os.rename(path, doomed)  # a kill during the deletion leaves a hidden leftover, not a damaged checkpoint
+        shutil.rmtree(doomed)
     return deleted
 
 
 def remove_stale_directories(checkpoints_dir: Path) -> None:
-    """Remove leftovers of saves that were killed (hidden temporary and moved-aside directories)."""
+    """Remove leftovers of killed saves and deletions (hidden temporary, moved-aside, doomed directories)."""
     checkpoints_dir = Path(checkpoints_dir)
     if not checkpoints_dir.is_dir():
         return
     for path in checkpoints_dir.iterdir():
-        if path.is_dir() and path.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+        if path.is_dir() and path.name.startswith((_TMP_PREFIX, _OLD_PREFIX, _DELETE_PREFIX)):
             final = checkpoints_dir / path.name.split("-", 1)[1]
             if path.name.startswith(_OLD_PREFIX) and not final.exists():
                 os.rename(path, final)  # killed between the two renames: the old one is the complete one
@@ -281,8 +359,13 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 # -- tensors on disk ---------------------------------------------------------------------------
 def save_torch(obj: Any, path: Path) -> None:
-    """Save optimizer/scheduler/RNG state with torch.save (read back with weights_only=True)."""
-    torch.save(obj, path)
+    """Save optimizer/scheduler/RNG state with torch.save (read back with weights_only=True).
+
+    Through a Python file object, so that a failed write (a full disk) keeps its OSError as the
+    context of torch's error (a path given to torch.save loses it).
+    """
+    with open(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def load_torch(path: Path) -> Any:

@@ -10,7 +10,9 @@ values in its own attributes and never rewrites the config the user gave.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from tamrin.configs import Config, check_choice, check_range
@@ -59,8 +61,8 @@ class TrainerConfig(Config):
             "evaluation.f1" or "evaluation.loss".
         save_steps: save a checkpoint every this many steps (int or fraction; None: each epoch end).
         log_steps: log train loss and learning rate every this many steps (int or fraction).
-        checkpoints_dir: checkpoint folder, relative to output_dir.
-        logs_dir: CSV and TensorBoard folder, relative to output_dir.
+        checkpoints_dir: checkpoint folder, relative to output_dir (it may not lead outside it).
+        logs_dir: CSV and TensorBoard folder, relative to output_dir (it may not lead outside it).
         max_grad_norm: clip the gradient norm to this value before each update (None: no clipping).
         warmup_steps: linear warmup of the learning rate, in optimizer updates (int or fraction).
         eval_steps: evaluate every this many steps (int or fraction; None: each epoch end).
@@ -137,6 +139,8 @@ class TrainerConfig(Config):
             check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_CHOICES, optional=True),
             _check_metric_name(self.metric_for_best_model),
             _check_step_value("save_steps", self.save_steps, optional=True),
+            _check_subfolder("checkpoints_dir", self.checkpoints_dir),
+            _check_subfolder("logs_dir", self.logs_dir),
             _check_step_value("log_steps", self.log_steps, optional=True),
             _check_step_value("eval_steps", self.eval_steps, optional=True),
             _check_step_value("warmup_steps", self.warmup_steps, optional=True, allow_zero=True),
@@ -177,6 +181,18 @@ def _check_step_value(
         if value > 1 and float(value).is_integer()
         else f"`{name}={value!r}` must be an int >= 1 or a float in (0, 1] (a fraction of the total steps)."
     )
+
+
+def _check_subfolder(name: str, value: str) -> str | None:
+    """A folder relative to output_dir that stays inside it: no absolute path, no `..` out of it."""
+    path = PurePath(value)
+    if path.is_absolute() or value.startswith("~") or os.path.normpath(value).split(os.sep)[0] == "..":
+        return (
+            f"`{name}={value!r}` must be a folder inside output_dir, given relative to it (e.g. "
+            f"{'checkpoints' if name == 'checkpoints_dir' else 'logs'!r}); an absolute path, `~` or `..` would "
+            "write outside output_dir. Move output_dir instead."
+        )
+    return None
 
 
 def _check_metric_name(name: str) -> str | None:

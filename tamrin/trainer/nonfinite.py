@@ -10,6 +10,8 @@ opts into) and then drops that update instead of applying NaN gradients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 __all__ = ["NonFiniteGuard", "NonFiniteLossError"]
@@ -38,14 +40,17 @@ class NonFiniteGuard:
         self.bad_since_log += bad.long()
         return torch.where(bad, torch.zeros_like(loss), loss)
 
-    def raise_if_seen(self, checkpoint_hint: str) -> None:
-        """Raise NonFiniteLossError naming the first bad step (a host sync: call it only at events)."""
+    def raise_if_seen(self, checkpoint_hint: Callable[[], str]) -> None:
+        """Raise NonFiniteLossError naming the first bad step (a host sync: call it only at events).
+
+        `checkpoint_hint` is called only when raising (it may read the disk).
+        """
         step = int(self.first_step.item())
         if step >= 0:
             raise NonFiniteLossError(
                 f"The training loss was NaN or infinite at step {step} (batch index {int(self.first_batch.item())} of "
                 f"its epoch); training stopped (nan_policy='stop') and nothing after that step was saved. "
-                f"{checkpoint_hint} To go on, lower the learning rate, set max_grad_norm, check that batch's data, "
+                f"{checkpoint_hint()} To go on, lower the learning rate, set max_grad_norm, check that batch's data, "
                 "or set nan_policy='skip' to drop updates with a non-finite loss."
             )
 

@@ -439,9 +439,11 @@ class Trainer(CheckpointingMixin):
     def _check_losses_finite(self) -> None:
         """With nan_policy="stop", raise if any loss since the start was NaN/inf (a host sync)."""
         if self.config.nan_policy == "stop":
-            latest = list_checkpoints(self.checkpoints_dir)
-            hint = f"The last checkpoint is {latest[-1].path}." if latest else "No checkpoint was saved."
-            self._nonfinite.raise_if_seen(hint)
+            self._nonfinite.raise_if_seen(self._last_checkpoint_hint)
+
+    def _last_checkpoint_hint(self) -> str:
+        latest = list_checkpoints(self.checkpoints_dir)
+        return f"The last checkpoint is {latest[-1].path}." if latest else "No checkpoint was saved."
 
     def _end_epoch_counters(self) -> None:
         state = self.state

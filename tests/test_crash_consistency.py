@@ -1,0 +1,173 @@
+"""Crash consistency: a run SIGKILLed at 20 random moments, many inside checkpoint saves, and rerun
+each time with the same command, ends bitwise equal to an uninterrupted run; and at every moment
+each checkpoint directory on disk is complete and loads.
+
+The moments are random but seeded, so the test is reproducible: some are wall-clock delays after
+the job starts training (with saves slowed down for half of them, so that a random moment often
+falls inside one), the others are points inside a save reached from within the job
+(tests/crash_job.py): a state file about to be written, half written or written in the staging
+folder, the manifest written, the folder just published, an old checkpoint half deleted by rotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_resume import assert_same_run
+
+from tamrin import TrainerConfig
+from tamrin.trainer.checkpointing import TRAIN_DIR, load_torch, verify_checkpoint
+from tamrin.trainer.state import TrainerState
+
+JOB = Path(__file__).with_name("crash_job.py")
+SEED = 20260610
+WALL_KILLS, SAVE_KILLS = 12, 8  # 20 kills in all
+INTERNAL_POINTS = ("file-begin", "file-partial", "file-end", "manifest", "published", "rotation")
+FILES_PER_SAVE = 4  # optimizer, lr_scheduler, rng_state, callbacks (+ gradients inside a window)
+SAVE_DELAY = 0.03  # seconds per state file when saves are slowed down
+STEPS, SAVE_STEPS = 100, 4  # crash_job.py: 10 epochs of 10 steps, a checkpoint every 4 steps
+TIMEOUT = 120
+
+
+@dataclasses.dataclass
+class Kill:
+    """One planned kill: after `delay` seconds of training, or at the `count`-th `point` inside a save."""
+
+    delay: float | None = None
+    slow_saves: bool = False
+    point: str | None = None
+    count: int = 0
+
+    def describe(self) -> str:
+        if self.point:
+            return f"at the {self.count}th '{self.point}' point of a save"
+        return f"{self.delay:.3f}s into training{' (slowed saves)' if self.slow_saves else ''}"
+
+
+def plan_kills(rng: random.Random, save_interval_s: float) -> list[Kill]:
+    """Wall-clock kills (half with slowed saves) and kills at points inside saves, shuffled.
+
+    A wall-clock delay is up to 1.5 save intervals of training, so each killed run gets a little
+    further than the last and the 20 kills spread over most of the run.
+    """
+    kills = [Kill(delay=rng.uniform(0.05, 1.5) * save_interval_s, slow_saves=i % 2 == 0) for i in range(WALL_KILLS)]
+    for i in range(SAVE_KILLS):
+        point = INTERNAL_POINTS[i % len(INTERNAL_POINTS)]
+        count = rng.randint(1, 2 * FILES_PER_SAVE) if point.startswith("file") else rng.randint(1, 2)
+        kills.append(Kill(point=point, count=count))
+    rng.shuffle(kills)
+    return kills
+
+
+def start_job(output_dir: Path, events: Path, *, kill: Kill | None = None) -> subprocess.Popen:
+    env = {**os.environ, "CRASH_JOB_EVENTS": str(events)}
+    env.pop("CRASH_JOB_KILL", None)
+    env.pop("CRASH_JOB_SAVE_DELAY", None)
+    if kill is not None and kill.point:
+        env["CRASH_JOB_KILL"] = f"{kill.point}:{kill.count}"
+    if kill is not None and kill.slow_saves:
+        env["CRASH_JOB_SAVE_DELAY"] = str(SAVE_DELAY)
+    return subprocess.Popen(
+        [sys.executable, str(JOB), str(output_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_training(process: subprocess.Popen, events: Path) -> float:
+    """Block until the job has imported everything and starts training; returns that moment."""
+    deadline = time.monotonic() + TIMEOUT
+    while not (events.is_file() and "train-begin" in events.read_text()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            out, err = process.communicate()
+            raise AssertionError(f"the job never started training ({process.returncode}):\n{out}\n{err}")
+        time.sleep(0.005)
+    return time.monotonic()
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+    _, err = process.communicate(timeout=TIMEOUT)
+    return process.returncode, err
+
+
+def killed_inside_a_save(events: Path) -> bool:
+    lines = [line.split()[0] for line in events.read_text().splitlines()]
+    saves = [line for line in lines if line.startswith("save-")]
+    return bool(saves) and saves[-1] == "save-begin"
+
+
+def assert_every_checkpoint_loads(checkpoints_dir: Path) -> int:
+    """Every visible checkpoint directory verifies against its manifest and each of its files loads.
+
+    Hidden `.tmp-*` / `.old-*` / `.del-*` folders are a killed save's or deletion's leftovers, which
+    the next resume removes; they are never taken for a checkpoint.
+    """
+    directories = [p for p in checkpoints_dir.iterdir() if not p.name.startswith(".")] if checkpoints_dir.is_dir() else []
+    for directory in directories:
+        assert verify_checkpoint(directory) is None, verify_checkpoint(directory)
+        load_file(directory / "model.safetensors")
+        TrainerConfig.load(directory / TRAIN_DIR)
+        TrainerState.load(directory / TRAIN_DIR / "trainer_state.yaml")
+        for state_file in (directory / TRAIN_DIR).glob("*.pt"):
+            load_torch(state_file)
+    return len(directories)
+
+
+@pytest.mark.slow
+def test_run_killed_at_20_random_moments_ends_bitwise_equal_and_every_checkpoint_loads(tmp_path):
+    reference = tmp_path / "reference"
+    process = start_job(reference, tmp_path / "events-reference")
+    began = wait_for_training(process, tmp_path / "events-reference")
+    code, err = finish(process)
+    assert code == 0, err
+    save_interval_s = (time.monotonic() - began) * SAVE_STEPS / STEPS
+
+    run = tmp_path / "run"
+    kills = plan_kills(random.Random(SEED), save_interval_s)
+    inside_saves = []
+    for number, kill in enumerate(kills, start=1):
+        events = tmp_path / f"events-{number:02d}"
+        process = start_job(run, events, kill=kill)
+        began = wait_for_training(process, events)
+        if kill.delay is not None:
+            time.sleep(max(0.0, began + kill.delay - time.monotonic()))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+        code, err = finish(process)
+        assert code == -signal.SIGKILL, f"kill {number} ({kill.describe()}): the run ended with {code} first:\n{err}"
+        assert "Skipping" not in err, f"kill {number}: the resume met a damaged checkpoint:\n{err}"
+        if killed_inside_a_save(events):
+            inside_saves.append(number)
+        assert_every_checkpoint_loads(run / "checkpoints")
+
+    print(f"{len(inside_saves)} of {len(kills)} kills landed inside a checkpoint save: {inside_saves}")
+    assert len(inside_saves) >= SAVE_KILLS, f"only kills {inside_saves} landed inside a checkpoint save"
+    code, err = finish(start_job(run, tmp_path / "events-final"))
+    assert code == 0, err
+    assert "Skipping" not in err, err
+    assert_same_run(reference, run)
+    checkpoints = run / "checkpoints"
+    assert not [p.name for p in checkpoints.iterdir() if p.name.startswith(".")], "leftovers of killed saves remain"
+    assert assert_every_checkpoint_loads(checkpoints) == 2  # save_total_limit
+    sys.path.insert(0, str(JOB.parent))
+    from crash_job import build_trainer
+
+    for directory in sorted(checkpoints.iterdir()):  # and each one resumes a Trainer
+        trainer = build_trainer(str(run))
+        trainer.load_checkpoint(directory)
+        assert trainer.state.global_step == int(directory.name)
+        expected = load_file(directory / "model.safetensors")
+        for name, tensor in trainer.unwrapped_model.state_dict().items():
+            assert torch.equal(tensor, expected[name]), name
