@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tamrin import Trainer, TrainerConfig
+from tamrin.datasets.samplers import RangedSampler
 from tamrin.trainer.callbacks import EVENTS, Callback
 from tamrin.trainer.checkpointing import list_checkpoints
 
@@ -229,13 +230,43 @@ def test_optimizer_steps_count_updates_and_global_step_counts_batches(tmp_path):
 
 def test_max_steps_inside_an_accumulation_window_applies_it(tmp_path):
     recorder = Recorder()
-    trainer = make_trainer(
-        tmp_path, train=Data(40), gradient_accumulation_steps=3, max_steps=4, callbacks=[recorder]
-    )
+    trainer = make_trainer(tmp_path, train=Data(40), gradient_accumulation_steps=3, max_steps=4, callbacks=[recorder])
     trainer.train()
     assert trainer.state.global_step == 4
     assert recorder.steps_of("on_optimizer_step") == [3, 4]
     assert all(p.grad is None for p in trainer.model.parameters())
+
+
+class DropLastTrainer(Trainer):
+    """Drops each epoch's incomplete last batch, as Hezar does (a RangedSampler with drop_last=True)."""
+
+    def create_train_sampler(self, dataset: Any) -> RangedSampler:
+        return RangedSampler(dataset, self.config.batch_size, drop_last=True)
+
+
+class EpochGuard(Callback):
+    """Fails instead of hanging when the loop starts more epochs than the run has."""
+
+    def __init__(self, num_epochs: int) -> None:
+        self.num_epochs, self.begun = num_epochs, 0
+
+    def on_epoch_begin(self, trainer: Trainer) -> None:
+        self.begun += 1
+        if self.begun > self.num_epochs:
+            raise AssertionError(f"epoch {trainer.state.epoch} began {self.begun} times: the epoch never ends")
+
+
+def test_a_drop_last_sampler_ends_each_epoch_with_its_last_full_batch(tmp_path):
+    """10 samples, batch 4: 2 steps per epoch. (The loop used to wait for position 10 forever.)"""
+    recorder = Recorder()
+    trainer = make_trainer(
+        tmp_path, train=Data(10), evaluation=Data(4, seed=1), num_epochs=2, gradient_accumulation_steps=3,
+        trainer_class=DropLastTrainer, callbacks=[recorder, EpochGuard(2)],
+    )  # fmt: skip
+    trainer.train()
+    assert (trainer.state.global_step, trainer.state.epoch) == (4, 2)
+    assert recorder.steps_of("on_optimizer_step") == [2, 4]  # each epoch's window ends with its last batch
+    assert recorder.steps_of("on_evaluate") == recorder.steps_of("on_epoch_end") == [2, 4]
 
 
 # -- 3. the model contract ------------------------------------------------------------------------
@@ -421,14 +452,14 @@ def test_training_reads_tensors_to_the_host_per_event_not_per_step(tmp_path, mon
 
     SGD, because torch's single-tensor Adam reads its (CPU) step counter with `.item()` each update.
     """
-    trainer = make_trainer(
-        tmp_path, train=Data(100), batch_size=1, num_epochs=2, log_steps=100, do_evaluate=False
-    )
+    trainer = make_trainer(tmp_path, train=Data(100), batch_size=1, num_epochs=2, log_steps=100, do_evaluate=False)
     calls: Counter[str] = Counter()
     for name in SYNCING_METHODS:
         original = getattr(torch.Tensor, name)
 
-        def counting(self: torch.Tensor, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+        def counting(
+            self: torch.Tensor, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any
+        ) -> Any:
             calls[_name] += 1
             return _original(self, *args, **kwargs)
 
@@ -667,9 +698,9 @@ def test_reduce_on_plateau_steps_after_evaluations_on_the_best_model_metric(tmp_
     assert rates.per_update == pytest.approx([1e-7] * 4 + [5e-8] * 2, rel=1e-12)
 
 
-@pytest.mark.parametrize(("max_steps", "expected_step"), [(7, 7), (0.4, 6)])
+@pytest.mark.parametrize(("max_steps", "expected_step"), [(7, 7), (0.35, 6)])
 def test_max_steps_stops_at_the_right_global_step(tmp_path, max_steps, expected_step):
-    """3 epochs of 5 steps (15 in all): max_steps=7, or 0.4 of 15 = 6."""
+    """3 epochs of 5 steps (15 in all): max_steps=7, or 0.35 of 15 = 5.25, rounded up to 6."""
     trainer = make_trainer(tmp_path, num_epochs=3, max_steps=max_steps, log_steps=5)
     logs = trainer.train()
     assert trainer.state.global_step == expected_step
@@ -681,15 +712,15 @@ def test_max_steps_stops_at_the_right_global_step(tmp_path, max_steps, expected_
 
 
 def test_fractional_log_save_and_eval_steps_resolve_against_the_total_steps(tmp_path):
-    """10 steps: log_steps=0.3 -> every 3, save_steps=0.5 -> every 5, eval_steps=0.2 -> every 2;
-    each is also due at the last step."""
+    """10 steps: log_steps=0.25 -> every 3 (fractions round up), save_steps=0.45 -> every 5,
+    eval_steps=0.2 -> every 2; each is also due at the last step."""
     trainer = make_trainer(
         tmp_path,
         train=Data(20),
         evaluation=Data(4, seed=1),
         batch_size=2,
-        log_steps=0.3,
-        save_steps=0.5,
+        log_steps=0.25,
+        save_steps=0.45,
         eval_steps=0.2,
     )
     trainer.train()
@@ -698,4 +729,4 @@ def test_fractional_log_save_and_eval_steps_resolve_against_the_total_steps(tmp_
     assert df.loc[df["train.loss"].notna(), "step"].tolist() == [3, 6, 9, 10]
     assert df.loc[df["evaluation.mse"].notna(), "step"].tolist() == [2, 4, 6, 8, 10]
     assert [c.global_step for c in list_checkpoints(trainer.checkpoints_dir)] == [5, 10]
-    assert (trainer.config.log_steps, trainer.config.save_steps, trainer.config.eval_steps) == (0.3, 0.5, 0.2)
+    assert (trainer.config.log_steps, trainer.config.save_steps, trainer.config.eval_steps) == (0.25, 0.45, 0.2)

@@ -138,6 +138,7 @@ class CheckpointingMixin:
         self.optimizer.load_state_dict(ckpt.load_torch(train_dir / "optimizer.pt"))
         if self.lr_scheduler is not None:
             self.lr_scheduler.load_state_dict(ckpt.load_torch(train_dir / "lr_scheduler.pt"))
+        self._apply_current_optimizer_settings(TrainerConfig.load(train_dir))
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler is not None:
             scaler.load_state_dict(ckpt.load_torch(train_dir / "scaler.pt"))
@@ -181,6 +182,30 @@ class CheckpointingMixin:
         gradients = ckpt.load_torch(path) if path.is_file() else {}
         for name, parameter in self.unwrapped_model.named_parameters():
             parameter.grad = gradients[name].to(parameter.device) if name in gradients else None
+
+    def _apply_current_optimizer_settings(self, saved: TrainerConfig) -> None:
+        """Make the current learning_rate / weight_decay win over the restored optimizer state.
+
+        `optimizer.load_state_dict` brings back the checkpoint's param groups (their lr and weight
+        decay), and a scheduler its `base_lrs`; the config-difference warning promises the current
+        values. A changed learning rate rescales every group's lr and the scheduler's base, so a
+        schedule continues from the same point with the new peak.
+        """
+        old, new = saved.learning_rate, self.config.learning_rate
+        if old != new:
+
+            def rescale(lr: float) -> float:  # exact where the saved value is the configured one
+                return new if lr == old else lr * (new / old)
+
+            for group in self.optimizer.param_groups:
+                for key in ("lr", "initial_lr"):
+                    if isinstance(group.get(key), (int, float)):
+                        group[key] = rescale(group[key])
+            if isinstance(getattr(self.lr_scheduler, "base_lrs", None), list):
+                self.lr_scheduler.base_lrs = [rescale(lr) for lr in self.lr_scheduler.base_lrs]
+        if saved.weight_decay != self.config.weight_decay:
+            for group in self.optimizer.param_groups:
+                group["weight_decay"] = self.config.weight_decay
 
     def _warn_config_differences(self, train_dir: Path) -> None:
         saved = TrainerConfig.load(train_dir).to_dict()

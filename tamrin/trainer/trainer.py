@@ -394,7 +394,9 @@ class Trainer(CheckpointingMixin):
     def _is_last_batch(self) -> bool:
         """Whether the next batch is the epoch's last (its window must end with it)."""
         sampler = self.train_dataloader.sampler
-        return sampler.position_after(self._loader_steps + 1) >= sampler.end_index
+        # a sampler that stops short of end_index (drop_last=True) ends the epoch with the loader
+        loader_ends = self._loader_steps + 1 >= len(self.train_dataloader)
+        return loader_ends or sampler.position_after(self._loader_steps + 1) >= sampler.end_index
 
     def _advance(self, loss: torch.Tensor) -> None:
         """Count the step, move the global sample position, and track the loss (no host sync)."""
@@ -409,7 +411,10 @@ class Trainer(CheckpointingMixin):
 
     def _after_step(self, progress: Progress) -> bool:
         """Log, evaluate and save when due; returns True when the epoch ended."""
-        end_of_epoch = self.state.epoch_samples >= self.train_dataloader.sampler.end_index
+        end_of_epoch = (
+            self.state.epoch_samples >= self.train_dataloader.sampler.end_index
+            or self._loader_steps >= len(self.train_dataloader)  # else a drop_last sampler never ends its epoch
+        )
         step = self.state.global_step
         if end_of_epoch:
             self._end_epoch_counters()

@@ -1,0 +1,379 @@
+"""Checkpoints as a user relies on them: the on-disk layout, rotation, the best model, crash safety,
+resuming (fresh start, missing path, damaged checkpoint, changed config) and safe loading.
+
+Every test is a tiny CPU run (an MLP, a few dozen samples).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_trainer import Net, make_config
+from torch.utils.data import Dataset
+
+from tamrin import Trainer, TrainerConfig
+from tamrin.trainer import checkpointing
+from tamrin.trainer.callbacks import Callback
+from tamrin.trainer.checkpointing import (
+    atomic_directory,
+    checkpoint_name,
+    latest_valid_checkpoint,
+    list_checkpoints,
+    load_torch,
+    read_manifest,
+    remove_stale_directories,
+    rotate_checkpoints,
+    verify_checkpoint,
+    write_manifest,
+)
+
+TRAIN_FILES = ("trainer_config.yaml", "trainer_state.yaml", "optimizer.pt", "lr_scheduler.pt", "rng_state.pt")
+
+
+class Data(Dataset):
+    """labels = sign * sum(x); an eval set with sign=-1 gets worse as the model learns the train set."""
+
+    def __init__(self, size: int, seed: int = 0, sign: float = 1.0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(size, 4, generator=generator)
+        self.y = sign * self.x.sum(dim=1)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[index], "labels": self.y[index]}
+
+
+class LoadSpy(Callback):
+    """Remembers which checkpoint was loaded and the optimizer's settings right after loading."""
+
+    def __init__(self) -> None:
+        self.loaded: str | None = None
+        self.param_group: dict[str, Any] = {}
+
+    def on_load(self, trainer: Trainer, path: str) -> None:
+        self.loaded = Path(path).name
+        self.param_group = dict(trainer.optimizer.param_groups[0])
+
+
+def make_trainer(
+    output_dir: Path,
+    train: Dataset | None = None,
+    evaluation: Dataset | None = None,
+    callbacks: list[Callback] | None = None,
+    **overrides: Any,
+) -> Trainer:
+    torch.manual_seed(0)
+    return Trainer(
+        model=Net(),
+        config=make_config(output_dir, **overrides),
+        train_dataset=Data(16) if train is None else train,
+        eval_dataset=evaluation,
+        callbacks=callbacks,
+    )
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+def fake_checkpoint(final: Path, step: int, content: str = "weights") -> Path:
+    """A small complete checkpoint (one file + manifest), written the way the Trainer writes one."""
+    with atomic_directory(final, {"global_step": step}) as staging:
+        (staging / "model.safetensors").write_text(content)
+    return final
+
+
+# -- layout ---------------------------------------------------------------------------------------
+
+
+def test_checkpoints_have_the_documented_layout_and_zero_padded_step_names(tmp_path):
+    trainer = make_trainer(tmp_path, train=Data(24), batch_size=2, save_steps=3, lr_scheduler="linear")
+    trainer.train()
+
+    checkpoints = tmp_path / "checkpoints"
+    # zero-padded, so the names sort by step (unpadded, "12" would sort before "3")
+    assert names(checkpoints) == ["00000003", "00000006", "00000009", "00000012"]
+    assert checkpoint_name(12) == "00000012"
+    for info in list_checkpoints(checkpoints):
+        directory = info.path
+        assert info.global_step == int(directory.name)
+        assert (directory / "model.safetensors").is_file()
+        for name in TRAIN_FILES:
+            assert (directory / "train" / name).is_file(), name
+        manifest = read_manifest(directory)
+        assert manifest["global_step"] == info.global_step
+        assert {"model.safetensors", *(f"train/{name}" for name in TRAIN_FILES)} <= set(manifest["files"])
+        assert verify_checkpoint(directory) is None
+        assert f"global_step: {info.global_step}\n" in (directory / "train" / "trainer_state.yaml").read_text()
+    assert TrainerConfig.load(checkpoints / "00000012" / "train").learning_rate == 0.05
+    weights = load_file(checkpoints / "00000012" / "model.safetensors")
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(weights[name], value), name
+    assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+
+def test_trainer_save_writes_the_same_shape_plus_the_logs(tmp_path):
+    trainer = make_trainer(tmp_path, evaluation=Data(4, seed=1), lr_scheduler="linear", log_steps=2)
+    trainer.train()
+    final = trainer.save(tmp_path / "final")
+    assert (final / "model.safetensors").is_file()
+    for name in TRAIN_FILES:
+        assert (final / "train" / name).is_file(), name
+    assert (final / "logs" / "training_logs.csv").read_text() == (tmp_path / "logs" / "training_logs.csv").read_text()
+    assert verify_checkpoint(final) is None
+
+
+# -- rotation and the best model ------------------------------------------------------------------
+
+
+def test_rotation_orders_by_the_manifest_step_not_by_name_or_mtime(tmp_path):
+    """Names and mtimes disagree with the steps; rotation follows the steps in the manifests."""
+    steps = {"a": 30, "b": 10, "c": 40, "d": 20}  # by name: a, b, c, d; by step: b, d, a, c
+    for name, step in steps.items():
+        fake_checkpoint(tmp_path / name, step)
+    now = time.time()
+    for name, age in {"a": 400, "b": 0, "c": 300, "d": 200}.items():  # by mtime, newest first: b, d, c, a
+        os.utime(tmp_path / name, (now - age, now - age))
+
+    assert [info.path.name for info in list_checkpoints(tmp_path)] == ["b", "d", "a", "c"]
+    assert rotate_checkpoints(tmp_path, 3) == [tmp_path / "b"]  # the lowest step, though the newest file
+    assert names(tmp_path) == ["a", "c", "d"]
+    # limit 1, the best (step 20) kept: the newest (step 40) stays too; step 30 goes
+    assert rotate_checkpoints(tmp_path, 1, keep=[str(tmp_path / "d")]) == [tmp_path / "a"]
+    assert names(tmp_path) == ["c", "d"]
+    assert latest_valid_checkpoint(tmp_path) == tmp_path / "c"
+
+
+def test_save_total_limit_keeps_the_newest_and_the_best_and_the_best_is_loaded_at_the_end(tmp_path):
+    """The eval set's labels are negated, so the eval loss rises as training goes on: an early step is
+    the best, and only it and the newest checkpoint stay."""
+    trainer = make_trainer(
+        tmp_path,
+        train=Data(16),
+        evaluation=Data(8, seed=1, sign=-1.0),
+        batch_size=2,
+        learning_rate=0.05,
+        eval_steps=2,
+        save_steps=2,
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="evaluation.mse",
+    )
+    trainer.train()
+
+    evaluations = trainer.load_csv_logs().dropna(subset=["evaluation.mse"]).set_index("step")["evaluation.mse"]
+    best_step = int(evaluations.idxmin())
+    assert trainer.state.best_step == best_step < 8  # the best is not the last checkpoint
+    assert names(tmp_path / "checkpoints") == [checkpoint_name(best_step), "00000008"]
+    best = load_file(tmp_path / "checkpoints" / checkpoint_name(best_step) / "model.safetensors")
+    last = load_file(tmp_path / "checkpoints" / "00000008" / "model.safetensors")
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, best[name]), f"{name}: the best weights were not loaded"
+        assert not torch.equal(best[name], last[name])
+    assert trainer.evaluate()["mse"] == pytest.approx(trainer.state.best_metric, rel=1e-6)
+
+
+# -- crash safety ---------------------------------------------------------------------------------
+
+
+def test_a_save_that_fails_midway_leaves_no_new_checkpoint_and_the_previous_one_usable(tmp_path, monkeypatch):
+    real_save_torch = checkpointing.save_torch
+    calls = []
+
+    def disk_full_on_fifth_call(obj: Any, path: Path) -> None:
+        calls.append(path.name)
+        if len(calls) == 5:  # inside the second checkpoint (optimizer, rng, callbacks per checkpoint)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save_torch(obj, path)
+
+    monkeypatch.setattr(checkpointing, "save_torch", disk_full_on_fifth_call)
+    trainer = make_trainer(tmp_path, save_steps=2, callbacks=[LoadSpy()])
+    with pytest.raises(OSError) as info:
+        trainer.train()
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+
+    checkpoints = tmp_path / "checkpoints"
+    assert names(checkpoints) == ["00000002"]  # no 00000004, no hidden staging directory
+    assert verify_checkpoint(checkpoints / "00000002") is None
+
+    spy = LoadSpy()
+    resumed = make_trainer(tmp_path, save_steps=2, resume_from_checkpoint=True, callbacks=[spy])
+    resumed.train()
+    assert spy.loaded == "00000002"
+    assert resumed.state.global_step == 4
+
+
+def test_a_failed_replacement_keeps_the_old_checkpoint(tmp_path):
+    """A step redone after a resume replaces its checkpoint; if that save fails, the old one stays."""
+    final = fake_checkpoint(tmp_path / "00000004", 4, content="old")
+    with pytest.raises(OSError), atomic_directory(final, {"global_step": 4}) as staging:
+        (staging / "model.safetensors").write_text("new, half written")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert names(tmp_path) == ["00000004"]
+    assert (final / "model.safetensors").read_text() == "old"
+    assert verify_checkpoint(final) is None
+
+
+def test_remove_stale_directories_restores_or_cleans_what_a_killed_save_left(tmp_path):
+    fake_checkpoint(tmp_path / "00000002", 2)
+    fake_checkpoint(tmp_path / ".old-00000002", 2, content="replaced")  # killed after the new one was in place
+    fake_checkpoint(tmp_path / ".old-00000004", 4)  # killed between the two renames: the only complete copy
+    (tmp_path / ".tmp-00000006").mkdir()  # killed while writing
+    (tmp_path / ".tmp-00000006" / "model.safetensors").write_text("partial")
+
+    remove_stale_directories(tmp_path)
+
+    assert names(tmp_path) == ["00000002", "00000004"]
+    assert (tmp_path / "00000002" / "model.safetensors").read_text() == "weights"
+    assert verify_checkpoint(tmp_path / "00000004") is None
+    assert latest_valid_checkpoint(tmp_path) == tmp_path / "00000004"
+
+
+# -- resuming -------------------------------------------------------------------------------------
+
+
+def test_resume_true_without_a_checkpoint_starts_fresh_and_says_so(tmp_path, capsys):
+    trainer = make_trainer(tmp_path, resume_from_checkpoint=True)
+    trainer.train()
+    assert "No checkpoint in" in capsys.readouterr().out
+    assert trainer.state.global_step == 4
+
+
+def test_resume_from_a_path_that_does_not_exist_names_it(tmp_path):
+    missing = tmp_path / "checkpoints" / "00000099"
+    trainer = make_trainer(tmp_path, resume_from_checkpoint=str(missing))
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        trainer.train()
+
+
+def test_a_truncated_file_in_the_latest_checkpoint_is_named_and_the_previous_one_is_used(tmp_path):
+    make_trainer(tmp_path, save_steps=2, callbacks=[LoadSpy()]).train()
+    damaged = tmp_path / "checkpoints" / "00000004" / "train" / "optimizer.pt"
+    damaged.write_bytes(damaged.read_bytes()[:20])
+
+    spy = LoadSpy()
+    resumed = make_trainer(tmp_path, save_steps=2, resume_from_checkpoint=True, callbacks=[spy])
+    with pytest.warns(UserWarning, match=r"00000004.*optimizer\.pt.*truncated"):
+        resumed.train()
+    assert spy.loaded == "00000002"
+    assert resumed.state.global_step == 4
+    assert verify_checkpoint(tmp_path / "checkpoints" / "00000004") is None  # redone, and whole again
+
+
+class Opaque:
+    """Any class instance: loading it would need a full unpickle."""
+
+    def __init__(self) -> None:
+        self.value = 1
+
+
+class Payload:
+    """Unpickling this runs a shell command (creates `marker`)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return os.system, (f"{sys.executable} -c \"open({str(self.marker)!r}, 'w')\"",)
+
+
+@pytest.mark.parametrize("kind", ["instance", "payload"])
+def test_load_torch_refuses_pickled_objects_and_never_runs_them(tmp_path, kind):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "optimizer.pt"
+    torch.save(Opaque() if kind == "instance" else Payload(marker), path)
+    with pytest.raises(ValueError, match="Refusing to load .*optimizer.pt.*full unpickle"):
+        load_torch(path)
+    assert not marker.exists()
+
+
+def test_resuming_from_a_checkpoint_with_a_malicious_optimizer_file_is_refused(tmp_path):
+    make_trainer(tmp_path, save_steps=2).train()
+    checkpoint = tmp_path / "checkpoints" / "00000004"
+    marker = tmp_path / "pwned"
+    torch.save(Payload(marker), checkpoint / "train" / "optimizer.pt")
+    manifest = read_manifest(checkpoint)
+    write_manifest(checkpoint, {k: v for k, v in manifest.items() if k != "files"})  # a consistent forgery
+
+    trainer = make_trainer(tmp_path, save_steps=2, resume_from_checkpoint=str(checkpoint))
+    with pytest.raises(ValueError, match="Refusing to load"):
+        trainer.train()
+    assert not marker.exists()
+
+
+def test_resuming_with_a_changed_config_warns_once_and_the_current_values_win(tmp_path):
+    make_trainer(tmp_path, save_steps=2, num_epochs=1, callbacks=[LoadSpy()]).train()
+
+    spy = LoadSpy()
+    trainer = make_trainer(
+        tmp_path,
+        save_steps=2,
+        num_epochs=2,
+        learning_rate=0.1,
+        weight_decay=0.01,
+        resume_from_checkpoint=True,
+        callbacks=[spy],
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    messages = [str(w.message) for w in caught if "differs from the checkpoint" in str(w.message)]
+    assert len(messages) == 1, messages
+    message = messages[0]
+    assert "current values win" in message
+    for line in ("num_epochs: checkpoint 1 -> now 2", "learning_rate: checkpoint 0.05 -> now 0.1",
+                 "weight_decay: checkpoint 0.0 -> now 0.01"):  # fmt: skip
+        assert line in message
+    assert "save_steps" not in message and "resume_from_checkpoint" not in message
+    # the optimizer state comes from the checkpoint, its hyperparameters from the current config
+    assert spy.param_group["lr"] == 0.1
+    assert spy.param_group["weight_decay"] == 0.01
+    assert trainer.state.global_step == 8
+
+
+class Rates(LoadSpy):
+    """The learning rate each optimizer update used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_update: list[float] = []
+
+    def on_step_begin(self, trainer: Trainer) -> None:
+        self._lr = trainer.optimizer.param_groups[0]["lr"]
+
+    def on_optimizer_step(self, trainer: Trainer) -> None:
+        self.per_update.append(self._lr)
+
+
+def test_resuming_with_a_changed_learning_rate_rescales_the_schedule(tmp_path):
+    """With a scheduler, the new learning rate becomes the schedule's base from the resumed update on."""
+    settings = {"save_steps": 2, "lr_scheduler": "linear", "warmup_steps": 2}
+    straight = Rates()
+    make_trainer(tmp_path / "straight", learning_rate=0.1, callbacks=[straight], **settings).train()
+    make_trainer(tmp_path / "resumed", learning_rate=0.05, callbacks=[Rates()], **settings).train()
+
+    rates = Rates()
+    resumed = make_trainer(
+        tmp_path / "resumed",
+        learning_rate=0.1,
+        resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoints" / "00000002"),
+        callbacks=[rates],
+        **settings,
+    )
+    with pytest.warns(UserWarning, match="learning_rate: checkpoint 0.05 -> now 0.1"):
+        resumed.train()
+    assert rates.loaded == "00000002"
+    assert resumed.lr_scheduler.base_lrs == [0.1]
+    assert rates.per_update == pytest.approx(straight.per_update[2:], rel=1e-12)  # updates 3 and 4
