@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import yaml
 from omegaconf import DictConfig, OmegaConf, SCMode
 from omegaconf.errors import OmegaConfBaseException
 
@@ -178,7 +179,7 @@ class Config(metaclass=_ConfigMeta):
         yaml_path = cls._locate(path, filename or cls.config_filename, revision)
         try:
             raw = OmegaConf.load(yaml_path)
-        except (OSError, OmegaConfBaseException, ValueError) as err:
+        except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:  # YAMLError: e.g. a !!python tag
             raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
         if overrides:
             raw = OmegaConf.merge(raw, _overrides_to_config(overrides))

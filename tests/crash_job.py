@@ -9,10 +9,15 @@ At the end the final model and state are saved to OUTPUT_DIR/final.
 
 The environment steers a run without changing its command:
 
-- CRASH_JOB_EVENTS: append "train-begin", "save-begin STEP", "save-end STEP" and "done" lines
-  to this file, so the test can tell whether a kill landed inside a checkpoint save.
-- CRASH_JOB_SAVE_DELAY: seconds to sleep inside every state-file write of a save (slow saves
-  make a kill at a random moment likely to land in one).
+- CRASH_JOB_EVENTS: append "train-begin", "armed STEP", "save-begin STEP", "save-end STEP",
+  "save-capped STEP" and "done" lines to this file, so the test can tell when to start a
+  wall-clock kill and whether a kill landed inside a checkpoint save.
+- CRASH_JOB_SAVE_DELAY: once armed, seconds to sleep inside every state-file write of a save
+  (slow saves make a kill at a random moment likely to land in one).
+- CRASH_JOB_ARM_AT_STEP=G: the kill points and the save cap below count only from the first step
+  >= G (or from the start when the run resumes at G or later); an "armed" event marks that moment.
+- CRASH_JOB_MAX_SAVES=N: once armed, SIGKILL this process when it begins its (N+1)-th checkpoint
+  save (a "save-capped" event), so that one run never gets more than N checkpoints past G.
 - CRASH_JOB_KILL=POINT:N: SIGKILL this process at the N-th time it reaches POINT:
   file-begin / file-partial / file-end   a state file (optimizer.pt, ...) of a checkpoint is about
                                          to be written / half written / written, in the staging folder;
@@ -37,6 +42,7 @@ from resume_job import Data, Net
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.trainer import checkpointing
+from tamrin.trainer.callbacks import Callback
 
 POINTS = ("file-begin", "file-partial", "file-end", "manifest", "published", "rotation")
 
@@ -49,7 +55,9 @@ def _event(text: str) -> None:
 
 
 class KillSwitch:
-    """SIGKILLs this process the N-th time it reaches the point named in CRASH_JOB_KILL."""
+    """SIGKILLs this process the N-th time it reaches the point named in CRASH_JOB_KILL, once armed."""
+
+    armed = False
 
     def __init__(self, spec: str | None) -> None:
         self.point, self.count = None, 0
@@ -61,7 +69,7 @@ class KillSwitch:
 
     def reached(self, point: str) -> bool:
         """Count one arrival at `point`; True when this is the arrival to die at."""
-        if point != self.point:
+        if point != self.point or not KillSwitch.armed:
             return False
         self.count -= 1
         return self.count == 0
@@ -78,7 +86,7 @@ def install_hooks(switch: KillSwitch, save_delay: float) -> None:
     rotating = False
 
     def slow_save_torch(obj: Any, path: Path) -> None:
-        if save_delay:
+        if save_delay and KillSwitch.armed:
             time.sleep(save_delay)
         if switch.reached("file-begin"):
             switch.die()
@@ -128,10 +136,35 @@ def install_hooks(switch: KillSwitch, save_delay: float) -> None:
     shutil.rmtree = killable_rmtree
 
 
+class Arming(Callback):
+    """Arms the kill switch at the first step >= CRASH_JOB_ARM_AT_STEP (no state: safe to resume)."""
+
+    def __init__(self) -> None:
+        self.arm_at = int(os.environ.get("CRASH_JOB_ARM_AT_STEP", 0))
+
+    def _check(self, trainer: Trainer) -> None:
+        if not KillSwitch.armed and trainer.state.global_step >= self.arm_at:
+            KillSwitch.armed = True
+            _event(f"armed {trainer.state.global_step}")
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self._check(trainer)
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        self._check(trainer)
+
+
 class EventTrainer(Trainer):
     """A Trainer that writes where its checkpoint saves begin and end into the events file."""
 
+    saves = 0
+    max_saves = int(os.environ.get("CRASH_JOB_MAX_SAVES", 0)) or None
+
     def _save_checkpoint(self) -> None:
+        self.saves += KillSwitch.armed
+        if self.max_saves is not None and self.saves > self.max_saves:
+            _event(f"save-capped {self.state.global_step}")
+            KillSwitch.die()
         _event(f"save-begin {self.state.global_step}")
         super()._save_checkpoint()
         _event(f"save-end {self.state.global_step}")
@@ -158,7 +191,7 @@ def build_trainer(output_dir: str) -> Trainer:
         seed=1234,
         progress="none",
     )
-    return EventTrainer(model=Net(), config=config, train_dataset=Data(37, seed=0))
+    return EventTrainer(model=Net(), config=config, train_dataset=Data(37, seed=0), callbacks=[Arming()])
 
 
 def main(argv: list[str]) -> None:

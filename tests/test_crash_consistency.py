@@ -7,6 +7,10 @@ the job starts training (with saves slowed down for half of them, so that a rand
 falls inside one), the others are points inside a save reached from within the job
 (tests/crash_job.py): a state file about to be written, half written or written in the staging
 folder, the manifest written, the folder just published, an old checkpoint half deleted by rotation.
+Each killed run is first let through to a seeded target step (the targets climb through the run,
+so the kills spread over 8 of its 10 epochs) and is killed at most one checkpoint after it (a
+wall-clock kill that has not come when the run begins its second save from there comes then), so
+20 kills never finish the run, however fast or loaded the machine is.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ TIMEOUT = 120
 
 @dataclasses.dataclass
 class Kill:
-    """One planned kill: after `delay` seconds of training, or at the `count`-th `point` inside a save."""
+    """One planned kill, once the run reaches step `arm_at`: after `delay` seconds, or at the
+    `count`-th arrival at `point` inside a save."""
 
+    arm_at: int = 0
     delay: float | None = None
     slow_saves: bool = False
     point: str | None = None
@@ -50,22 +56,27 @@ class Kill:
 
     def describe(self) -> str:
         if self.point:
-            return f"at the {self.count}th '{self.point}' point of a save"
-        return f"{self.delay:.3f}s into training{' (slowed saves)' if self.slow_saves else ''}"
+            return f"from step {self.arm_at}, at arrival {self.count} at the '{self.point}' point of a save"
+        return f"{self.delay:.3f}s after step {self.arm_at}{' (slowed saves)' if self.slow_saves else ''}"
 
 
 def plan_kills(rng: random.Random, save_interval_s: float) -> list[Kill]:
-    """Wall-clock kills (half with slowed saves) and kills at points inside saves, shuffled.
+    """Wall-clock kills (half with slowed saves) and kills at points inside saves, in a seeded order,
+    the i-th armed at a target step in [4i, 4i + 3] (so at most step 79).
 
-    A wall-clock delay is up to 1.5 save intervals of training, so each killed run gets a little
-    further than the last and the 20 kills spread over most of the run.
+    Once armed, a wall-clock kill comes within 1.5 save intervals of the uninterrupted run, and at
+    the latest when the job begins its second save; a kill at a point comes in the job's first save
+    (a rotation kill within its first three, as a deletion needs three checkpoints on disk). So no
+    run gets past checkpoint 79 + 3 * 4 = 91 of the 100 steps.
     """
     kills = [Kill(delay=rng.uniform(0.05, 1.5) * save_interval_s, slow_saves=i % 2 == 0) for i in range(WALL_KILLS)]
     for i in range(SAVE_KILLS):
         point = INTERNAL_POINTS[i % len(INTERNAL_POINTS)]
-        count = rng.randint(1, 2 * FILES_PER_SAVE) if point.startswith("file") else rng.randint(1, 2)
+        count = rng.randint(1, FILES_PER_SAVE) if point.startswith("file") else 1
         kills.append(Kill(point=point, count=count))
     rng.shuffle(kills)
+    for i, kill in enumerate(kills):
+        kill.arm_at = 4 * i + rng.randint(0, 3)
     return kills
 
 
@@ -73,10 +84,16 @@ def start_job(output_dir: Path, events: Path, *, kill: Kill | None = None) -> su
     env = {**os.environ, "CRASH_JOB_EVENTS": str(events)}
     env.pop("CRASH_JOB_KILL", None)
     env.pop("CRASH_JOB_SAVE_DELAY", None)
+    env.pop("CRASH_JOB_MAX_SAVES", None)
+    env.pop("CRASH_JOB_ARM_AT_STEP", None)
     if kill is not None and kill.point:
         env["CRASH_JOB_KILL"] = f"{kill.point}:{kill.count}"
     if kill is not None and kill.slow_saves:
         env["CRASH_JOB_SAVE_DELAY"] = str(SAVE_DELAY)
+    if kill is not None:
+        env["CRASH_JOB_ARM_AT_STEP"] = str(kill.arm_at)
+        # a rotation needs 3 checkpoints on disk: a run from an empty folder deletes at its 3rd save
+        env["CRASH_JOB_MAX_SAVES"] = "3" if kill.point == "rotation" else "1"
     return subprocess.Popen(
         [sys.executable, str(JOB), str(output_dir)],
         env=env,
@@ -86,14 +103,14 @@ def start_job(output_dir: Path, events: Path, *, kill: Kill | None = None) -> su
     )
 
 
-def wait_for_training(process: subprocess.Popen, events: Path) -> float:
-    """Block until the job has imported everything and starts training; returns that moment."""
+def wait_for(process: subprocess.Popen, events: Path, event: str) -> float:
+    """Block until the job writes `event` ("train-begin", "armed"); returns that moment."""
     deadline = time.monotonic() + TIMEOUT
-    while not (events.is_file() and "train-begin" in events.read_text()):
+    while not (events.is_file() and f"\n{event}" in "\n" + events.read_text()):
         if process.poll() is not None or time.monotonic() > deadline:
             out, err = process.communicate()
-            raise AssertionError(f"the job never started training ({process.returncode}):\n{out}\n{err}")
-        time.sleep(0.005)
+            raise AssertionError(f"the job never wrote {event!r} ({process.returncode}):\n{out}\n{err}")
+        time.sleep(0.002)
     return time.monotonic()
 
 
@@ -114,7 +131,9 @@ def assert_every_checkpoint_loads(checkpoints_dir: Path) -> int:
     Hidden `.tmp-*` / `.old-*` / `.del-*` folders are a killed save's or deletion's leftovers, which
     the next resume removes; they are never taken for a checkpoint.
     """
-    directories = [p for p in checkpoints_dir.iterdir() if not p.name.startswith(".")] if checkpoints_dir.is_dir() else []
+    directories = (
+        [p for p in checkpoints_dir.iterdir() if not p.name.startswith(".")] if checkpoints_dir.is_dir() else []
+    )
     for directory in directories:
         assert verify_checkpoint(directory) is None, verify_checkpoint(directory)
         load_file(directory / "model.safetensors")
@@ -129,7 +148,7 @@ def assert_every_checkpoint_loads(checkpoints_dir: Path) -> int:
 def test_run_killed_at_20_random_moments_ends_bitwise_equal_and_every_checkpoint_loads(tmp_path):
     reference = tmp_path / "reference"
     process = start_job(reference, tmp_path / "events-reference")
-    began = wait_for_training(process, tmp_path / "events-reference")
+    began = wait_for(process, tmp_path / "events-reference", "train-begin")
     code, err = finish(process)
     assert code == 0, err
     save_interval_s = (time.monotonic() - began) * SAVE_STEPS / STEPS
@@ -140,7 +159,7 @@ def test_run_killed_at_20_random_moments_ends_bitwise_equal_and_every_checkpoint
     for number, kill in enumerate(kills, start=1):
         events = tmp_path / f"events-{number:02d}"
         process = start_job(run, events, kill=kill)
-        began = wait_for_training(process, events)
+        began = wait_for(process, events, "armed")
         if kill.delay is not None:
             time.sleep(max(0.0, began + kill.delay - time.monotonic()))
             if process.poll() is None:
@@ -152,7 +171,9 @@ def test_run_killed_at_20_random_moments_ends_bitwise_equal_and_every_checkpoint
             inside_saves.append(number)
         assert_every_checkpoint_loads(run / "checkpoints")
 
-    print(f"{len(inside_saves)} of {len(kills)} kills landed inside a checkpoint save: {inside_saves}")
+    reached = max((int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()), default=0)
+    print(f"{len(inside_saves)} of {len(kills)} kills landed inside a checkpoint save: {inside_saves}; "
+          f"the last kill left the run at checkpoint {reached} of {STEPS} steps")  # fmt: skip
     assert len(inside_saves) >= SAVE_KILLS, f"only kills {inside_saves} landed inside a checkpoint save"
     code, err = finish(start_job(run, tmp_path / "events-final"))
     assert code == 0, err

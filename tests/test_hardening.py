@@ -8,6 +8,7 @@ import errno
 import io
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -302,7 +303,7 @@ def test_damaged_last_csv_line_is_repaired_without_losing_earlier_rows(tmp_path,
     torn = lines[-1][: len(lines[-1]) // 2] if damage == "cut" else b"\x00" * 40  # a crash mid-row of step 4
     csv.write_bytes(b"".join(lines[:-1]) + torn)
 
-    with pytest.warns(UserWarning, match=rf"{CSV_FILENAME}: dropped damaged line 6"):
+    with pytest.warns(UserWarning, match=rf"{CSV_FILENAME}: dropped damaged line 5"):
         make_trainer(run, save_steps=3, max_steps=6, resume_from_checkpoint=True, callbacks=[StopAt(None)]).train()
     assert csv.read_bytes().splitlines(keepends=True)[:4] == lines[:4]  # header and steps 1-3 untouched
     pd.testing.assert_frame_equal(load_logs(reference), load_logs(run))
@@ -322,7 +323,7 @@ class Payload:
 @pytest.mark.parametrize("filename", ["optimizer.pt", "rng_state.pt", "callbacks.pt"])
 def test_state_file_holding_a_code_running_pickle_is_refused_without_running_it(tmp_path, filename):
     output_dir = tmp_path / "out"
-    make_trainer(output_dir, save_steps=2, max_steps=2).train()
+    make_trainer(output_dir, save_steps=2, max_steps=4, callbacks=[StopAt(2)]).train()
     checkpoint = output_dir / "checkpoints" / "00000002"
     marker = tmp_path / "code-ran"
     state_file = checkpoint / "train" / filename
@@ -332,7 +333,7 @@ def test_state_file_holding_a_code_running_pickle_is_refused_without_running_it(
     state_file.write_bytes(buffer.getvalue())
     reseal(checkpoint)  # the manifest agrees: only the content is hostile
 
-    trainer = make_trainer(output_dir, save_steps=2, max_steps=4, resume_from_checkpoint=True)
+    trainer = make_trainer(output_dir, save_steps=2, max_steps=4, resume_from_checkpoint=True, callbacks=[StopAt(None)])
     with pytest.raises(ValueError, match=rf"Refusing to load .*{filename}.*could run arbitrary code"):
         trainer.train()
     assert not marker.exists()
@@ -406,14 +407,14 @@ def test_recipe_override_cannot_send_the_logs_out_of_output_dir():
 
 def test_checkpoint_whose_state_names_a_path_as_its_step_is_refused_before_any_write(tmp_path):
     output_dir = tmp_path / "run" / "out"
-    make_trainer(output_dir, save_steps=2, max_steps=2).train()
+    make_trainer(output_dir, save_steps=2, max_steps=4, callbacks=[StopAt(2)]).train()
     checkpoint = output_dir / "checkpoints" / "00000002"
     state = checkpoint / "train" / "trainer_state.yaml"
     state.write_text(state.read_text().replace("global_step: 2", "global_step: ../../../escaped"))
     reseal(checkpoint)
     before = sorted(tmp_path.rglob("*"))
 
-    trainer = make_trainer(output_dir, save_steps=2, max_steps=4, resume_from_checkpoint=True)
+    trainer = make_trainer(output_dir, save_steps=2, max_steps=4, resume_from_checkpoint=True, callbacks=[StopAt(None)])
     with pytest.raises(ValueError, match=r"trainer_state.yaml: `global_step='../../../escaped'` must be an int >= 0"):
         trainer.train()
     assert sorted(tmp_path.rglob("*")) == before
@@ -433,3 +434,23 @@ def test_a_path_or_repo_id_that_leads_nowhere_is_refused_without_a_download(tmp_
     with pytest.raises(FileNotFoundError, match="no such directory or Hub repo id"):
         make_trainer(tmp_path / "out", max_steps=2, init_weights_from=value)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# -- the catalogue ---------------------------------------------------------------------------------
+def test_reliability_catalogue_numbers_its_cases_and_names_only_tests_that_exist():
+    docs = Path(__file__).parents[1] / "docs" / "reliability.md"
+    text = docs.read_text()
+    rows = re.findall(r"^\| (\d+) \| .* \| (.*) \|$", text, flags=re.MULTILINE)
+    assert [int(number) for number, _ in rows] == list(range(1, len(rows) + 1))
+    for number, cell in rows:
+        module = None
+        for file, name in re.findall(r"`(test_\w+\.py)?::(test_\w+)", cell):
+            module = file or module
+            assert module, f"case {number}: {name} names no test file"
+            source = (Path(__file__).parent / module).read_text()
+            assert re.search(rf"^def {name}\(", source, flags=re.MULTILINE), f"case {number}: no {module}::{name}"
+    total, own, others = map(
+        int, re.search(r"\*\*(\d+) cases in all\*\*: (\d+) from .* and (\d+) from", text, re.S).groups()
+    )
+    first_other = int(re.search(r"### Cases from the other issues\n\n.*?\n.*?\n\| (\d+) \|", text).group(1))
+    assert (total, own, others) == (len(rows), first_other - 1, len(rows) - first_other + 1)

@@ -102,10 +102,10 @@ def test_characters_outside_the_charset_are_refused() -> None:
 
 
 def test_bad_split_name_and_dataset_name() -> None:
-    with pytest.raises(
-        ValueError, match=r"`split='dev'` is not a split of synthetic_plates.*train, validation, test"
-    ):
+    with pytest.raises(ConfigError, match=r"no such split: `split='dev'` .* 'train', 'validation', 'test'"):
         plates("dev")
+    with pytest.raises(ConfigError, match="Did you mean `validation`"):
+        plates("valid")
     with pytest.raises(
         ConfigError, match=r"Unknown dataset name 'synthetic_plate'.*Did you mean `synthetic_plates`"
     ):
@@ -126,6 +126,14 @@ def test_dataset_config_load_rebuilds_the_subclass(tmp_path: Path) -> None:
     assert isinstance(config, SyntheticPlatesConfig) and (config.num_samples, config.seed) == (50, 9)
     dataset = build_dataset(config, split="test", max_size=3)
     assert isinstance(dataset, SyntheticPlatesDataset) and len(dataset) == 3 and dataset.split == "test"
+
+
+def test_a_dataset_config_file_must_name_a_registered_dataset(tmp_path: Path) -> None:
+    (tmp_path / "dataset_config.yaml").write_text("name: os.system\n")
+    with pytest.raises(
+        ConfigError, match=r"Unknown dataset name 'os.system'\. Registered datasets: .*'synthetic_plates'"
+    ):
+        DatasetConfig.load(tmp_path)
 
 
 # -- collators -------------------------------------------------------------------------------------

@@ -59,7 +59,10 @@ class DatasetConfig(Config):
     ) -> DatasetConfig:
         """Load a dataset config, rebuilding the subclass registered under the file's `name`."""
         yaml_path = cls._locate(path, filename or cls.config_filename, revision)
-        raw = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True)
+        try:
+            raw = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True)
+        except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear ConfigError
+            raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             raise ConfigError(
                 f"{yaml_path} must be a mapping with a string `name` naming a registered dataset."

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from tamrin.configs import ConfigError, check_range
+from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import CTCCollator
 
@@ -114,10 +114,9 @@ class SyntheticPlatesDataset(Dataset):
     config: SyntheticPlatesConfig
 
     def __init__(self, config: SyntheticPlatesConfig, split: str = "train", **kwargs: Any) -> None:
-        if split not in SPLITS:
-            raise ValueError(
-                f"`split={split!r}` is not a split of synthetic_plates. Valid splits: {', '.join(SPLITS)}."
-            )
+        problem = check_choice("split", split, SPLITS)
+        if problem:
+            raise ConfigError(f"synthetic_plates has no such split: {problem}")
         super().__init__(config, split=split, **kwargs)
         self._split_id = SPLITS.index(split)
         self._digits = "".join(c for c in config.charset if c.isdigit())

@@ -189,8 +189,8 @@ def _check_subfolder(name: str, value: str) -> str | None:
     if path.is_absolute() or value.startswith("~") or os.path.normpath(value).split(os.sep)[0] == "..":
         return (
             f"`{name}={value!r}` must be a folder inside output_dir, given relative to it (e.g. "
-            f"{'checkpoints' if name == 'checkpoints_dir' else 'logs'!r}); an absolute path, `~` or `..` would "
-            "write outside output_dir. Move output_dir instead."
+            f"{'checkpoints' if name == 'checkpoints_dir' else 'logs'!r}): absolute paths, `~` and `..` out of it "
+            "are refused so that no config can write outside output_dir. To write elsewhere, move output_dir."
         )
     return None
 
