@@ -15,11 +15,10 @@ import itertools
 import statistics
 import sys
 import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from measure import fmt_bytes, median_seconds, traced_peak
 from torch.utils.data import RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
@@ -60,32 +59,6 @@ def hezar_tolist(n: int) -> list[int]:
     return order[start:][:BATCH]
 
 
-def median_seconds(fn: Callable[[int], list[int]], n: int) -> float:
-    times = []
-    for _ in range(REPEATS):
-        began = time.perf_counter()
-        fn(n)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
-def traced_peak(fn: Callable[[int], list[int]], n: int) -> int:
-    tracemalloc.start()
-    try:
-        fn(n)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-def fmt_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
@@ -99,14 +72,14 @@ def resume_table() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|")
     ours(10)  # warm up imports and numpy
     for n in SIZES:
-        row = [f"{n:.0e}", fmt_ms(median_seconds(ours, n)), fmt_bytes(traced_peak(ours, n))]
+        row = [f"{n:.0e}", fmt_ms(median_seconds(ours, n, REPEATS)), fmt_bytes(traced_peak(ours, n))]
         if n <= NAIVE_MAX:
-            row += [fmt_ms(median_seconds(naive_randperm, n)), fmt_bytes(8 * n)]
+            row += [fmt_ms(median_seconds(naive_randperm, n, REPEATS)), fmt_bytes(8 * n)]
         else:
             row += ["skipped", f"({fmt_bytes(8 * n)})"]
         if n <= HEZAR_MAX:
             hezar_peak = traced_peak(hezar_tolist, n)
-            row += [fmt_ms(median_seconds(hezar_tolist, n)), fmt_bytes(hezar_peak)]
+            row += [fmt_ms(median_seconds(hezar_tolist, n, REPEATS)), fmt_bytes(hezar_peak)]
         else:
             row += ["skipped", "skipped"]
         print("| " + " | ".join(row) + " |", flush=True)
