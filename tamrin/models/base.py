@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,6 +137,27 @@ class Model(nn.Module):
     def post_process(self, outputs: dict[str, torch.Tensor]) -> list[Any]:
         """Turn `forward` outputs into readable predictions, one per sample."""
         raise NotImplementedError(f"{type(self).__name__} does not implement post_process(outputs).")
+
+    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Turn raw inputs (texts, image file paths, ...) into a batch that `forward` takes."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement preprocess(inputs), so it cannot predict from raw inputs."
+        )
+
+    @torch.inference_mode()
+    def predict(self, inputs: Sequence[Any]) -> list[Any]:
+        """Readable predictions for raw inputs: `post_process(forward(preprocess(inputs)))`.
+
+        Generative models override this to call `generate`. `tamrin predict DIR INPUT...` uses it.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            device = next(self.parameters()).device
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.preprocess(inputs).items()}
+            return self.post_process(self(**batch))
+        finally:
+            self.train(was_training)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """Generate outputs (generative models only)."""

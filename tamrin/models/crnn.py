@@ -21,7 +21,7 @@ from tamrin.configs import check_choice, check_range
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
 
-__all__ = ["CRNN", "CRNNConfig", "CharsetPreprocessor", "ctc_greedy_decode", "DEFAULT_CHARSET"]
+__all__ = ["CRNN", "CRNNConfig", "CharsetPreprocessor", "ctc_greedy_decode", "open_image", "DEFAULT_CHARSET"]
 
 DEFAULT_CHARSET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"  # the synthetic plates' charset (no I, O, Q)
 RNN_TYPES = ("lstm", "gru")
@@ -129,6 +129,20 @@ class CharsetPreprocessor:
         return (pixels / 255.0 - 0.5) / 0.5
 
 
+def open_image(source: Any) -> Any:
+    """A PIL image from a path (or the image itself); an unreadable file is a ValueError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, Image.Image):
+        return source
+    try:
+        with Image.open(source) as image:
+            image.load()
+            return image
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"Cannot read image {str(source)!r}: {err}") from err
+
+
 def ctc_greedy_decode(logits: torch.Tensor, blank: int = 0) -> list[list[int]]:
     """Greedy (best-path) CTC decoding: argmax per step, collapse repeats, drop blanks.
 
@@ -226,6 +240,10 @@ class CRNN(Model):
         return F.ctc_loss(
             log_probs, labels, input_lengths, lengths, blank=0, reduction="mean", zero_infinity=True
         )
+
+    def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Image files (paths) or PIL images -> `{"pixel_values": (B, 1, H, W)}`, resized like training."""
+        return {"pixel_values": self.preprocessor([open_image(item) for item in inputs])}
 
     def decode_labels(self, batch: dict[str, Any]) -> list[str]:
         """The reference texts of a batch (for CER): its padded `labels` decoded with the charset."""
