@@ -21,26 +21,48 @@ RECIPE_FILENAME = "recipe.yaml"
 def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
     """Build the Trainer a (validated) recipe describes."""
     from tamrin.datasets import build_dataset
-    from tamrin.models import build_model
     from tamrin.trainer.callbacks import build_callback
     from tamrin.trainer.config import TrainerConfig
     from tamrin.trainer.trainer import Trainer
 
     if isinstance(recipe, DictConfig):
         recipe = OmegaConf.to_container(recipe, resolve=True)
-    model_spec = dict(recipe["model"])
-    model = build_model(model_spec.pop("name"), **model_spec)
     spec, split = dataset_spec(recipe, "dataset")
     train_dataset = build_dataset(spec.pop("name"), split=split, **spec)
+    model = build_model_for_data(recipe["model"], train_dataset)
     eval_dataset = None
     if recipe.get("eval_dataset") is not None:
         spec, split = dataset_spec(recipe, "eval_dataset")
-        eval_dataset = build_dataset(spec.pop("name"), split=split, **spec)
+        eval_dataset = build_dataset(spec.pop("name"), split=split, preprocessor=train_dataset.preprocessor, **spec)
     callbacks = [_build_callback_entry(entry, build_callback) for entry in recipe.get("callbacks") or []]
     config = TrainerConfig.from_dict(recipe["trainer"])
     return Trainer(
         model=model, config=config, train_dataset=train_dataset, eval_dataset=eval_dataset, callbacks=callbacks
     )
+
+
+def build_model_for_data(model_section: dict[str, Any], train_dataset: Any) -> Any:
+    """Build the recipe's model with what the data decides (vocabulary, labels) and its preprocessor.
+
+    Raises:
+        ConfigError: the recipe sets a model field to a value the data contradicts.
+    """
+    from tamrin.configs import ConfigError
+    from tamrin.models import build_model
+
+    spec = dict(model_section)
+    name = spec.pop("name")
+    for key, value in train_dataset.model_config_overrides().items():
+        if key in spec and spec[key] != value:
+            raise ConfigError(
+                f"Recipe sets `model.{key}={spec[key]!r}` but the training data gives {value!r}; "
+                f"remove `model.{key}` from the recipe (the data decides it)."
+            )
+        spec[key] = value
+    model = build_model(name, **spec)
+    if train_dataset.preprocessor is not None:
+        model.preprocessor = train_dataset.preprocessor
+    return model
 
 
 def _build_callback_entry(entry: Any, build_callback: Any) -> Any:
@@ -97,8 +119,9 @@ def evaluate_from_recipe(
     if not model_dir.is_dir():
         raise FileNotFoundError(f"No trained model at {model_dir}: train the recipe first (`tamrin train`).")
     spec, default_split = dataset_spec(recipe, "eval_dataset" if recipe.get("eval_dataset") else "dataset")
-    dataset = build_dataset(spec.pop("name"), split=split or default_split, **spec)
-    trainer = Trainer(model=Model.load(model_dir), config=config, eval_dataset=dataset)
+    model = Model.load(model_dir)
+    dataset = build_dataset(spec.pop("name"), split=split or default_split, preprocessor=model.preprocessor, **spec)
+    trainer = Trainer(model=model, config=config, eval_dataset=dataset)
     return trainer.evaluate()
 
 

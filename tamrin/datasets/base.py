@@ -84,6 +84,9 @@ class Dataset(TorchDataset):
     Attributes:
         config: the dataset's config.
         split: the split name ("train", "validation", "test", ...).
+        preprocessor: what turns raw rows into tensors (a tokenizer, a label map), when the data
+            has one; pass the train split's to the other splits (`preprocessor=...`) so that they
+            share it, and a recipe hands it to the model, which saves it.
         data_collator: a callable turning a list of items into a batch (a dict of tensors).
     """
 
@@ -96,6 +99,7 @@ class Dataset(TorchDataset):
             )
         self.config = config
         self.split = split
+        self.preprocessor: Any = kwargs.pop("preprocessor", None)
         self.data_collator: Callable[[list[dict[str, Any]]], dict[str, Any]] = (
             kwargs.pop("data_collator", None) or self.default_data_collator()
         )
@@ -109,6 +113,14 @@ class Dataset(TorchDataset):
     def get_item(self, index: int) -> dict[str, Any]:
         """The sample at `index` (already range-checked) as a dict of tensors."""
         raise NotImplementedError(f"{type(self).__name__} must implement get_item(index).")
+
+    def model_config_overrides(self) -> dict[str, Any]:
+        """Model config values that the data decides (vocab_size, num_labels, id2label, ...).
+
+        A recipe builds the train dataset first and the model with these, so that the two cannot
+        disagree; the default is none.
+        """
+        return {}
 
     def default_data_collator(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         """The collator used when none is passed: torch's `default_collate` (stacks tensors)."""
@@ -182,8 +194,13 @@ def get_dataset_class(name: str) -> type[Dataset]:
     return dataset_class
 
 
-def build_dataset(name: str | DatasetConfig, split: str = "train", **overrides: Any) -> Dataset:
+def build_dataset(
+    name: str | DatasetConfig, split: str = "train", *, preprocessor: Any = None, **overrides: Any
+) -> Dataset:
     """Build a registered dataset's split by name (or from a `DatasetConfig`) with config overrides.
+
+    `preprocessor` (a tokenizer, a label map) is shared with another split instead of being built
+    anew; the other keywords override config fields.
 
     Example:
         `build_dataset("synthetic_plates", split="validation", num_samples=500)`.
@@ -193,6 +210,7 @@ def build_dataset(name: str | DatasetConfig, split: str = "train", **overrides: 
     """
     if isinstance(name, DatasetConfig):
         config = name.merge(overrides) if overrides else name
-        return get_dataset_class(config.name)(config, split=split)
+        return get_dataset_class(config.name)(config, split=split, preprocessor=preprocessor)
     dataset_class = get_dataset_class(name)
-    return dataset_class(dataset_class.config_class.from_dict({**overrides, "name": name}), split=split)
+    config = dataset_class.config_class.from_dict({**overrides, "name": name})
+    return dataset_class(config, split=split, preprocessor=preprocessor)
