@@ -133,6 +133,7 @@ def download(
     *,
     revision: str | None = None,
     allow_patterns: str | Sequence[str] | None = None,
+    ignore_patterns: str | Sequence[str] | None = None,
     token: str | None = None,
 ) -> Path:
     """Download a snapshot of a model repo into the huggingface_hub cache.
@@ -144,6 +145,7 @@ def download(
         repo_id: "user/repo".
         revision: Branch, tag or full commit sha; defaults to the main branch.
         allow_patterns: Only download files matching these glob patterns.
+        ignore_patterns: Skip files matching these glob patterns (e.g. a pushed run's `train/*`).
         token: Hub token; None lets huggingface_hub use HF_TOKEN or the stored login.
 
     Returns:
@@ -152,11 +154,20 @@ def download(
     Raises:
         HubError: The repo, revision or network is not available (the message says why).
     """
-    patterns = [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
     with _hub_errors("download", repo_id, revision=revision):
-        patterns = list(patterns) if patterns is not None else None
-        path = snapshot_download(repo_id, revision=revision, allow_patterns=patterns, token=token, **_user_agent())
+        path = snapshot_download(
+            repo_id,
+            revision=revision,
+            allow_patterns=_pattern_list(allow_patterns),
+            ignore_patterns=_pattern_list(ignore_patterns),
+            token=token,
+            **_user_agent(),
+        )
         return Path(path)
+
+
+def _pattern_list(patterns: str | Sequence[str] | None) -> list[str] | None:
+    return [patterns] if isinstance(patterns, str) else (list(patterns) if patterns is not None else None)
 
 
 def download_file(repo_id: str, filename: str, *, revision: str | None = None, token: str | None = None) -> Path:

@@ -162,6 +162,7 @@ def test_pulled_model_predicts_bitwise_equal_from_an_empty_cache(
 
     assert isinstance(loaded, CRNN) and not loaded.training
     assert any(empty_home.rglob("model.safetensors"))  # it came through the (new) cache
+    assert not any(empty_home.rglob("optimizer.pt")), "loading a model must not download the run's train/ state"
     assert_same_weights(trained.trainer.unwrapped_model, loaded)
     logits = predict(loaded, trained.inputs)
     assert torch.equal(logits, trained.logits)

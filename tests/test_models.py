@@ -146,7 +146,7 @@ def test_hub_repo_ids_go_through_the_hub_hook(tmp_path: Path, monkeypatch) -> No
     tiny_crnn().save(tmp_path / "snapshot")
     calls = []
 
-    def download(repo_id, *, revision=None, allow_patterns=None):
+    def download(repo_id, *, revision=None, ignore_patterns=None):
         calls.append((repo_id, revision))
         return tmp_path / "snapshot"
 

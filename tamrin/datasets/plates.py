@@ -10,8 +10,10 @@ so validation and test measure reading plates the model has never seen.
 from __future__ import annotations
 
 import functools
+import os
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,6 +150,23 @@ class SyntheticPlatesDataset(Dataset):
     def text(self, index: int) -> str:
         """The plate string of sample `index` (without rendering it)."""
         return self._sample_text(self._rng(self.resolve_index(index)))
+
+    def image(self, index: int) -> Image.Image:
+        """Sample `index` as a grayscale PIL image (what `get_item` normalises into pixel_values)."""
+        rng = self._rng(self.resolve_index(index))
+        pixels = self._render(self._sample_text(rng), rng)
+        return Image.fromarray(np.round((pixels * 0.5 + 0.5) * 255).astype(np.uint8))
+
+    def export_images(self, directory: str | os.PathLike, count: int) -> list[Path]:
+        """Write the first `count` samples as PNG files named `{index}_{text}.png` (demos, predict)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index in range(min(count, len(self))):
+            path = directory / f"{index:04d}_{self.text(index)}.png"
+            self.image(index).save(path)
+            paths.append(path)
+        return paths
 
     def get_item(self, index: int) -> dict[str, torch.Tensor]:
         rng = self._rng(index)

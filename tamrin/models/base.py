@@ -36,6 +36,10 @@ WEIGHTS_FILENAME = "model.safetensors"
 _ALIASES_KEY = "tamrin_aliases"  # safetensors metadata: {alias name: stored name} for tied tensors
 
 
+HUB_NON_MODEL_FILES = ("train/*", "logs/*", "checkpoints/*")
+"""What `Model.load` leaves on the Hub when it fetches a repo that a whole run was pushed to."""
+
+
 @dataclass
 class ModelConfig(Config):
     """Base of every model config; subclasses add the model's own fields.
@@ -285,7 +289,8 @@ class Model(nn.Module):
             from tamrin import hub
 
             if hub.is_repo_id(str(path)):
-                directory = Path(hub.download(str(path), revision=revision))
+                # the model only: a pushed run's optimizer state (train/) and logs stay on the Hub
+                directory = Path(hub.download(str(path), revision=revision, ignore_patterns=HUB_NON_MODEL_FILES))
             else:
                 raise FileNotFoundError(
                     f"No saved model at {str(path)!r} (neither a path nor a Hub repo id)."

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tamrin.configs import check_choice, check_range
+from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
 
@@ -130,7 +130,7 @@ class CharsetPreprocessor:
 
 
 def open_image(source: Any) -> Any:
-    """A PIL image from a path (or the image itself); an unreadable file is a ValueError naming it."""
+    """A PIL image from a path (or the image itself); an unreadable file is a ConfigError naming it."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, Image.Image):
@@ -140,7 +140,7 @@ def open_image(source: Any) -> Any:
             image.load()
             return image
     except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"Cannot read image {str(source)!r}: {err}") from err
+        raise ConfigError(f"Cannot read image {str(source)!r}: {err}") from err
 
 
 def ctc_greedy_decode(logits: torch.Tensor, blank: int = 0) -> list[list[int]]:

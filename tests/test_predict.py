@@ -1,0 +1,70 @@
+"""`tamrin predict` and `Model.predict`: raw inputs in, readable predictions out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tamrin.cli import main
+from tamrin.datasets import build_dataset
+from tamrin.models import CRNN, build_model
+
+
+@pytest.fixture()
+def plates(tmp_path: Path):
+    return build_dataset("synthetic_plates", split="test", num_samples=200, eval_num_samples=8)
+
+
+@pytest.fixture()
+def saved_crnn(tmp_path: Path) -> tuple[CRNN, Path]:
+    torch.manual_seed(0)
+    model = build_model("crnn", rnn_hidden_size=16, cnn_channels=[8, 8, 8, 8])
+    directory = tmp_path / "run" / "model"
+    model.save(directory)
+    return model.eval(), directory
+
+
+def test_exported_plate_images_read_back_as_the_dataset_pixels(plates, tmp_path: Path) -> None:
+    model = build_model("crnn")
+    paths = plates.export_images(tmp_path / "images", 3)
+
+    assert [path.name.split("_", 1)[1] for path in paths] == [f"{plates.text(i)}.png" for i in range(3)]
+    pixels = model.preprocess(paths)["pixel_values"]
+    expected = torch.stack([plates[i]["pixel_values"] for i in range(3)])
+    assert pixels.shape == expected.shape
+    assert (pixels - expected).abs().max() <= 2 / 255 + 1e-6  # only the PNG's 8-bit rounding
+
+
+def test_predict_command_prints_the_models_predictions(saved_crnn, plates, tmp_path: Path, capsys) -> None:
+    model, directory = saved_crnn
+    paths = [str(path) for path in plates.export_images(tmp_path / "images", 4)]
+
+    assert main(["predict", str(directory), *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{path}\t{text}" for path, text in zip(paths, model.predict(paths))]
+
+    assert main(["predict", str(directory.parent), paths[0], "--json"]) == 0  # a run's output_dir works too
+    assert json.loads(capsys.readouterr().out) == {"input": paths[0], "prediction": model.predict(paths[:1])[0]}
+
+
+def test_predict_does_not_change_the_models_mode_or_need_gradients(saved_crnn, plates, tmp_path: Path) -> None:
+    model, _ = saved_crnn
+    model.train()
+    paths = plates.export_images(tmp_path / "images", 2)
+    predictions = model.predict(paths)
+    assert model.training
+    assert model.eval().predict(paths) == predictions  # dropout was off during predict
+
+
+def test_unreadable_image_and_missing_model_exit_2_naming_them(saved_crnn, tmp_path: Path, capsys) -> None:
+    _, directory = saved_crnn
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+
+    assert main(["predict", str(directory), str(bad)]) == 2
+    assert f"Cannot read image '{bad}'" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "nowhere"), str(bad)]) == 2
+    assert "No model_config.yaml in" in capsys.readouterr().err
