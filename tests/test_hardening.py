@@ -454,3 +454,23 @@ def test_reliability_catalogue_numbers_its_cases_and_names_only_tests_that_exist
     )
     first_other = int(re.search(r"### Cases from the other issues\n\n.*?\n.*?\n\| (\d+) \|", text).group(1))
     assert (total, own, others) == (len(rows), first_other - 1, len(rows) - first_other + 1)
+
+
+def test_nonfinite_guard_finds_the_first_bad_step_across_batched_checks() -> None:
+    from tamrin.trainer.nonfinite import NonFiniteGuard
+
+    guard = NonFiniteGuard(torch.device("cpu"))
+    losses = torch.rand(600, generator=torch.Generator().manual_seed(0))
+    losses[300], losses[450] = float("nan"), float("inf")  # past the first batched check (every 256)
+    finite_sum = torch.zeros(())
+    for step, loss in enumerate(losses, start=1):
+        if guard.observe(loss, global_step=step, epoch_batch=step - 1):
+            finite_sum += guard.flush()
+    finite_sum += guard.flush()
+
+    assert (int(guard.first_step), int(guard.first_batch)) == (301, 300)
+    assert guard.take_bad_count() == 2
+    expected = losses[torch.isfinite(losses)].sum()
+    assert torch.allclose(finite_sum, expected)
+    with pytest.raises(FloatingPointError, match="at step 301 \\(batch index 300 of its epoch\\)"):
+        guard.raise_if_seen(lambda: "")

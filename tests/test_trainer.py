@@ -20,9 +20,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tamrin import Trainer, TrainerConfig
+from tamrin.configs import ConfigError
 from tamrin.datasets.samplers import RangedSampler
 from tamrin.trainer.callbacks import EVENTS, Callback
-from tamrin.trainer.checkpointing import list_checkpoints
+from tamrin.trainer.checkpointing import list_checkpoints, load_torch
+from tamrin.trainer.config import resolve_steps
 
 # -- tiny models and data -----------------------------------------------------------------------
 
@@ -269,6 +271,24 @@ def test_a_drop_last_sampler_ends_each_epoch_with_its_last_full_batch(tmp_path):
     assert recorder.steps_of("on_evaluate") == recorder.steps_of("on_epoch_end") == [2, 4]
 
 
+def test_a_batch_size_above_the_dataset_size_trains_one_short_batch_per_epoch(tmp_path):
+    """As in HF Trainer: the last, incomplete batch is kept, so 20 samples at batch_size=64 is one step."""
+    trainer = make_trainer(tmp_path, train=Data(20), batch_size=64, num_epochs=2)
+    trainer.train()
+    assert (trainer.plan.steps_per_epoch, trainer.state.global_step, trainer.state.optimizer_steps) == (1, 2, 2)
+
+
+def test_a_batch_size_that_leaves_an_epoch_without_a_step_fails_when_the_trainer_is_built(tmp_path):
+    """A drop_last sampler at batch_size=64 over 20 samples yields no batch (it used to crash in train())."""
+    with pytest.raises(ConfigError, match=r"`batch_size=64` gives 0 training steps.*20 samples.*at most 20"):
+        make_trainer(tmp_path, train=Data(20), batch_size=64, trainer_class=DropLastTrainer)
+
+
+def test_an_empty_train_dataset_fails_when_the_trainer_is_built(tmp_path):
+    with pytest.raises(ConfigError, match=r"`train_dataset` \(Data\) is empty: 0 samples"):
+        make_trainer(tmp_path, train=Data(0))
+
+
 # -- 3. the model contract ------------------------------------------------------------------------
 
 
@@ -494,6 +514,15 @@ def test_csv_logs_have_train_rows_at_log_steps_and_evaluation_columns_after_eval
         assert value == pytest.approx(last[key], rel=1e-12), key
 
 
+def test_the_csv_epoch_column_holds_whole_epochs_as_integers(tmp_path):
+    """The Trainer logs `state.epoch` (an int: epochs done); the CSV says 1, not 1.0."""
+    trainer = make_trainer(tmp_path, train=Data(16), num_epochs=2, log_steps=2)
+    trainer.train()
+    lines = (trainer.logs_dir / "training_logs.csv").read_text().splitlines()
+    assert lines[0].startswith("step,epoch,")
+    assert [line.split(",")[:2] for line in lines[1:]] == [["2", "0"], ["4", "1"], ["6", "1"], ["8", "2"]]
+
+
 def test_evaluate_on_another_dataset_returns_exact_metrics_and_writes_no_log_row(tmp_path):
     trainer = make_trainer(tmp_path, evaluation=Data(8, seed=1))
     trainer.train()
@@ -515,7 +544,7 @@ def test_evaluate_on_another_dataset_returns_exact_metrics_and_writes_no_log_row
 
 def expected_events() -> list[tuple[Any, ...]]:
     """10 samples, batch 2 (5 steps/epoch), accumulation 2, 2 epochs, log every 4 steps, evaluate and
-    save at each epoch end."""
+    save at each epoch end (on_epoch_end fires before that save, so the checkpoint holds its effects)."""
     events: list[tuple[Any, ...]] = [("on_train_begin", 0)]
     for epoch in range(2):
         events.append(("on_epoch_begin", 5 * epoch))
@@ -527,8 +556,8 @@ def expected_events() -> list[tuple[Any, ...]]:
             if step % 4 == 0 or step == 10:
                 events.append(("on_log", step, "train"))
             if step % 5 == 0:
-                events += [("on_log", step, "evaluation"), ("on_evaluate", step), ("on_save", step, f"{step:08d}")]
-        events.append(("on_epoch_end", 5 * epoch + 5))
+                events += [("on_log", step, "evaluation"), ("on_evaluate", step), ("on_epoch_end", step)]
+                events.append(("on_save", step, f"{step:08d}"))
     events.append(("on_train_end", 10))
     return events
 
@@ -640,6 +669,40 @@ def test_callback_state_is_saved_in_checkpoints_and_restored_on_resume(tmp_path)
         assert torch.equal(value, dict(resumed.model.named_parameters())[name]), name
 
 
+class EpochCounter(Callback):
+    """A stateful callback that changes its state at epoch end."""
+
+    def __init__(self) -> None:
+        self.ended = 0
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        self.ended += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ended": self.ended}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ended = state["ended"]
+
+
+def test_on_epoch_end_fires_before_the_epoch_end_checkpoint_so_a_resume_keeps_its_changes(tmp_path):
+    """2 epochs of 5 steps, saved at each epoch end; the run stops after epoch 1 and is resumed."""
+    settings = {"train": Data(10), "batch_size": 2, "num_epochs": 2}
+    straight = EpochCounter()
+    make_trainer(tmp_path / "straight", callbacks=[straight, StopAt(None)], **settings).train()
+
+    first = EpochCounter()
+    make_trainer(tmp_path / "resumed", callbacks=[first, StopAt(5)], **settings).train()
+    saved = load_torch(tmp_path / "resumed" / "checkpoints" / "00000005" / "train" / "callbacks.pt")
+    assert saved["0:EpochCounter"] == {"ended": 1}  # the epoch-end checkpoint holds epoch 1's on_epoch_end
+
+    resumed = EpochCounter()
+    make_trainer(
+        tmp_path / "resumed", callbacks=[resumed, StopAt(None)], resume_from_checkpoint=True, **settings
+    ).train()
+    assert resumed.ended == straight.ended == 2
+
+
 # -- 8. LR schedulers and step settings -----------------------------------------------------------
 
 
@@ -730,3 +793,17 @@ def test_fractional_log_save_and_eval_steps_resolve_against_the_total_steps(tmp_
     assert df.loc[df["evaluation.mse"].notna(), "step"].tolist() == [2, 4, 6, 8, 10]
     assert [c.global_step for c in list_checkpoints(trainer.checkpoints_dir)] == [5, 10]
     assert (trainer.config.log_steps, trainer.config.save_steps, trainer.config.eval_steps) == (0.25, 0.45, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "total", "expected"),
+    [(0.07, 100, 7), (0.14, 100, 14), (0.56, 100, 56), (0.29, 100, 29), (0.35, 15, 6), (0.001, 10, 1)],
+)
+def test_fractional_steps_resolve_without_float_error(fraction, total, expected):
+    """0.07 * 100 is 7.000000000000001 in floating point: it must give 7 steps, not 8."""
+    assert resolve_steps(fraction, total, "save_steps") == expected
+
+
+def test_a_fractional_save_steps_gives_the_whole_number_of_steps_it_names(tmp_path):
+    trainer = make_trainer(tmp_path, train=Data(400), save_steps=0.07)  # 100 steps
+    assert trainer.plan.save_steps == 7

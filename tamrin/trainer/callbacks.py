@@ -50,8 +50,9 @@ class Callback:
     """Base class: override the events you need. Each receives the trainer and event details.
 
     Events (in loop order): on_train_begin, on_epoch_begin, on_step_begin, on_optimizer_step,
-    on_step_end, on_log(logs), on_evaluate(metrics), on_save(path), on_epoch_end, on_train_end;
-    on_load(path) after a checkpoint was restored.
+    on_step_end, on_log(logs), on_evaluate(metrics), on_epoch_end, on_save(path), on_train_end;
+    on_load(path) after a checkpoint was restored. on_epoch_end fires before the epoch's last
+    checkpoint is written, so what a callback changes there is in that checkpoint.
     """
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
@@ -87,6 +88,18 @@ class CallbackHandler:
         """Run `event` on every callback."""
         for callback in self.callbacks:
             getattr(callback, event)(trainer, **kwargs)
+
+    def sampler_supplier(self) -> Callback | None:
+        """The callback that supplies the training sampler (one with `create_train_sampler`), if any.
+
+        Raises:
+            ConfigError: several callbacks supply one (the trainer could not tell which order to use).
+        """
+        suppliers = [c for c in self.callbacks if callable(getattr(c, "create_train_sampler", None))]
+        if len(suppliers) > 1:
+            names = ", ".join(type(c).__name__ for c in suppliers)
+            raise ConfigError(f"Several callbacks supply the training sampler ({names}); keep one of them.")
+        return suppliers[0] if suppliers else None
 
     def state_dict(self) -> dict[str, dict[str, Any]]:
         """Each callback's state, keyed by position and class so a reordered list is caught."""

@@ -67,9 +67,7 @@ class CheckpointingMixin:
         dataset_config = getattr(self.train_dataset, "config", None)
         if callable(getattr(dataset_config, "save", None)):  # a tamrin Dataset: its config travels with the run
             dataset_config.save(train_dir)
-        self.state.loss_sum += float(self._running_loss.item())  # fold the device tracker into the state
-        self._running_loss.zero_()
-        self.state.nonfinite_losses += self._nonfinite.take_bad_count()
+        self._loss_tracker.fold_into(self.state)  # the device-side running loss resumes from the state
         self.state.save(train_dir / "trainer_state.yaml")
         ckpt.save_torch(self.optimizer.state_dict(), train_dir / "optimizer.pt")
         if self.lr_scheduler is not None:
@@ -96,6 +94,11 @@ class CheckpointingMixin:
             ckpt.rotate_checkpoints(
                 self.checkpoints_dir, self.config.save_total_limit, keep=[self.state.best_checkpoint]
             )
+
+    def _last_checkpoint_hint(self) -> str:
+        """Where a user can go back to after a failure (read from disk only when an error is raised)."""
+        latest = ckpt.list_checkpoints(self.checkpoints_dir)
+        return f"The last checkpoint is {latest[-1].path}." if latest else "No checkpoint was saved."
 
     def _resume_if_requested(self) -> Path | None:
         request = self.config.resume_from_checkpoint

@@ -220,7 +220,9 @@ def _check_metrics_list(metrics: list[Any]) -> str | None:
 def resolve_steps(value: int | float | None, total_steps: int, name: str = "steps") -> int | None:
     """Resolve a step setting: an int is a step count; a float in (0, 1] a fraction of `total_steps`.
 
-    Fractions round up (a fraction never resolves to 0 steps), as in HF Trainer.
+    Fractions round up (a fraction never resolves to 0 steps), as in HF Trainer. The product is
+    first rounded to 9 decimals, so float error does not round up a whole number of steps
+    (0.07 * 100 is 7.000000000000001 in floating point, and must give 7, not 8).
 
     Args:
         value: the configured value (None passes through as None).
@@ -243,4 +245,4 @@ def resolve_steps(value: int | float | None, total_steps: int, name: str = "step
         return value
     if not 0.0 < value <= 1.0:
         raise ValueError(f"`{name}={value!r}` must be a float in (0, 1] when it is a fraction.")
-    return max(1, math.ceil(value * total_steps))
+    return max(1, math.ceil(round(value * total_steps, 9)))

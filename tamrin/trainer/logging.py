@@ -98,7 +98,8 @@ class TrainingLogger:
         Args:
             logs: Metric key to value: a python number, a numpy scalar or a 0-d tensor. None is skipped.
             step: The global step the values belong to.
-            epoch: The (fractional) epoch, written to the ``epoch`` column.
+            epoch: The epoch, written to the ``epoch`` column: a whole epoch as an integer (``2``), a
+                fractional one as a float (``0.25``).
 
         Raises:
             ValueError: A key is ``step`` or ``epoch`` (pass those as arguments) or a value is not a number.
@@ -115,7 +116,7 @@ class TrainingLogger:
         step = int(step)
         fields = {key: repr(value) for key, value in values.items()}
         if epoch is not None:
-            fields["epoch"] = repr(float(epoch))
+            fields["epoch"] = _format_epoch(epoch)
         if self._last_row is not None and self._last_row["step"] == str(step):
             # Replace the last row in place: a crash right here loses only this step's earlier values.
             fields = {**self._last_row, **fields}
@@ -181,6 +182,12 @@ class TrainingLogger:
         self._last_row_offset = self._size - len(lines[-1])
         self._last_row = dict(zip(header, rows[-1], strict=True)) if rows else None
         self._file = open(self.csv_path, "ab")  # noqa: SIM115 - open for the logger's lifetime
+
+
+def _format_epoch(epoch: float) -> str:
+    """A whole epoch as an integer ("2", as the Trainer logs it), a fractional one as a float ("0.25")."""
+    value = float(epoch)
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def load_logs(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
+from tamrin.configs import ConfigError
+
 __all__ = [
     "WEIGHTS_NAME",
     "forward_keys",
@@ -24,6 +26,10 @@ __all__ = [
     "save_model_weights",
     "load_model_weights",
     "is_tamrin_model",
+    "prepare_model",
+    "batch_size_of",
+    "generation_inputs",
+    "metrics_context",
 ]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -34,6 +40,27 @@ def is_tamrin_model(model: torch.nn.Module) -> bool:
     from tamrin.models import Model
 
     return isinstance(model, Model)
+
+
+def prepare_model(model: torch.nn.Module, *, init_weights_from: str | None, compile: bool) -> torch.nn.Module:
+    """Check `model`, load `init_weights_from` (a local model directory or a Hub repo id), compile if asked.
+
+    Raises:
+        TypeError: `model` is not a torch.nn.Module.
+        FileNotFoundError: `init_weights_from` is neither an existing directory nor a Hub repo id.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+    if init_weights_from:
+        directory = Path(init_weights_from)
+        if not directory.exists():
+            from tamrin import hub
+
+            if not hub.is_repo_id(init_weights_from):
+                raise FileNotFoundError(f"`init_weights_from={init_weights_from!r}`: no such directory or Hub repo id.")
+            directory = hub.download(init_weights_from)
+        load_model_weights(model, directory)
+    return torch.compile(model) if compile else model
 
 
 def forward_keys(model: torch.nn.Module) -> frozenset[str] | None:
@@ -79,6 +106,52 @@ def loss_from_outputs(model: torch.nn.Module, outputs: Any, batch: Any) -> torch
         "the model's outputs (e.g. pass `labels` to a Hugging Face model), or a Trainer subclass that "
         "overrides `Trainer.compute_loss(outputs, batch)`."
     )
+
+
+def batch_size_of(batch: Any) -> int:
+    """Samples in a batch: the first dimension of its first tensor (weights a batch's mean loss).
+
+    Raises:
+        ConfigError: the batch holds no tensor with a batch dimension.
+    """
+    if isinstance(batch, Mapping):
+        tensors = [v for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0]
+    elif isinstance(batch, (tuple, list)):
+        tensors = [v for v in batch if isinstance(v, torch.Tensor) and v.dim() > 0]
+    else:
+        tensors = [batch]
+    if not tensors:
+        raise ConfigError("Cannot tell the batch size: the batch holds no tensor with a batch dimension.")
+    return int(tensors[0].shape[0])
+
+
+def generation_inputs(batch: Any, accepted: frozenset[str] | None) -> dict[str, Any]:
+    """The keyword arguments of `model.generate` for a dict batch: the accepted keys, without the labels.
+
+    Raises:
+        TypeError: the batch is not a dict (evaluate_with_generate needs named inputs).
+    """
+    if not isinstance(batch, Mapping):
+        raise TypeError(f"evaluate_with_generate needs dict batches, got a {type(batch).__name__}.")
+    return {k: v for k, v in batch.items() if (accepted is None or k in accepted) and k != "labels"}
+
+
+def metrics_context(model: torch.nn.Module) -> dict[str, Any]:
+    """What a metrics handler may take from the model: its post-processing and label names.
+
+    Handlers get these values, never the model or the trainer, so they stay independent of both.
+    """
+    context: dict[str, Any] = {}
+    for name in ("post_process", "decode_labels"):
+        if callable(getattr(model, name, None)):
+            context[name] = getattr(model, name)
+    model_config = getattr(model, "config", None)
+    for name in ("id2label", "num_labels"):
+        if getattr(model_config, name, None) is not None:
+            context[name] = getattr(model_config, name)
+    if getattr(model_config, "problem_type", None) == "multi_label_classification":  # Hugging Face models
+        context["multilabel"] = True
+    return context
 
 
 def _defines_compute_loss(model: torch.nn.Module) -> bool:

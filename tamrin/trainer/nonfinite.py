@@ -22,29 +22,52 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteGuard:
-    """Device-side record of non-finite losses: first occurrence, per window, and since the last log."""
+    """Device-side record of non-finite losses: first occurrence, per window, and since the last log.
+
+    `observe` only queues the step's loss tensor (no device op, no host sync); the queue is checked
+    in one batch of a few device ops by `flush`, which the owner calls at events and every
+    `FLUSH_EVERY` steps (so the queue's memory stays bounded between rare events).
+    """
+
+    FLUSH_EVERY = 256
 
     def __init__(self, device: torch.device) -> None:
+        self.device = device
         self.first_step = torch.full((), -1, dtype=torch.long, device=device)
         self.first_batch = torch.full((), -1, dtype=torch.long, device=device)
         self.window_bad = torch.zeros((), dtype=torch.bool, device=device)
         self.bad_since_log = torch.zeros((), dtype=torch.long, device=device)
+        self._losses: list[torch.Tensor] = []
+        self._positions: list[tuple[int, int]] = []
 
-    def observe(self, loss: torch.Tensor, global_step: int, epoch_batch: int) -> torch.Tensor:
-        """Record `loss` (of step `global_step`, batch `epoch_batch` of its epoch); return it with 0 for nan/inf."""
-        bad = ~torch.isfinite(loss)
-        first = bad & (self.first_step < 0)
-        self.first_step = torch.where(first, global_step, self.first_step)
-        self.first_batch = torch.where(first, epoch_batch, self.first_batch)
-        self.window_bad |= bad
-        self.bad_since_log += bad.long()
-        return torch.where(bad, torch.zeros_like(loss), loss)
+    def observe(self, loss: torch.Tensor, global_step: int, epoch_batch: int) -> bool:
+        """Queue `loss` (of step `global_step`, batch `epoch_batch` of its epoch); True when a flush is due."""
+        self._losses.append(loss.detach())
+        self._positions.append((global_step, epoch_batch))
+        return len(self._losses) >= self.FLUSH_EVERY
+
+    def flush(self) -> torch.Tensor:
+        """Check the queued losses: record the non-finite ones and return the sum of the finite ones."""
+        if not self._losses:
+            return torch.zeros((), device=self.device)
+        losses = torch.stack(self._losses).float()
+        bad = ~torch.isfinite(losses)
+        positions = torch.tensor(self._positions, dtype=torch.long, device=self.device)
+        self._losses, self._positions = [], []
+        first = positions[bad.to(torch.uint8).argmax()]  # the first bad one (row 0 if none: masked below)
+        record = bad.any() & (self.first_step < 0)
+        self.first_step = torch.where(record, first[0], self.first_step)
+        self.first_batch = torch.where(record, first[1], self.first_batch)
+        self.window_bad |= bad.any()
+        self.bad_since_log += bad.sum()
+        return torch.where(bad, torch.zeros_like(losses), losses).sum()
 
     def raise_if_seen(self, checkpoint_hint: Callable[[], str]) -> None:
         """Raise NonFiniteLossError naming the first bad step (a host sync: call it only at events).
 
         `checkpoint_hint` is called only when raising (it may read the disk).
         """
+        assert not self._losses, "flush() before raise_if_seen()"
         step = int(self.first_step.item())
         if step >= 0:
             raise NonFiniteLossError(
@@ -55,7 +78,7 @@ class NonFiniteGuard:
             )
 
     def window_is_finite(self) -> bool:
-        """Whether the current accumulation window's losses were all finite (a host sync)."""
+        """Whether the current accumulation window's losses were all finite (a host sync; flush first)."""
         return not bool(self.window_bad.item())
 
     def end_window(self) -> None:

@@ -7,11 +7,14 @@ bar's loss refreshes every `log_steps` while its counter moves every step.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["Progress", "resolve_progress_mode"]
+if TYPE_CHECKING:
+    from tamrin.trainer.steps import StepPlan
+
+__all__ = ["Progress", "resolve_progress_mode", "describe_run"]
 
 
 def resolve_progress_mode(mode: str, *, is_main_process: bool = True) -> str:
@@ -21,6 +24,21 @@ def resolve_progress_mode(mode: str, *, is_main_process: bool = True) -> str:
     if mode == "auto":
         return "bar" if sys.stderr.isatty() else "plain"
     return mode
+
+
+def describe_run(plan: StepPlan, *, num_samples: int, batch_size: int, num_processes: int, start_step: int) -> str:
+    """One line of step arithmetic printed at the start: samples, global batch, steps and updates.
+
+    It answers up front the question a surprising step count raises ("why 13 steps?").
+    """
+    global_batch = batch_size * num_processes * plan.accumulation
+    start = f", resuming at step {start_step}" if start_step else ""
+    return (
+        f"Training on {num_samples} samples: global batch {global_batch} "
+        f"(batch_size {batch_size} x {num_processes} process(es) x {plan.accumulation} accumulation), "
+        f"{plan.steps_per_epoch} steps/epoch per process, {plan.total_steps} steps, "
+        f"{plan.total_updates} optimizer updates{start}."
+    )
 
 
 class Progress:

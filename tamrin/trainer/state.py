@@ -9,6 +9,7 @@ counts optimizer updates, `epoch` is the epoch in progress and `epoch_step` its 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,6 +63,28 @@ class TrainerState:
     last_log_step: int = 0
     last_eval_step: int = 0
     world_size: int = 1
+
+    def end_epoch(self) -> None:
+        """Move to the next epoch: its step and sample counters start again at 0."""
+        self.epoch += 1
+        self.epoch_step = 0
+        self.epoch_samples = 0
+
+    def improve_best(self, value: float | None, step: int, *, maximize: bool) -> bool:
+        """Record `value` of metric_for_best_model at `step` if it beats `best_metric`; returns whether it did.
+
+        A missing or NaN value never counts as best. A new best has no checkpoint yet
+        (`best_checkpoint` is set when its step is saved).
+        """
+        if value is None or math.isnan(value):
+            return False
+        best = self.best_metric
+        if best is not None and not (value > best if maximize else value < best):
+            return False
+        self.best_metric = value
+        self.best_step = step
+        self.best_checkpoint = None
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         """The serialized attributes as plain Python values."""

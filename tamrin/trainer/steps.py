@@ -8,10 +8,49 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING, Any
 
+from tamrin.configs import ConfigError
 from tamrin.trainer.config import TrainerConfig, resolve_steps
 
-__all__ = ["StepPlan", "updates_in"]
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+__all__ = ["StepPlan", "EpochPosition", "updates_in", "check_train_dataset", "check_steps_per_epoch"]
+
+
+def check_train_dataset(dataset: Any) -> None:
+    """Refuse an empty training dataset by name when the Trainer is built (whatever loader it uses).
+
+    Raises:
+        ConfigError: the dataset has no samples.
+    """
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ConfigError(
+            f"`train_dataset` ({type(dataset).__name__}) is empty: 0 samples, so there is nothing to train on. "
+            "Check the dataset's path, split and filters, or pass train_dataset=None to only evaluate."
+        )
+
+
+def check_steps_per_epoch(steps_per_epoch: int, *, dataset_size: int, batch_size: int, num_processes: int) -> None:
+    """Refuse a training loader that yields no batch (an epoch of zero steps would train nothing).
+
+    A `batch_size` above the dataset size is fine while the last, short batch is kept (one step per
+    epoch, as in HF Trainer); a sampler that drops incomplete batches leaves no step at all.
+
+    Raises:
+        ConfigError: the loader yields no batch; the message names batch_size, the dataset size and the fix.
+    """
+    if steps_per_epoch >= 1:
+        return
+    per_process = dataset_size // num_processes
+    raise ConfigError(
+        f"`batch_size={batch_size}` gives 0 training steps per epoch: the training dataset has {dataset_size} "
+        f"samples ({per_process} per process over {num_processes} process(es)) and the training sampler yields no "
+        f"batch of them (it drops incomplete batches). Set batch_size to at most {max(per_process, 1)}, add "
+        "training data, or use a sampler that keeps the last incomplete batch (RangedSampler's default, "
+        "drop_last=False)."
+    )
 
 
 def updates_in(steps: int, steps_per_epoch: int, accumulation: int) -> int:
@@ -51,7 +90,7 @@ class StepPlan:
     def from_config(cls, config: TrainerConfig, steps_per_epoch: int) -> StepPlan:
         """Resolve `config`'s step settings for a data loader of `steps_per_epoch` batches."""
         if steps_per_epoch < 1:
-            raise ValueError("The training data loader is empty: there is nothing to train on.")
+            raise ConfigError("The training data loader is empty: there is nothing to train on.")
         full_run = steps_per_epoch * config.num_epochs
         max_steps = resolve_steps(config.max_steps, full_run, "max_steps")
         total_steps = full_run if max_steps is None else max_steps
@@ -91,3 +130,41 @@ class StepPlan:
         if interval is None:
             return end_of_epoch or end_of_run
         return global_step % interval == 0 or end_of_run
+
+
+class EpochPosition:
+    """Where the training loader is in its epoch, counted from the sampler's (resumed) start.
+
+    The sampler's positions are global (all processes together), so a run resumed with another
+    number of processes continues at the same sample; `steps` counts batches since `start`.
+    """
+
+    def __init__(self) -> None:
+        self.loader: DataLoader | None = None
+        self.steps = 0
+
+    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int) -> None:
+        """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch."""
+        loader.sampler.set_epoch(epoch)
+        loader.sampler.set_start_index(position)
+        loader.generator.manual_seed(seed * 1_000_003 + epoch)
+        self.loader = loader
+        self.steps = 0
+
+    def advance(self) -> int:
+        """Count one batch; returns the global sample position after it."""
+        self.steps += 1
+        return self.loader.sampler.position_after(self.steps)
+
+    def next_is_last(self) -> bool:
+        """Whether the next batch is the epoch's last (its accumulation window must end with it)."""
+        return self._ends_after(self.steps + 1)
+
+    def at_end(self) -> bool:
+        """Whether the batches counted so far finish the epoch."""
+        return self._ends_after(self.steps)
+
+    def _ends_after(self, steps: int) -> bool:
+        sampler = self.loader.sampler
+        # a sampler that stops short of end_index (drop_last=True) ends the epoch with the loader
+        return steps >= len(self.loader) or sampler.position_after(steps) >= sampler.end_index

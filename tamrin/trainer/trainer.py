@@ -1,14 +1,14 @@
 """The Trainer: the training loop and its overridable steps, nothing else.
 
-Checkpoint files, logs, step arithmetic, the model contract, callbacks and progress output live in
-their own modules beside this one; this file only says in which order they happen.
+The parts it builds (components.py), checkpoint files, logs, step arithmetic, the loss tracker, the
+model contract, callbacks and progress output live in their own modules beside this one; this file
+only says in which order they happen.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +17,32 @@ from accelerate import Accelerator
 from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader
 
-from tamrin.configs import ConfigError
-from tamrin.datasets.samplers import RangedSampler
-from tamrin.metrics_handlers import MetricsHandler, build_metrics_handler, check_metric_for_best_model
-from tamrin.trainer.callbacks import Callback, CallbackHandler, EarlyStopping, TrainerControl
+from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model
+from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl
 from tamrin.trainer.checkpoint_io import CheckpointingMixin
-from tamrin.trainer.checkpointing import list_checkpoints
+from tamrin.trainer.components import ComponentsMixin
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.logging import TrainingLogger
-from tamrin.trainer.modeling import call_model, forward_keys, load_model_weights, loss_from_outputs
-from tamrin.trainer.nonfinite import NonFiniteGuard
-from tamrin.trainer.optim import PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
-from tamrin.trainer.progress import Progress, resolve_progress_mode
+from tamrin.trainer.loss_tracking import LossTracker
+from tamrin.trainer.modeling import (
+    batch_size_of,
+    call_model,
+    forward_keys,
+    generation_inputs,
+    load_model_weights,
+    loss_from_outputs,
+    prepare_model,
+)
+from tamrin.trainer.optim import PLATEAU_SCHEDULERS
+from tamrin.trainer.progress import Progress, describe_run, resolve_progress_mode
 from tamrin.trainer.runtime import build_accelerator, check_supported_engine, seed_everything
 from tamrin.trainer.state import TrainerState
-from tamrin.trainer.steps import StepPlan
+from tamrin.trainer.steps import EpochPosition, StepPlan
 
 __all__ = ["Trainer"]
 
 
-class Trainer(CheckpointingMixin):
+class Trainer(ComponentsMixin, CheckpointingMixin):
     """Trains a model as `config` says; subclass it and override a step to change one thing.
 
     The loop, with the overridable methods and the callback events where they run::
@@ -58,12 +64,15 @@ class Trainer(CheckpointingMixin):
                         on_step_end
                         at log_steps:  log(...)                  # on_log
                         at eval_steps: evaluate() -> log(...)    # on_evaluate (epoch end if None)
+                        if the epoch ends (or the run stops):
+                            on_epoch_end                         # before the save: it holds the changes
                         at save_steps: save checkpoint           # on_save (epoch end if None)
-                on_epoch_end
             on_train_end; load the best model if asked
             return the final logs
 
-    `evaluate(dataset)` runs `create_eval_dataloader` and `evaluation_step` per batch.
+    `evaluate(dataset)` runs `create_eval_dataloader` and `evaluation_step` per batch. The `create_*`
+    methods (loaders, sampler, optimizer, scheduler, metrics handler) are in components.py and
+    `save` / `load_checkpoint` in checkpoint_io.py: both are Trainer methods to override like these.
     """
 
     def __init__(
@@ -95,12 +104,13 @@ class Trainer(CheckpointingMixin):
         self.logs_dir = self.output_dir / config.logs_dir
         self.state = TrainerState(world_size=self.accelerator.num_processes)
         self.control = TrainerControl()
-        self.model = self._init_weights(model)
+        self.model = prepare_model(model, init_weights_from=config.init_weights_from, compile=config.compile)
         self._forward_keys = forward_keys(self.model)
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
         self.callbacks = CallbackHandler(self._default_callbacks() + list(callbacks or ()))
-        self.train_dataloader = self.create_train_dataloader(train_dataset) if train_dataset is not None else None
-        self.plan = StepPlan.from_config(config, len(self.train_dataloader)) if self.train_dataloader else None
+        self.train_dataloader = self._checked_train_dataloader(train_dataset)
+        loader = self.train_dataloader
+        self.plan = StepPlan.from_config(config, len(loader)) if loader is not None else None
         self.optimizer = optimizer or self.create_optimizer()
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         self.metrics_handler = metrics_handler or self.create_metrics_handler()
@@ -109,139 +119,23 @@ class Trainer(CheckpointingMixin):
         self.progress_mode = resolve_progress_mode(config.progress, is_main_process=self.is_main_process)
         self.logger: TrainingLogger | None = None
         self._eval_loaders: dict[int, DataLoader] = {}
-        self._running_loss = torch.zeros((), device=self.accelerator.device)
-        self._nonfinite = NonFiniteGuard(self.accelerator.device)
+        self._loss_tracker = LossTracker(self.accelerator.device)
         self._last_logs: dict[str, float] = {}
         self._update_due = True
         self.grad_norm: torch.Tensor | None = None  # pre-clip norm of the last update (max_grad_norm set)
-        self._loader_steps = 0  # steps since the sampler's start position (resume-aware)
+        self._position = EpochPosition()  # the training loader's place in its epoch (resume-aware)
 
-    # -- construction steps ----------------------------------------------------------------------
     @property
     def is_main_process(self) -> bool:
         return self.accelerator.is_main_process
 
     @property
     def unwrapped_model(self) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(self.model)
-
-    def _init_weights(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Load `init_weights_from` (a local model directory or a Hub repo id) and compile if asked."""
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
-        source = self.config.init_weights_from
-        if source:
-            directory = Path(source)
-            if not directory.exists():
-                from tamrin import hub
-
-                if not hub.is_repo_id(source):
-                    raise FileNotFoundError(f"`init_weights_from={source!r}`: no such directory or Hub repo id.")
-                directory = hub.download(source)
-            load_model_weights(model, directory)
-        return torch.compile(model) if self.config.compile else model
-
-    def create_train_dataloader(self, dataset: Any) -> DataLoader:
-        """A DataLoader over `dataset` whose sampler (`create_train_sampler`) resumes mid-epoch in O(1).
-
-        The loader has its own generator, reseeded each epoch, so creating its iterator never draws
-        from the global RNG (which dropout uses) and a resumed run draws the same numbers.
-        """
-        if len(dataset) == 0:
-            raise ValueError("The training dataset is empty.")
-        sampler = self.create_train_sampler(dataset)
-        return DataLoader(
-            dataset,
-            batch_size=self.config.batch_size,
-            sampler=sampler,
-            collate_fn=self.data_collator,
-            num_workers=self.config.num_dataloader_workers,
-            generator=torch.Generator(),
-            pin_memory=self.accelerator.device.type == "cuda",
-            persistent_workers=False,
-        )
-
-    def create_train_sampler(self, dataset: Any) -> RangedSampler:
-        """The training sampler: a callback's (one with `create_train_sampler(trainer, dataset)`, e.g.
-        a Curriculum), else a RangedSampler. Override to use your own.
-
-        The loop moves it with `set_epoch` / `set_start_index` and reads `position_after` and
-        `end_index`, so a replacement must offer RangedSampler's interface (subclassing it does).
-        """
-        suppliers = [c for c in self.callbacks.callbacks if callable(getattr(c, "create_train_sampler", None))]
-        if len(suppliers) > 1:
-            names = ", ".join(type(c).__name__ for c in suppliers)
-            raise ConfigError(f"Several callbacks supply the training sampler ({names}); keep one of them.")
-        if suppliers:
-            return suppliers[0].create_train_sampler(self, dataset)
-        return RangedSampler(
-            dataset,
-            self.config.batch_size,
-            shuffle=self.config.dataloader_shuffle,
-            seed=self.config.seed,
-            num_replicas=self.accelerator.num_processes,
-            rank=self.accelerator.process_index,
-        )
-
-    def create_eval_dataloader(self, dataset: Any) -> DataLoader:
-        """A DataLoader over an evaluation dataset, in order; accelerate shards it across processes."""
-        collator = getattr(dataset, "data_collator", None) or self.data_collator
-        return DataLoader(
-            dataset,
-            batch_size=self.config.eval_batch_size or self.config.batch_size,
-            shuffle=False,
-            collate_fn=collator,
-            num_workers=self.config.num_dataloader_workers,
-            generator=torch.Generator(),  # iterating never draws from the global RNG
-        )
-
-    def create_optimizer(self) -> torch.optim.Optimizer:
-        """The optimizer named in the config, over the model's trainable parameters."""
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
-        return build_optimizer(
-            self.config.optimizer,
-            parameters,
-            learning_rate=self.config.learning_rate,
-            weight_decay=self.config.weight_decay,
-        )
-
-    def create_lr_scheduler(self) -> Any:
-        """The scheduler named in the config (None when none is named)."""
-        name = self.config.lr_scheduler
-        if name is None:
-            return None
-        kwargs = dict(self.config.lr_scheduler_kwargs)
-        if name in PLATEAU_SCHEDULERS:
-            kwargs.setdefault("mode", "max" if self._maximize_best_metric() else "min")
-        total = self.plan.total_updates if self.plan else 1
-        warmup = self.plan.warmup_steps if self.plan else 0
-        return build_lr_scheduler(name, self.optimizer, total_updates=total, warmup_steps=warmup, kwargs=kwargs)
-
-    def create_metrics_handler(self) -> MetricsHandler:
-        """The task's metrics handler, given what it needs from the model (never the trainer)."""
-        model = self.accelerator.unwrap_model(self.model)
-        context: dict[str, Any] = {}
-        for name in ("post_process", "decode_labels"):
-            if callable(getattr(model, name, None)):
-                context[name] = getattr(model, name)
-        model_config = getattr(model, "config", None)
-        for name in ("id2label", "num_labels"):
-            if getattr(model_config, name, None) is not None:
-                context[name] = getattr(model_config, name)
-        if getattr(model_config, "problem_type", None) == "multi_label_classification":  # Hugging Face models
-            context["multilabel"] = True
-        return build_metrics_handler(
-            self.config.task, self.config.metrics, gather=self.accelerator.gather_for_metrics, **context
-        )
-
-    def _default_callbacks(self) -> list[Callback]:
-        if self.config.early_stopping_patience is None:
-            return []
-        return [EarlyStopping(self.config.early_stopping_patience, self.config.early_stopping_min_delta)]
-
-    def _maximize_best_metric(self) -> bool:
-        handler = getattr(self, "metrics_handler", None)
-        return handler is not None and handler.objective(self.config.metric_for_best_model) == "maximize"
+        """The model without its DDP / compile wrappers (cached: accelerate's unwrap costs ~0.1 ms a call)."""
+        if getattr(self, "_unwrapped_for", None) is not self.model:
+            self._unwrapped = self.accelerator.unwrap_model(self.model)
+            self._unwrapped_for = self.model
+        return self._unwrapped
 
     # -- the steps of one batch --------------------------------------------------------------------
     def prepare_input_batch(self, batch: Any) -> Any:
@@ -276,13 +170,10 @@ class Trainer(CheckpointingMixin):
         With nan_policy="skip", a window that saw a NaN/inf loss is dropped instead (counted in
         `state.skipped_updates` and logged as `train.skipped_updates`).
         """
-        if self.config.nan_policy == "skip":
-            finite = self._nonfinite.window_is_finite()
-            self._nonfinite.end_window()
-            if not finite:
-                self.optimizer.zero_grad(set_to_none=True)
-                self.state.skipped_updates += 1
-                return
+        if self.config.nan_policy == "skip" and not self._loss_tracker.close_window():
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped_updates += 1
+            return
         if self.config.max_grad_norm is not None:  # the returned norm stays on the device (no sync)
             self.grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
@@ -304,9 +195,9 @@ class Trainer(CheckpointingMixin):
         """
         outputs = self.forward(batch)
         loss = self.compute_loss(outputs, batch)
-        self.metrics_handler.update_loss(loss.detach(), _batch_size(batch))
+        self.metrics_handler.update_loss(loss.detach(), batch_size_of(batch))
         if self.config.evaluate_with_generate:
-            outputs = self.unwrapped_model.generate(**_model_inputs(batch, self._forward_keys))
+            outputs = self.unwrapped_model.generate(**generation_inputs(batch, self._forward_keys))
         self.metrics_handler.update(outputs, batch)
 
     # -- the loops ----------------------------------------------------------------------------------
@@ -322,13 +213,14 @@ class Trainer(CheckpointingMixin):
             enabled=self.is_main_process,
         )
         if self.progress_mode != "none":
-            print(self._describe_run(), flush=True)
+            processes, start = self.accelerator.num_processes, self.state.global_step
+            print(describe_run(self.plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
+                               num_processes=processes, start_step=start), flush=True)  # fmt: skip
         self.callbacks.fire("on_train_begin", self)
         try:
             while self.state.epoch < self.plan.num_epochs and not self._finished():
                 self.callbacks.fire("on_epoch_begin", self)
                 self.inner_training_loop(self.state.epoch)
-                self.callbacks.fire("on_epoch_end", self)
             self._check_losses_finite()
         finally:
             self.logger.close()
@@ -337,24 +229,16 @@ class Trainer(CheckpointingMixin):
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
         return dict(self._last_logs)
 
-    def _describe_run(self) -> str:
-        """One line of step arithmetic: samples, global batch, steps and updates."""
-        processes, accumulation = self.accelerator.num_processes, self.config.gradient_accumulation_steps
-        global_batch = self.config.batch_size * processes * accumulation
-        start = f", resuming at step {self.state.global_step}" if self.state.global_step else ""
-        return (
-            f"Training on {len(self.train_dataset)} samples: global batch {global_batch} "
-            f"(batch_size {self.config.batch_size} x {processes} process(es) x {accumulation} accumulation), "
-            f"{self.plan.steps_per_epoch} steps/epoch per process, {self.plan.total_steps} steps, "
-            f"{self.plan.total_updates} optimizer updates{start}."
-        )
-
     def _finished(self) -> bool:
         return self.control.should_stop or self.plan.reached_max_steps(self.state.global_step)
 
     def inner_training_loop(self, epoch: int) -> None:
-        """One epoch, from the sampler's resumed position to its end (or max_steps / a stop)."""
-        loader = self._position_dataloader(epoch)
+        """One epoch, from the sampler's resumed position to its end (or max_steps / a stop).
+
+        on_epoch_end fires once, from `_after_step` before the epoch's last save.
+        """
+        loader = self.train_dataloader
+        self._position.start(loader, epoch=epoch, position=self.state.epoch_samples, seed=self.config.seed)
         progress = Progress(
             self.progress_mode,
             total=self.plan.steps_per_epoch,
@@ -362,12 +246,13 @@ class Trainer(CheckpointingMixin):
             description=f"Epoch {epoch + 1}/{self.plan.num_epochs}",
         )
         self.model.train()
+        epoch_ended = False
         try:
             for batch in loader:
                 self.callbacks.fire("on_step_begin", self)
                 batch = self.prepare_input_batch(batch)
                 self._update_due = self.plan.is_update_step(
-                    self.state.epoch_step + 1, self.state.global_step + 1, last_batch=self._is_last_batch()
+                    self.state.epoch_step + 1, self.state.global_step + 1, last_batch=self._position.next_is_last()
                 )
                 loss = self.training_step(batch)
                 self._advance(loss)
@@ -377,47 +262,32 @@ class Trainer(CheckpointingMixin):
                     self.callbacks.fire("on_optimizer_step", self)
                 self.callbacks.fire("on_step_end", self)
                 progress.update()
-                if self._after_step(progress) or self._finished():
+                epoch_ended = self._after_step(progress)
+                if epoch_ended or self._finished():
                     break
         finally:
             progress.close()
-
-    def _position_dataloader(self, epoch: int) -> DataLoader:
-        """Point the sampler at `epoch` and the resumed position; reseed the loader's generator."""
-        loader = self.train_dataloader
-        loader.sampler.set_epoch(epoch)
-        loader.sampler.set_start_index(self.state.epoch_samples)
-        loader.generator.manual_seed(self.config.seed * 1_000_003 + epoch)
-        self._loader_steps = 0
-        return loader
-
-    def _is_last_batch(self) -> bool:
-        """Whether the next batch is the epoch's last (its window must end with it)."""
-        sampler = self.train_dataloader.sampler
-        # a sampler that stops short of end_index (drop_last=True) ends the epoch with the loader
-        loader_ends = self._loader_steps + 1 >= len(self.train_dataloader)
-        return loader_ends or sampler.position_after(self._loader_steps + 1) >= sampler.end_index
+        if not epoch_ended:  # stopped after the step's save (e.g. by a callback's on_save)
+            self.callbacks.fire("on_epoch_end", self)
 
     def _advance(self, loss: torch.Tensor) -> None:
         """Count the step, move the global sample position, and track the loss (no host sync)."""
         state = self.state
         state.global_step += 1
         state.epoch_step += 1
-        self._loader_steps += 1
-        state.epoch_samples = self.train_dataloader.sampler.position_after(self._loader_steps)
-        loss = self._nonfinite.observe(loss.float(), state.global_step, state.epoch_step - 1)
-        self._running_loss += loss
-        state.loss_count += 1
+        state.epoch_samples = self._position.advance()
+        self._loss_tracker.add(loss, state)
 
     def _after_step(self, progress: Progress) -> bool:
-        """Log, evaluate and save when due; returns True when the epoch ended."""
-        end_of_epoch = (
-            self.state.epoch_samples >= self.train_dataloader.sampler.end_index
-            or self._loader_steps >= len(self.train_dataloader)  # else a drop_last sampler never ends its epoch
-        )
+        """Log, evaluate, end the epoch and save when due; returns True when this epoch's loop ends.
+
+        on_epoch_end fires before the save, so a checkpoint written at an epoch's end holds what the
+        callbacks changed there (a resumed run does not fire it again).
+        """
+        end_of_epoch = self._position.at_end()
         step = self.state.global_step
         if end_of_epoch:
-            self._end_epoch_counters()
+            self.state.end_epoch()
         end_of_run = self.plan.reached_max_steps(step) or (end_of_epoch and self.state.epoch >= self.plan.num_epochs)
         when = {"end_of_epoch": end_of_epoch, "end_of_run": end_of_run}
         log_due = self.plan.due(self.plan.log_steps, step, **when)
@@ -436,62 +306,41 @@ class Trainer(CheckpointingMixin):
         if evaluate_due:
             self.control.should_evaluate = False
             self._evaluate_during_training(step)
+        epoch_over = end_of_epoch or self._finished()  # after evaluating: early stopping may end the run
+        if epoch_over:
+            self.callbacks.fire("on_epoch_end", self)
         if save_due or self.control.should_save:
             self.control.should_save = False
             self._save_checkpoint()
-        return end_of_epoch
+        return epoch_over
 
     def _check_losses_finite(self) -> None:
         """With nan_policy="stop", raise if any loss since the start was NaN/inf (a host sync)."""
         if self.config.nan_policy == "stop":
-            self._nonfinite.raise_if_seen(self._last_checkpoint_hint)
-
-    def _last_checkpoint_hint(self) -> str:
-        latest = list_checkpoints(self.checkpoints_dir)
-        return f"The last checkpoint is {latest[-1].path}." if latest else "No checkpoint was saved."
-
-    def _end_epoch_counters(self) -> None:
-        state = self.state
-        state.epoch += 1
-        state.epoch_step = 0
-        state.epoch_samples = 0
+            self._loss_tracker.raise_if_nonfinite(self._last_checkpoint_hint)
 
     def _training_logs(self) -> dict[str, float]:
         """The mean training loss since the last log and the learning rate (a host sync, by design)."""
         logs = {"learning_rate": float(self.optimizer.param_groups[0]["lr"])}
-        self.state.nonfinite_losses += self._nonfinite.take_bad_count()
-        finite_count = self.state.loss_count - self.state.nonfinite_losses
-        if finite_count:
-            logs["train.loss"] = float(self._running_loss.item() + self.state.loss_sum) / finite_count
+        mean_loss = self._loss_tracker.take_mean(self.state)
+        if mean_loss is not None:
+            logs["train.loss"] = mean_loss
         if self.config.nan_policy == "skip":
             logs["train.skipped_updates"] = float(self.state.skipped_updates)
-        self.state.nonfinite_losses = 0
-        self._running_loss.zero_()
-        self.state.loss_sum = 0.0
-        self.state.loss_count = 0
         return logs
 
     def _evaluate_during_training(self, step: int) -> None:
         metrics = {f"evaluation.{key}": value for key, value in self.evaluate().items()}
         self.state.last_eval_step = step
-        self._track_best(metrics, step)
+        value = metrics.get(self.config.metric_for_best_model)
+        if self.state.improve_best(value, step, maximize=self._maximize_best_metric()) and (
+            self.config.load_best_model_at_end or self.config.save_total_limit
+        ):
+            self.control.should_save = True  # the best step always gets its own checkpoint
         if self.lr_scheduler is not None and self.config.lr_scheduler in PLATEAU_SCHEDULERS:
             self.lr_scheduler.step(metrics[self.config.metric_for_best_model])
         self.log(metrics, step)
         self.callbacks.fire("on_evaluate", self, metrics=metrics)
-
-    def _track_best(self, metrics: dict[str, float], step: int) -> None:
-        value = metrics.get(self.config.metric_for_best_model)
-        if value is None or math.isnan(value):
-            return
-        best = self.state.best_metric
-        better = best is None or (value > best if self._maximize_best_metric() else value < best)
-        if better:
-            self.state.best_metric = value
-            self.state.best_step = step
-            self.state.best_checkpoint = None
-            if self.config.load_best_model_at_end or self.config.save_total_limit:
-                self.control.should_save = True  # the best step always gets its own checkpoint
 
     @torch.inference_mode()
     def evaluate(self, dataset: Any = None) -> dict[str, float]:
@@ -532,11 +381,6 @@ class Trainer(CheckpointingMixin):
         self._last_logs.update(logs)
         self.callbacks.fire("on_log", self, logs=logs)
 
-    def _log_columns(self) -> list[str]:
-        names = ["loss", *(name for name in self.metrics_handler.metric_names if name != "loss")]
-        skipped = ["train.skipped_updates"] if self.config.nan_policy == "skip" else []
-        return ["train.loss", "learning_rate", *skipped, *(f"evaluation.{name}" for name in names)]
-
     def load_csv_logs(self) -> Any:
         """The run's CSV logs as a pandas DataFrame, one row per logged step."""
         from tamrin.trainer.logging import load_logs
@@ -548,22 +392,3 @@ class Trainer(CheckpointingMixin):
         from tamrin.trainer.publishing import push_trainer_to_hub
 
         return push_trainer_to_hub(self, repo_id, commit_message=commit_message, private=private, **kwargs)
-
-
-def _batch_size(batch: Any) -> int:
-    """Samples in a batch: the first dimension of its first tensor."""
-    if isinstance(batch, Mapping):
-        tensors = [v for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0]
-    elif isinstance(batch, (tuple, list)):
-        tensors = [v for v in batch if isinstance(v, torch.Tensor) and v.dim() > 0]
-    else:
-        tensors = [batch]
-    if not tensors:
-        raise ConfigError("Cannot tell the batch size: the batch holds no tensor with a batch dimension.")
-    return int(tensors[0].shape[0])
-
-
-def _model_inputs(batch: Any, accepted: frozenset[str] | None) -> dict[str, Any]:
-    if not isinstance(batch, Mapping):
-        raise TypeError("evaluate_with_generate needs dict batches.")
-    return {k: v for k, v in batch.items() if (accepted is None or k in accepted) and k != "labels"}
