@@ -15,7 +15,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tamrin.trainer.logging import CSV_FILENAME, TrainingLogger, load_logs, plot_logs, summarize_logs
+from tamrin.trainer.log_review import plot_logs, summarize_logs
+from tamrin.trainer.logging import CSV_FILENAME, TrainingLogger, load_logs
 
 COLUMNS = ["train.loss", "learning_rate", "evaluation.loss", "evaluation.f1"]
 

@@ -10,6 +10,7 @@ import pytest
 
 import tamrin
 from tamrin.cli import main
+from tamrin.trainer import log_review
 from tamrin.trainer import logging as tamrin_logging
 from tamrin.trainer.logging import CSV_FILENAME, TrainingLogger, load_logs
 
@@ -155,13 +156,13 @@ def test_plot_writes_a_png_with_one_panel_per_metric(tmp_path, capsys, monkeypat
     first = _write_run(tmp_path / "first")
     second = _write_run(tmp_path / "second", offset=0.1)
     figures = []
-    real_plot_logs = tamrin_logging.plot_logs
+    real_plot_logs = log_review.plot_logs
 
     def recording_plot_logs(*args, **kwargs):
         figures.append(real_plot_logs(*args, **kwargs))
         return figures[-1]
 
-    monkeypatch.setattr(tamrin_logging, "plot_logs", recording_plot_logs)
+    monkeypatch.setattr(log_review, "plot_logs", recording_plot_logs)
     target = tmp_path / "plots" / "runs.png"
 
     assert main(["logs", str(first), str(second), "--plot", str(target)]) == 0
@@ -182,5 +183,5 @@ def test_logs_is_a_listed_sub_command(capsys):
 
 def test_load_logs_and_plot_logs_are_exported_from_tamrin():
     assert tamrin.load_logs is tamrin_logging.load_logs
-    assert tamrin.plot_logs is tamrin_logging.plot_logs
+    assert tamrin.plot_logs is log_review.plot_logs
     assert {"load_logs", "plot_logs"} <= set(tamrin.__all__)

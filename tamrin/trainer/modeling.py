@@ -58,7 +58,9 @@ def prepare_model(model: torch.nn.Module, *, init_weights_from: str | None, comp
 
             if not hub.is_repo_id(init_weights_from):
                 raise FileNotFoundError(f"`init_weights_from={init_weights_from!r}`: no such directory or Hub repo id.")
-            directory = hub.download(init_weights_from)
+            from tamrin.models.base import HUB_NON_MODEL_FILES
+
+            directory = hub.download(init_weights_from, ignore_patterns=HUB_NON_MODEL_FILES)  # weights only
         load_model_weights(model, directory)
     return torch.compile(model) if compile else model
 

@@ -314,7 +314,8 @@ def best_metrics(logs_csv: Path, state: Mapping[str, Any], metric_for_best_model
     """
     metrics: dict[str, float] = {}
     if logs_csv.is_file():
-        from tamrin.trainer.logging import load_logs, summarize_logs
+        from tamrin.trainer.log_review import summarize_logs
+        from tamrin.trainer.logging import load_logs
 
         logs = load_logs(logs_csv)
         columns = [c for c in logs.columns if c.startswith("evaluation.")]
