@@ -12,7 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from tamrin.recipes import dataset_spec
 
-__all__ = ["build_trainer", "train_from_recipe", "evaluate_from_recipe", "find_run_recipe", "FINAL_MODEL_DIR"]
+__all__ = [
+    "build_trainer",
+    "train_from_recipe",
+    "evaluate_from_recipe",
+    "find_run_recipe",
+    "resolve_model_dir",
+    "FINAL_MODEL_DIR",
+]
 
 FINAL_MODEL_DIR = "model"
 RECIPE_FILENAME = "recipe.yaml"
@@ -23,10 +30,13 @@ def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
     from tamrin.datasets import build_dataset
     from tamrin.trainer.callbacks import build_callback
     from tamrin.trainer.config import TrainerConfig
+    from tamrin.trainer.runtime import seed_everything
     from tamrin.trainer.trainer import Trainer
 
     if isinstance(recipe, DictConfig):
         recipe = OmegaConf.to_container(recipe, resolve=True)
+    config = TrainerConfig.from_dict(recipe["trainer"])
+    seed_everything(config.seed)  # before the model draws its initial weights: a recipe reproduces itself
     spec, split = dataset_spec(recipe, "dataset")
     train_dataset = build_dataset(spec.pop("name"), split=split, **spec)
     model = build_model_for_data(recipe["model"], train_dataset)
@@ -35,7 +45,6 @@ def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
         spec, split = dataset_spec(recipe, "eval_dataset")
         eval_dataset = build_dataset(spec.pop("name"), split=split, preprocessor=train_dataset.preprocessor, **spec)
     callbacks = [_build_callback_entry(entry, build_callback) for entry in recipe.get("callbacks") or []]
-    config = TrainerConfig.from_dict(recipe["trainer"])
     return Trainer(
         model=model, config=config, train_dataset=train_dataset, eval_dataset=eval_dataset, callbacks=callbacks
     )
@@ -90,6 +99,19 @@ def save_recipe(recipe: DictConfig | dict[str, Any], output_dir: Path) -> Path:
     path = output_dir / RECIPE_FILENAME
     path.write_text(OmegaConf.to_yaml(OmegaConf.create(recipe)), encoding="utf-8")
     return path
+
+
+def resolve_model_dir(path: Path) -> Path:
+    """The directory holding model_config.yaml: `path` itself (a model or checkpoint), or a run's final `model/`."""
+    from tamrin.models import ModelConfig
+
+    for candidate in (path, path / FINAL_MODEL_DIR):
+        if (candidate / ModelConfig.config_filename).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"No {ModelConfig.config_filename} in {path} or {path / FINAL_MODEL_DIR}: pass a model or checkpoint "
+        "directory written by tamrin, or a run's output_dir (e.g. outputs/plates-crnn)."
+    )
 
 
 def find_run_recipe(directory: Path) -> Path:

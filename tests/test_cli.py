@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
+import pytest
+
 from tamrin.cli import main
 
 
@@ -50,3 +53,50 @@ def test_recipe_callbacks_are_validated_by_name(capsys):
         capsys.readouterr().err
     )
     assert main(["train", "--dry-run", "callbacks=[{name: curriculum, scores: length}, gradient_norm_logger]"]) == 0
+
+
+TINY_PLATES = [
+    "dataset.num_samples=64",
+    "dataset.eval_num_samples=16",
+    "trainer.num_epochs=1",
+    "trainer.batch_size=16",
+    "trainer.log_steps=2",
+    "trainer.progress=none",
+    "model.rnn_hidden_size=16",
+]
+
+
+def test_train_then_evaluate_a_run_its_model_its_checkpoint_or_its_recipe(tmp_path, capsys):
+    run = tmp_path / "run"
+    recipe = [*TINY_PLATES, f"trainer.output_dir={run}"]
+    assert main(["train", *recipe]) == 0
+    trained = capsys.readouterr().out
+    assert "Training finished." in trained and f"model:       {run / 'model'}" in trained
+    final_cer = pd.read_csv(run / "logs" / "training_logs.csv")["evaluation.cer"].dropna().iloc[-1]
+
+    checkpoint = sorted((run / "checkpoints").iterdir())[-1]
+    for target in [str(run), str(run / "model"), str(checkpoint)]:
+        assert main(["evaluate", target]) == 0
+        printed = dict(line.split() for line in capsys.readouterr().out.splitlines())
+        assert float(printed["cer"]) == pytest.approx(final_cer, rel=1e-5), target
+    (tmp_path / "recipes").mkdir()
+    (run / "recipe.yaml").rename(tmp_path / "recipes" / "plates.yaml")
+    assert main(["evaluate", str(tmp_path / "recipes" / "plates.yaml")]) == 0
+    assert main(["evaluate", str(run)]) == 2
+    assert "No recipe.yaml" in capsys.readouterr().err
+
+
+def test_the_same_recipe_builds_the_same_initial_model_in_a_fresh_process(tmp_path):
+    script = (
+        "import hashlib, sys, torch\n"
+        "from tamrin.recipes import load_recipe\n"
+        "from tamrin.runner import build_trainer\n"
+        "trainer = build_trainer(load_recipe('default', sys.argv[1:]))\n"
+        "digest = hashlib.sha256()\n"
+        "for value in trainer.unwrapped_model.state_dict().values():\n"
+        "    digest.update(value.numpy().tobytes())\n"
+        "print(digest.hexdigest())\n"
+    )
+    args = [sys.executable, "-c", script, *TINY_PLATES, f"trainer.output_dir={tmp_path}"]
+    first, second = (subprocess.run(args, capture_output=True, text=True, check=True).stdout for _ in range(2))
+    assert first == second and len(first.strip()) == 64

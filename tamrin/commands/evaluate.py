@@ -1,7 +1,7 @@
 """`tamrin evaluate DIR_OR_RECIPE [section.key=value ...] [--split S]`: evaluate a trained model.
 
-DIR is a model or checkpoint directory written by `tamrin train` (its run's recipe.yaml names the
-data); RECIPE evaluates that recipe's final model (`{output_dir}/model`).
+DIR is a run's output_dir, or a model or checkpoint directory written by `tamrin train` (its run's
+recipe.yaml names the data); RECIPE evaluates that recipe's final model (`{output_dir}/model`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tamrin.recipes import load_recipe
-    from tamrin.runner import evaluate_from_recipe, find_run_recipe
+    from tamrin.runner import evaluate_from_recipe, find_run_recipe, resolve_model_dir
 
     target = Path(args.target)
     if target.is_dir():
-        recipe = load_recipe(find_run_recipe(target), args.overrides)
-        metrics = evaluate_from_recipe(recipe, model_dir=target, split=args.split)
+        model_dir = resolve_model_dir(target)
+        recipe = load_recipe(find_run_recipe(model_dir), args.overrides)
+        metrics = evaluate_from_recipe(recipe, model_dir=model_dir, split=args.split)
     else:
         recipe = load_recipe(args.target, args.overrides)
         metrics = evaluate_from_recipe(recipe, split=args.split)

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["register", "resolve_model_dir"]
+__all__ = ["register"]
 
 BATCH_SIZE = 32
 
@@ -24,22 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def resolve_model_dir(path: Path) -> Path:
-    """The directory holding model_config.yaml: `path` itself, or a run's final `model/`."""
-    from tamrin.models import ModelConfig
-    from tamrin.runner import FINAL_MODEL_DIR
-
-    for candidate in (path, path / FINAL_MODEL_DIR):
-        if (candidate / ModelConfig.config_filename).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"No {ModelConfig.config_filename} in {path} or {path / FINAL_MODEL_DIR}: pass a model or checkpoint "
-        "directory written by tamrin (e.g. outputs/plates-crnn/model)."
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from tamrin.models import Model
+    from tamrin.runner import resolve_model_dir
 
     model = Model.load(resolve_model_dir(Path(args.model_dir)))
     for start in range(0, len(args.inputs), BATCH_SIZE):
