@@ -63,3 +63,11 @@ def test_hugging_face_style_datasets_are_rows_too() -> None:
     assert records_from_hf(FakeHFDataset(), ["text", "label"]) == ROWS
     with pytest.raises(ConfigError, match="row 0 has no value for column"):
         records_from_hf(FakeHFDataset(), ["sentence"])
+
+
+def test_a_real_hugging_face_dataset_reads_like_a_file() -> None:
+    datasets = pytest.importorskip("datasets")
+    hf = datasets.Dataset.from_list(ROWS)
+    assert records_from_hf(hf, ["text", "label"]) == ROWS
+    with pytest.raises(ConfigError, match=r"row 1 has no value for column\(s\) \['label'\]"):
+        records_from_hf(datasets.Dataset.from_list([ROWS[0], {"text": "x", "label": None}]), ["label"])
