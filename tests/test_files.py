@@ -29,9 +29,14 @@ def test_every_format_reads_the_same_rows(tmp_path: Path, suffix: str) -> None:
     assert read_records(write(tmp_path / f"data{suffix}", ROWS), ["text", "label"]) == ROWS
 
 
-def test_jsonl_keeps_lists_for_token_and_tag_sequences(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_token_and_tag_sequences_stay_sequences_and_an_empty_one_is_missing(tmp_path: Path, suffix: str) -> None:
     rows = [{"tokens": ["John", "lives"], "tags": ["B-PER", "O"]}]
-    assert read_records(write(tmp_path / "ner.jsonl", rows), ["tokens", "tags"]) == rows
+    read = read_records(write(tmp_path / f"ner{suffix}", rows), ["tokens", "tags"])
+    assert [{key: list(value) for key, value in row.items()} for row in read] == rows
+    empty = write(tmp_path / f"empty{suffix}", [*rows, {"tokens": [], "tags": []}])
+    with pytest.raises(ConfigError, match=r"has no value for column\(s\) \['tokens', 'tags'\]"):
+        read_records(empty, ["tokens", "tags"])
 
 
 @pytest.mark.parametrize(("suffix", "where"), [(".csv", "line 3"), (".jsonl", "line 2"), (".parquet", "row 1")])

@@ -101,7 +101,9 @@ _READERS = {"csv": _read_csv, "tsv": _read_tsv, "jsonl": _read_jsonl, "parquet":
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) > 0:  # a token or tag sequence (Parquet: ndarray)
+        return len(value) == 0
+    return value is None or (isinstance(value, str) and not value) or (isinstance(value, float) and math.isnan(value))
 
 
 def _check_columns(rows: list[dict[str, Any]], required: Sequence[str], source: str, first_line: int) -> None:
