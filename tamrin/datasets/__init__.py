@@ -10,20 +10,63 @@ from tamrin.datasets.base import (
     get_dataset_class,
     register_dataset,
 )
-from tamrin.datasets.collators import CTCCollator, ImageCollator
+from tamrin.datasets.collators import CTCCollator, ImageCollator, TextCollator, TokenLabelCollator
+from tamrin.datasets.generation import (
+    GenerationCollator,
+    SyntheticGenerationConfig,
+    SyntheticGenerationDataset,
+    TextGenerationConfig,
+    TextGenerationDataset,
+)
+from tamrin.datasets.images import ImageFolderConfig, ImageFolderDataset
 from tamrin.datasets.plates import SyntheticPlatesConfig, SyntheticPlatesDataset
 from tamrin.datasets.samplers import RangedSampler
+from tamrin.datasets.shapes import SyntheticShapesConfig, SyntheticShapesDataset
+from tamrin.datasets.synthetic_text import (  # registers "synthetic_sentiment", "synthetic_ner"
+    SyntheticNERConfig,
+    SyntheticNERDataset,
+    SyntheticSentimentConfig,
+    SyntheticSentimentDataset,
+)
+from tamrin.datasets.text import (  # registers "text_classification", "sequence_labeling"
+    SequenceLabelingConfig,
+    SequenceLabelingDataset,
+    TextClassificationConfig,
+    TextClassificationDataset,
+)
+from tamrin.datasets.tokenizer import TextPreprocessor, Tokenizer
 
 __all__ = [
     "CTCCollator",
     "DATASETS",
     "Dataset",
     "DatasetConfig",
+    "GenerationCollator",
+    "SyntheticGenerationConfig",
+    "SyntheticGenerationDataset",
+    "TextGenerationConfig",
+    "TextGenerationDataset",
     "ImageCollator",
+    "ImageFolderConfig",
+    "ImageFolderDataset",
     "RangedSampler",
     "SyntheticPlatesConfig",
     "SyntheticPlatesDataset",
+    "SyntheticShapesConfig",
+    "SyntheticShapesDataset",
     "build_dataset",
     "get_dataset_class",
     "register_dataset",
+    "SequenceLabelingConfig",
+    "SequenceLabelingDataset",
+    "SyntheticNERConfig",
+    "SyntheticNERDataset",
+    "SyntheticSentimentConfig",
+    "SyntheticSentimentDataset",
+    "TextClassificationConfig",
+    "TextClassificationDataset",
+    "TextCollator",
+    "TextPreprocessor",
+    "TokenLabelCollator",
+    "Tokenizer",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CTCCollator", "ImageCollator", "pad_sequences"]
+__all__ = ["CTCCollator", "ImageCollator", "TextCollator", "TokenLabelCollator", "pad_sequences"]
 
 
 def pad_sequences(
@@ -92,3 +92,67 @@ class CTCCollator:
             "labels": padded,
             "label_lengths": lengths,
         }
+
+
+class TextCollator:
+    """Batch for text classification: padded token ids, their attention mask, stacked labels.
+
+    Output:
+        input_ids: (B, L_max) int64, right-padded with `pad_id`.
+        attention_mask: (B, L_max) int64, 1 on real tokens, 0 on padding.
+        labels: (B,) int64 class ids, when the items have labels (not for raw-text prediction).
+    """
+
+    def __init__(self, pad_id: int = 0) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        name = type(self).__name__
+        _check_items(items, ["input_ids"], name)
+        batch = self.pad_inputs(items)
+        if "labels" in items[0]:
+            batch["labels"] = self.collate_labels(items, batch["input_ids"].shape[1])
+        return batch
+
+    def pad_inputs(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """`input_ids` padded with `pad_id` and the matching `attention_mask`."""
+        ids = [torch.as_tensor(item["input_ids"], dtype=torch.long).reshape(-1) for item in items]
+        input_ids, lengths = pad_sequences(ids, self.pad_id)
+        positions = torch.arange(input_ids.shape[1])
+        return {"input_ids": input_ids, "attention_mask": (positions < lengths[:, None]).long()}
+
+    def collate_labels(self, items: Sequence[dict[str, Any]], width: int) -> torch.Tensor:
+        """One class id per item, stacked to (B,)."""
+        _check_items(items, ["labels"], type(self).__name__)
+        return torch.stack([torch.as_tensor(item["labels"], dtype=torch.long).reshape(()) for item in items])
+
+
+class TokenLabelCollator(TextCollator):
+    """Batch for token labelling: as `TextCollator`, with one label per token padded with -100.
+
+    -100 is the label that the loss and the sequence-labelling metrics ignore: it marks padding
+    (and, set by the dataset, the continuation pieces of a word, which carry no tag of their own).
+
+    Output:
+        input_ids, attention_mask: as `TextCollator`.
+        labels: (B, L_max) int64, right-padded with `label_pad_value`.
+    """
+
+    def __init__(self, pad_id: int = 0, label_pad_value: int = -100) -> None:
+        super().__init__(pad_id)
+        self.label_pad_value = label_pad_value
+
+    def collate_labels(self, items: Sequence[dict[str, Any]], width: int) -> torch.Tensor:
+        name = type(self).__name__
+        _check_items(items, ["labels"], name)
+        labels = [torch.as_tensor(item["labels"], dtype=torch.long).reshape(-1) for item in items]
+        for item, label in zip(items, labels):
+            if len(label) != len(item["input_ids"]):
+                raise ValueError(
+                    f"{name}: an item has {len(item['input_ids'])} input_ids but {len(label)} labels; "
+                    "token labelling needs one label per token (-100 for tokens to ignore)."
+                )
+        padded = torch.full((len(labels), width), self.label_pad_value, dtype=torch.long)
+        for row, label in enumerate(labels):
+            padded[row, : len(label)] = label
+        return padded

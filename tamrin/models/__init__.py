@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.crnn import CRNN, CRNNConfig  # importing it registers "crnn"
+from tamrin.models.image_classifier import ImageClassifier, ImageClassifierConfig, ImagePreprocessor
 from tamrin.models.registry import MODELS, build_model, get_model_class, register_model
+from tamrin.models.sequence_labeler import SequenceLabeler, SequenceLabelerConfig  # registers "sequence_labeler"
+from tamrin.models.text_classifier import TextClassifier, TextClassifierConfig  # registers "text_classifier"
+from tamrin.models.text_generator import CharVocabulary, TextGenerator, TextGeneratorConfig
 
 __all__ = [
     "CRNN",
     "CRNNConfig",
+    "ImageClassifier",
+    "ImageClassifierConfig",
+    "ImagePreprocessor",
     "MODELS",
     "Model",
     "ModelConfig",
+    "SequenceLabeler",
+    "SequenceLabelerConfig",
+    "TextClassifier",
+    "TextClassifierConfig",
+    "CharVocabulary",
+    "TextGenerator",
+    "TextGeneratorConfig",
     "build_model",
     "get_model_class",
     "register_model",

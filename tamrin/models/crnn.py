@@ -17,11 +17,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tamrin.configs import ConfigError, check_choice, check_range
+from tamrin.configs import check_choice, check_range
+from tamrin.datasets.files import open_image
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
 
-__all__ = ["CRNN", "CRNNConfig", "CharsetPreprocessor", "ctc_greedy_decode", "open_image", "DEFAULT_CHARSET"]
+__all__ = ["CRNN", "CRNNConfig", "CharsetPreprocessor", "ctc_greedy_decode", "DEFAULT_CHARSET"]
 
 DEFAULT_CHARSET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"  # the synthetic plates' charset (no I, O, Q)
 RNN_TYPES = ("lstm", "gru")
@@ -127,20 +128,6 @@ class CharsetPreprocessor:
         ]
         pixels = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
         return (pixels / 255.0 - 0.5) / 0.5
-
-
-def open_image(source: Any) -> Any:
-    """A PIL image from a path (or the image itself); an unreadable file is a ConfigError naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(source, Image.Image):
-        return source
-    try:
-        with Image.open(source) as image:
-            image.load()
-            return image
-    except (OSError, UnidentifiedImageError) as err:
-        raise ConfigError(f"Cannot read image {str(source)!r}: {err}") from err
 
 
 def ctc_greedy_decode(logits: torch.Tensor, blank: int = 0) -> list[list[int]]:

@@ -1,0 +1,360 @@
+"""Text generation data: (prompt, target) pairs for a character-level decoder such as `text_generator`.
+
+An item is `BOS + prompt + target + EOS` with labels only on the target and EOS, so the loss and the
+metrics count what the model writes, never what it is given. Two sources:
+
+- `text_generation`: rows of a CSV / TSV / JSONL / Parquet file per split (`files`), or a
+  Hugging Face `datasets.Dataset` (`TextGenerationDataset.from_hf`); a `prompt` and a `target`
+  column, or one `text` column for plain language modelling (empty prompt, the text is the target).
+- `synthetic_generation`: small string tasks generated on demand ("rev bdaf:" -> "f a d b"),
+  deterministic by (seed, split, index), with splits that never share a prompt.
+
+The vocabulary (`CharVocabulary`, the dataset's `preprocessor`) comes from the train split;
+other splits are built with `preprocessor=train.preprocessor`, and `model_config_overrides()`
+hands its charset to the model.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tamrin.configs import ConfigError, check_choice, check_range
+from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
+from tamrin.datasets.files import FILE_FORMATS, read_records, records_from_hf
+from tamrin.models.char_vocabulary import IGNORE_INDEX, CharVocabulary
+
+__all__ = [
+    "GenerationCollator",
+    "SyntheticGenerationConfig",
+    "SyntheticGenerationDataset",
+    "TextGenerationConfig",
+    "TextGenerationDataset",
+    "SYNTHETIC_TASKS",
+]
+
+SPLITS = ("train", "validation", "test")
+_SPLIT_BUCKETS = {"train": range(0, 8), "validation": range(8, 9), "test": range(9, 10)}  # of 10
+_MAX_TRIES = 1000
+
+
+class GenerationCollator:
+    """Pads (prompt, target) items so that every prompt ends at one column P (`generate` reads [:, :P]).
+
+    Prompts are left-padded and targets right-padded (see tamrin.models.text_generator for the
+    layout); the batch holds `input_ids`, `attention_mask`, `labels` (-100 on prompt and padding)
+    and `prompt_lengths`.
+    """
+
+    def __init__(self, pad_id: int = CharVocabulary.PAD) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        if not items:
+            raise ValueError("GenerationCollator got an empty list of items.")
+        prompt_lengths = torch.tensor([int(item["prompt_length"]) for item in items])
+        prompt_end = int(prompt_lengths.max())
+        width = prompt_end + max(len(item["input_ids"]) - int(item["prompt_length"]) for item in items)
+        input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        for row, (item, length) in enumerate(zip(items, prompt_lengths.tolist())):
+            start = prompt_end - length
+            end = start + len(item["input_ids"])
+            input_ids[row, start:end] = item["input_ids"]
+            attention_mask[row, start:end] = 1
+            labels[row, start:end] = item["labels"]
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "prompt_lengths": prompt_lengths,
+        }
+
+
+def encode_pair(vocabulary: CharVocabulary, prompt: str, target: str) -> dict[str, torch.Tensor]:
+    """The item of one pair: input_ids = BOS + prompt + target + EOS, labels on target + EOS only."""
+    prompt_ids = [CharVocabulary.BOS, *vocabulary.encode(prompt)]
+    target_ids = [*vocabulary.encode(target), CharVocabulary.EOS]
+    return {
+        "input_ids": torch.tensor(prompt_ids + target_ids, dtype=torch.long),
+        "labels": torch.tensor([IGNORE_INDEX] * len(prompt_ids) + target_ids, dtype=torch.long),
+        "prompt_length": torch.tensor(len(prompt_ids)),
+    }
+
+
+class _PairDataset(Dataset):
+    """What both sources share: a vocabulary, items from `pair(index)`, the collator, the overrides."""
+
+    def pair(self, index: int) -> tuple[str, str]:
+        """The (prompt, target) strings of sample `index` (already range-checked)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement pair(index) -> (prompt, target).")
+
+    @property
+    def vocabulary(self) -> CharVocabulary:
+        """The character vocabulary (the same object as `preprocessor`)."""
+        return self.preprocessor
+
+    def get_item(self, index: int) -> dict[str, torch.Tensor]:
+        return encode_pair(self.vocabulary, *self.pair(index))
+
+    def default_data_collator(self) -> GenerationCollator:
+        return GenerationCollator()
+
+    def model_config_overrides(self) -> dict[str, Any]:
+        return {"charset": self.vocabulary.charset}
+
+    def _check_preprocessor(self) -> None:
+        if self.preprocessor is not None and not isinstance(self.preprocessor, CharVocabulary):
+            raise ConfigError(
+                f"{type(self).__name__} needs a CharVocabulary as `preprocessor` (the train split's), "
+                f"got {type(self.preprocessor).__name__}."
+            )
+
+
+# -- rows from files or a Hugging Face dataset -------------------------------------------------------
+@dataclass
+class TextGenerationConfig(DatasetConfig):
+    """Configuration of `TextGenerationDataset`.
+
+    Attributes:
+        files: split name -> file (.csv, .tsv, .jsonl/.json, .parquet), e.g.
+            {"train": "train.csv", "validation": "val.csv"}; unused by `from_hf`.
+        prompt_column: the column of the text the model is given.
+        target_column: the column of the text it must write.
+        text_column: set for plain language modelling: one column, all of it the target
+            (prompt_column and target_column are then unused).
+        charset: the vocabulary's characters; None: every character of the train split.
+    """
+
+    name: str = "text_generation"
+    task: str = "text_generation"
+    files: dict[str, str] = field(default_factory=dict)
+    prompt_column: str = "prompt"
+    target_column: str = "target"
+    text_column: str | None = None
+    charset: str | None = None
+
+    def validate(self) -> list[str | None]:
+        problems = list(super().validate())
+        problems += [
+            f"`files.{split}={path!r}` has an unreadable suffix; use one of {', '.join(sorted(FILE_FORMATS))}."
+            for split, path in self.files.items()
+            if Path(path).suffix.lower() not in FILE_FORMATS
+        ]
+        problems += [
+            f"`{name}` must name a column, got {value!r}."
+            for name, value in [("prompt_column", self.prompt_column), ("target_column", self.target_column)]
+            if not value
+        ]
+        return problems
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns every row must have."""
+        return [self.text_column] if self.text_column else [self.prompt_column, self.target_column]
+
+
+@register_dataset("text_generation", config_class=TextGenerationConfig)
+class TextGenerationDataset(_PairDataset):
+    """(prompt, target) rows read from a file per split or from a Hugging Face dataset.
+
+    Every row is checked and encoded when the dataset is built, so a missing value or a character
+    outside the vocabulary fails at once, naming the row and the column.
+
+    Args:
+        config: the dataset config.
+        split: a key of `config.files` (ignored when `records` are given).
+        records: the rows themselves (`from_hf` passes them); None: read `files[split]`.
+        **kwargs: `preprocessor` (the train split's vocabulary) and `data_collator`.
+    """
+
+    config: TextGenerationConfig
+
+    def __init__(
+        self,
+        config: TextGenerationConfig,
+        split: str = "train",
+        records: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, split=split, **kwargs)
+        self._check_preprocessor()
+        source = f"split {split!r}"
+        if records is None:
+            records, source = self._read_split(split)
+        self._pairs = [self._row_pair(row, index, source) for index, row in enumerate(records)]
+        if not self._pairs:
+            raise ConfigError(f"The {source} of text_generation holds no rows: a dataset needs at least one sample.")
+        if self.preprocessor is None:
+            self.preprocessor = self._build_vocabulary()
+        self._encoded = [self._encode_row(index, source) for index in range(len(self._pairs))]
+
+    @classmethod
+    def from_hf(
+        cls, dataset: Any, split: str = "train", *, preprocessor: CharVocabulary | None = None, **overrides: Any
+    ) -> TextGenerationDataset:
+        """Build from a Hugging Face `datasets.Dataset` (any iterable of row dicts).
+
+        Example:
+            `TextGenerationDataset.from_hf(load_dataset(...)["train"], prompt_column="question")`.
+        """
+        config = TextGenerationConfig.from_dict({**overrides, "name": "text_generation"})
+        records = records_from_hf(dataset, config.columns)
+        return cls(config, split=split, records=records, preprocessor=preprocessor)
+
+    def _read_split(self, split: str) -> tuple[list[dict[str, Any]], str]:
+        files = self.config.files
+        if split not in files:
+            problem = check_choice("split", split, sorted(files)) if files else (
+                "`files` is empty: map each split to a file, e.g. {train: train.csv, validation: dev.csv}."
+            )
+            raise ConfigError(f"text_generation has no file for split {split!r}: {problem}")
+        return read_records(files[split], self.config.columns), str(files[split])
+
+    def _row_pair(self, row: dict[str, Any], index: int, source: str) -> tuple[str, str]:
+        values = []
+        for column in self.config.columns:
+            value = row.get(column)
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f"{source}: row {index} (counting from 0) needs a string in column {column!r}, got "
+                    f"{type(value).__name__} {value!r}; every row needs {self.config.columns}."
+                )
+            values.append(value)
+        return ("", values[0]) if self.config.text_column else (values[0], values[1])
+
+    def _build_vocabulary(self) -> CharVocabulary:
+        if self.config.charset is not None:
+            return CharVocabulary(self.config.charset)
+        return CharVocabulary.from_texts(prompt + target for prompt, target in self._pairs)
+
+    def _encode_row(self, index: int, source: str) -> dict[str, torch.Tensor]:
+        prompt, target = self._pairs[index]
+        for column, text in zip(self.config.columns, (target,) if self.config.text_column else (prompt, target)):
+            unknown = self.vocabulary.unknown(text)
+            if unknown:
+                raise ConfigError(
+                    f"{source}: row {index} (counting from 0), column {column!r}: characters {unknown} are "
+                    f"not in the vocabulary {self.vocabulary.charset!r} (built from the train split)."
+                )
+        return encode_pair(self.vocabulary, prompt, target)
+
+    def num_rows(self) -> int:
+        return len(self._pairs)
+
+    def pair(self, index: int) -> tuple[str, str]:
+        return self._pairs[index]
+
+    def get_item(self, index: int) -> dict[str, torch.Tensor]:
+        return self._encoded[index]
+
+
+# -- synthetic string tasks --------------------------------------------------------------------------
+SYNTHETIC_TASKS = {"reverse": "rev", "sort": "sort", "shift": "next"}
+"""Task name -> the word that starts its prompt."""
+
+
+@dataclass
+class SyntheticGenerationConfig(DatasetConfig):
+    """Configuration of `SyntheticGenerationDataset`.
+
+    Attributes:
+        num_samples: size of the train split.
+        eval_num_samples: size of the validation and the test split.
+        seed: the seed of every sample (with the split and the index).
+        tasks: which tasks to mix, drawn uniformly: "reverse" the letters, "sort" them, or
+            "shift" each to the next letter of the alphabet (the last wraps to the first).
+        alphabet: the letters of the inputs.
+        min_length: the fewest letters of an input.
+        max_length: the most letters of an input.
+    """
+
+    name: str = "synthetic_generation"
+    task: str = "text_generation"
+    num_samples: int = 20000
+    eval_num_samples: int = 500
+    seed: int = 0
+    tasks: list[str] = field(default_factory=lambda: list(SYNTHETIC_TASKS))
+    alphabet: str = "abcdefghij"
+    min_length: int = 3
+    max_length: int = 6
+
+    def validate(self) -> list[str | None]:
+        problems = list(super().validate())
+        problems += [
+            check_range("num_samples", self.num_samples, minimum=1),
+            check_range("eval_num_samples", self.eval_num_samples, minimum=1),
+            check_range("min_length", self.min_length, minimum=1),
+            check_range("max_length", self.max_length, minimum=max(self.min_length, 1)),
+        ]
+        if not self.tasks:
+            problems.append(f"`tasks` must list at least one of {list(SYNTHETIC_TASKS)}.")
+        problems += [check_choice(f"tasks[{i}]", task, SYNTHETIC_TASKS) for i, task in enumerate(self.tasks)]
+        if len(self.alphabet) < 2 or len(set(self.alphabet)) != len(self.alphabet) or not self.alphabet.isalnum():
+            problems.append(
+                f"`alphabet={self.alphabet!r}` must hold at least two distinct letters or digits, none repeated."
+            )
+        return problems
+
+
+@register_dataset("synthetic_generation", config_class=SyntheticGenerationConfig)
+class SyntheticGenerationDataset(_PairDataset):
+    """Generated string tasks, e.g. "rev bdaf:" -> "f a d b", "sort bdaf:" -> "a b d f", "next bdj:" -> "c e a".
+
+    Targets are space-separated letters, so BLEU and ROUGE (which count whitespace tokens) score
+    each letter. Samples are generated lazily from (seed, split, index); a prompt belongs to exactly
+    one split (by a hash: 80% train, 10% validation, 10% test), so evaluation prompts are unseen.
+    """
+
+    config: SyntheticGenerationConfig
+
+    def __init__(self, config: SyntheticGenerationConfig, split: str = "train", **kwargs: Any) -> None:
+        problem = check_choice("split", split, SPLITS)
+        if problem:
+            raise ConfigError(f"synthetic_generation has no such split: {problem}")
+        super().__init__(config, split=split, **kwargs)
+        self._check_preprocessor()
+        charset = "".join(sorted(set(config.alphabet + " :" + "".join(SYNTHETIC_TASKS[t] for t in config.tasks))))
+        if self.preprocessor is None:
+            self.preprocessor = CharVocabulary(charset)
+        unknown = self.vocabulary.unknown(charset)
+        if unknown:
+            raise ConfigError(
+                f"The given vocabulary {self.vocabulary.charset!r} lacks characters {unknown} of "
+                f"synthetic_generation's prompts; build every split with the train split's preprocessor."
+            )
+        self._split_id = SPLITS.index(split)
+
+    def num_rows(self) -> int:
+        return self.config.num_samples if self.split == "train" else self.config.eval_num_samples
+
+    def pair(self, index: int) -> tuple[str, str]:
+        rng = np.random.default_rng([self.config.seed, self._split_id, index])
+        buckets = _SPLIT_BUCKETS[self.split]
+        for _ in range(_MAX_TRIES):
+            prompt, target = self._draw(rng)
+            if zlib.crc32(prompt.encode("utf-8")) % 10 in buckets:
+                return prompt, target
+        raise ConfigError(  # pragma: no cover - needs an alphabet and lengths with almost no prompts
+            f"Could not draw a {self.split!r} prompt in {_MAX_TRIES} tries: raise `max_length` or the alphabet."
+        )
+
+    def _draw(self, rng: np.random.Generator) -> tuple[str, str]:
+        config = self.config
+        task = config.tasks[rng.integers(len(config.tasks))]
+        length = int(rng.integers(config.min_length, config.max_length + 1))
+        letters = [config.alphabet[i] for i in rng.integers(len(config.alphabet), size=length)]
+        if task == "reverse":
+            output = letters[::-1]
+        elif task == "sort":
+            output = sorted(letters, key=config.alphabet.index)
+        else:  # shift
+            output = [config.alphabet[(config.alphabet.index(c) + 1) % len(config.alphabet)] for c in letters]
+        return f"{SYNTHETIC_TASKS[task]} {''.join(letters)}:", " ".join(output)

@@ -1,0 +1,295 @@
+"""Generated text data for the text recipes: sentiment sentences and NER sentences, no download.
+
+Every row is drawn from a generator seeded with (seed, split, index), so a split is the same on
+every run and machine. The splits never share a sentence: a sentence belongs to one split by a hash
+of its text (80% train, 10% validation, 10% test), so evaluation reads sentences never trained on.
+
+- `synthetic_sentiment`: "the hotel was not very pleasant but the staff seemed great" -> positive.
+  A clause's polarity comes from its adjective, flipped by a negation; in "A but B" the label is
+  B's; neutral clauses have no opinion word; filler words are scattered in. Word counts alone
+  cannot solve it: the model must read negation and order. A share of labels (`label_noise`) is
+  replaced at random, in every split, as annotators err: the best reachable accuracy is about
+  `1 - label_noise`.
+- `synthetic_ner`: "Jordan moved from Paris to New York" with IOB2 tags for PER, LOC and ORG. Some
+  names are both people and places (Jordan, Paris, Florence, ...): only the context tells which.
+  In the validation and test splits a share of names (`unseen_name_rate`) comes from lists the
+  training split never uses, so the score measures reading names from context, not memorising them.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from tamrin.configs import ConfigError, check_choice, check_range
+from tamrin.datasets.base import register_dataset
+from tamrin.datasets.text import SequenceLabelingDataset, TextClassificationDataset, TextEncodingConfig
+
+__all__ = [
+    "SENTIMENT_LABELS",
+    "SyntheticNERConfig",
+    "SyntheticNERDataset",
+    "SyntheticSentimentConfig",
+    "SyntheticSentimentDataset",
+]
+
+SPLITS = ("train", "validation", "test")
+_SPLIT_BUCKETS = {"train": range(0, 8), "validation": range(8, 9), "test": range(9, 10)}  # of 10
+_MAX_TRIES = 1000
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+
+# -- word lists ----------------------------------------------------------------------------------
+_SUBJECTS = ("movie", "film", "book", "restaurant", "meal", "hotel", "room", "service", "phone", "camera",
+             "laptop", "concert", "show", "coffee", "staff", "app", "game", "trip", "song", "course")
+_POSITIVE = ("good", "great", "excellent", "wonderful", "amazing", "lovely", "fantastic", "pleasant",
+             "superb", "enjoyable", "brilliant", "delightful")
+_NEGATIVE = ("bad", "terrible", "awful", "boring", "horrible", "poor", "disappointing", "dull",
+             "annoying", "mediocre", "dreadful", "unpleasant")
+_NEUTRAL = ("new", "small", "large", "blue", "old", "long", "short", "quiet", "busy", "local", "open", "round")
+_VERBS = ("was", "is", "seemed", "felt", "looked")
+_INTENSIFIERS = ("", "", "very", "really", "quite", "so", "extremely", "rather", "pretty")
+_NEGATIONS = ("not", "never", "hardly")
+_CONTRASTS = ("but", "however", "yet")
+_FILLERS = ("honestly", "well", "overall", "yesterday", "today", "again", "actually", "basically", "anyway",
+            "also", "literally", "frankly", "apparently", "definitely", "still", "then")
+
+_FIRST_NAMES = ("John", "Maria", "Ali", "Sara", "David", "Fatima", "Chen", "Olga", "James", "Amir", "Lucia",
+                "Kenji", "Nina", "Omar", "Elena", "Reza", "Anna", "Pedro", "Mina", "George")
+_LAST_NAMES = ("Smith", "Lopez", "Karimi", "Wang", "Ivanova", "Brown", "Tanaka", "Rossi", "Haddad", "Novak",
+               "Garcia", "Muller", "Silva", "Kim", "Ahmadi")
+_CITIES = ("Tehran", "London", "Berlin", "Tokyo", "Madrid", "Cairo", "Lima", "Oslo", "New York", "Los Angeles",
+           "Rio de Janeiro", "Hong Kong", "Cape Town", "Buenos Aires", "Shiraz", "Isfahan", "Mumbai", "Toronto")
+_AMBIGUOUS = ("Jordan", "Paris", "Georgia", "Florence", "Chelsea", "Sydney", "Austin", "Victoria")
+_ORG_NAMES = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Hooli",
+              "Vandelay", "Soylent", "Oceanic", "Zenith", "Apex", "Northwind")
+_ORG_SUFFIXES = ("", "Corp", "Inc", "Group", "Bank", "Labs", "Airlines", "Foundation")
+_UNSEEN_NAMES = {  # only in the validation and test splits
+    "PER": ("Ivan", "Leila", "Tomas", "Yuki", "Carlos", "Hana", "Viktor", "Zara", "Dmitri", "Noor"),
+    "LOC": ("Lisbon", "Nairobi", "Bogota", "Hanoi", "Kyiv", "Dublin", "Santiago", "Abu Dhabi", "Quito"),
+    "ORG": ("Massive", "Gringotts", "Wonka", "Prestige", "Monarch", "Aperture", "Blackmesa", "Duff"),
+}
+_NER_TEMPLATES = (
+    "{PER} lives in {LOC}",
+    "{PER} works for {ORG}",
+    "{PER} moved from {LOC} to {LOC}",
+    "{ORG} opened an office in {LOC}",
+    "{PER} met {PER} at the {ORG} office",
+    "yesterday {ORG} hired {PER}",
+    "the flight to {LOC} was delayed",
+    "{PER} said that {ORG} will expand to {LOC}",
+    "we visited {LOC} last summer",
+    "{PER} and {PER} founded {ORG} in {LOC}",
+    "according to {PER} , the weather in {LOC} is nice",
+    "{ORG} shares fell after the report from {LOC}",
+    "a spokesperson for {ORG} declined to comment",
+    "{PER} called {PER} from {LOC}",
+    "i bought a new phone last week",
+    "the meeting with {PER} was moved to friday",
+    "{LOC} is colder than {LOC} in winter",
+    "{PER} sold the company to {ORG}",
+)
+
+
+def _split_rng(seed: int, split: str, index: int) -> random.Random:
+    # A string seed is hashed with SHA-512, so the stream is the same on every run and platform.
+    return random.Random(f"{seed}:{split}:{index}")
+
+
+def _in_split(text: str, split: str) -> bool:
+    return zlib.crc32(text.encode("utf-8")) % 10 in _SPLIT_BUCKETS[split]
+
+
+def _check_split(name: str, split: str) -> None:
+    problem = check_choice("split", split, SPLITS)
+    if problem:
+        raise ConfigError(f"{name} has no such split: {problem}")
+
+
+def _draw(split: str, make: Any, key: Any, rng: random.Random) -> Any:
+    """Draw rows with `make(rng)` until one belongs to `split` (by the hash of `key(row)`)."""
+    for _ in range(_MAX_TRIES):
+        row = make(rng)
+        if _in_split(key(row), split):
+            return row
+    raise ConfigError(f"Could not draw a {split!r} sentence in {_MAX_TRIES} tries.")  # pragma: no cover
+
+
+# -- sentiment -----------------------------------------------------------------------------------
+@dataclass
+class SyntheticSentimentConfig(TextEncodingConfig):
+    """Configuration of `SyntheticSentimentDataset` (tokenizer fields: see `TextEncodingConfig`).
+
+    Attributes:
+        num_samples: size of the train split.
+        eval_num_samples: size of the validation and the test split.
+        seed: the seed of every sentence (with the split and the index).
+        contrast_rate: share of "A but B" sentences, labelled by B.
+        negation_rate: share of clauses whose adjective is negated (which flips an opinion).
+        max_fillers: up to this many filler words are inserted at random places.
+        label_noise: share of sentences (in every split) whose label is replaced by another one at random.
+    """
+
+    name: str = "synthetic_sentiment"
+    task: str = "text_classification"
+    num_samples: int = 8000
+    eval_num_samples: int = 1000
+    seed: int = 0
+    contrast_rate: float = 0.35
+    negation_rate: float = 0.3
+    max_fillers: int = 3
+    label_noise: float = 0.05
+
+    def validate(self) -> list[str | None]:
+        return [
+            *super().validate(),
+            check_range("num_samples", self.num_samples, minimum=1),
+            check_range("eval_num_samples", self.eval_num_samples, minimum=1),
+            check_range("contrast_rate", self.contrast_rate, minimum=0.0, maximum=1.0),
+            check_range("negation_rate", self.negation_rate, minimum=0.0, maximum=1.0),
+            check_range("max_fillers", self.max_fillers, minimum=0),
+            check_range("label_noise", self.label_noise, minimum=0.0, maximum=1.0),
+        ]
+
+
+def _sentiment_clause(rng: random.Random, polarity: str, negation_rate: float) -> list[str]:
+    negated = rng.random() < negation_rate
+    if polarity == "neutral":
+        adjective = rng.choice(_NEUTRAL)
+    else:  # a negated opinion word reads as its opposite: "not good" is negative
+        positive_word = (polarity == "positive") != negated
+        adjective = rng.choice(_POSITIVE if positive_word else _NEGATIVE)
+    words = ["the", rng.choice(_SUBJECTS), rng.choice(_VERBS)]
+    words += [rng.choice(_NEGATIONS)] if negated else []
+    words += [rng.choice(_INTENSIFIERS), adjective]
+    return [word for word in words if word]
+
+
+def _insert_fillers(rng: random.Random, words: list[str], max_fillers: int) -> list[str]:
+    words = list(words)
+    for _ in range(rng.randint(0, max_fillers)):
+        words.insert(rng.randint(0, len(words)), rng.choice(_FILLERS))
+    return words
+
+
+def sentiment_row(rng: random.Random, config: SyntheticSentimentConfig) -> dict[str, str]:
+    """One sentence and its label: the polarity of its last clause (another one, at the `label_noise` rate)."""
+    label = rng.choice(SENTIMENT_LABELS)
+    words = _sentiment_clause(rng, label, config.negation_rate)
+    if rng.random() < config.contrast_rate:
+        first = rng.choice([p for p in SENTIMENT_LABELS if p != label])
+        words = _sentiment_clause(rng, first, config.negation_rate) + [rng.choice(_CONTRASTS)] + words
+    if rng.random() < config.label_noise:
+        label = rng.choice([p for p in SENTIMENT_LABELS if p != label])
+    return {"text": " ".join(_insert_fillers(rng, words, config.max_fillers)), "label": label}
+
+
+@register_dataset("synthetic_sentiment", config_class=SyntheticSentimentConfig)
+class SyntheticSentimentDataset(TextClassificationDataset):
+    """Generated 3-class sentiment sentences (negative, neutral, positive); see the module docstring."""
+
+    config: SyntheticSentimentConfig
+    text_column = "text"
+    label_column = "label"
+
+    def __init__(self, config: SyntheticSentimentConfig, split: str = "train", **kwargs: Any) -> None:
+        _check_split(config.name, split)
+        super().__init__(config, split=split, **kwargs)
+
+    def load_rows(self) -> list[dict[str, Any]]:
+        config = self.config
+        size = config.num_samples if self.split == "train" else config.eval_num_samples
+        size = min(size, config.max_size or size)
+        return [
+            _draw(self.split, lambda rng: sentiment_row(rng, config), lambda row: row["text"],
+                  _split_rng(config.seed, self.split, index))
+            for index in range(size)
+        ]
+
+
+# -- named entities ------------------------------------------------------------------------------
+@dataclass
+class SyntheticNERConfig(TextEncodingConfig):
+    """Configuration of `SyntheticNERDataset` (tokenizer fields: see `TextEncodingConfig`).
+
+    Attributes:
+        num_samples: size of the train split.
+        eval_num_samples: size of the validation and the test split.
+        seed: the seed of every sentence (with the split and the index).
+        ambiguous_rate: share of person/place slots filled with a name that is both (Jordan, Paris, ...).
+        max_fillers: up to this many filler words are inserted between the template's words.
+        unseen_name_rate: share of names in the validation and test splits drawn from lists that the
+            training split never uses.
+    """
+
+    name: str = "synthetic_ner"
+    task: str = "sequence_labeling"
+    num_samples: int = 6000
+    eval_num_samples: int = 1000
+    seed: int = 0
+    ambiguous_rate: float = 0.25
+    max_fillers: int = 2
+    unseen_name_rate: float = 0.3
+
+    def validate(self) -> list[str | None]:
+        return [
+            *super().validate(),
+            check_range("num_samples", self.num_samples, minimum=1),
+            check_range("eval_num_samples", self.eval_num_samples, minimum=1),
+            check_range("ambiguous_rate", self.ambiguous_rate, minimum=0.0, maximum=1.0),
+            check_range("max_fillers", self.max_fillers, minimum=0),
+            check_range("unseen_name_rate", self.unseen_name_rate, minimum=0.0, maximum=1.0),
+        ]
+
+
+def _entity_words(rng: random.Random, kind: str, config: SyntheticNERConfig, unseen: bool) -> list[str]:
+    if unseen and rng.random() < config.unseen_name_rate:
+        return rng.choice(_UNSEEN_NAMES[kind]).split()
+    if kind == "ORG":
+        return [word for word in (rng.choice(_ORG_NAMES), rng.choice(_ORG_SUFFIXES)) if word]
+    if rng.random() < config.ambiguous_rate:
+        first = rng.choice(_AMBIGUOUS)
+    else:
+        first = rng.choice(_FIRST_NAMES if kind == "PER" else _CITIES)
+    last = [rng.choice(_LAST_NAMES)] if kind == "PER" and rng.random() < 0.5 else []
+    return [*first.split(), *last]
+
+
+def ner_row(rng: random.Random, config: SyntheticNERConfig, unseen: bool = False) -> dict[str, list[str]]:
+    """One sentence as words and IOB2 tags, from a template with its slots filled (`unseen`: eval names too)."""
+    units: list[tuple[list[str], list[str]]] = []  # (words, tags) of each template piece
+    for piece in rng.choice(_NER_TEMPLATES).split():
+        if piece in ("{PER}", "{LOC}", "{ORG}"):
+            kind = piece[1:-1]
+            words = _entity_words(rng, kind, config, unseen)
+            units.append((words, [f"B-{kind}"] + [f"I-{kind}"] * (len(words) - 1)))
+        else:
+            units.append(([piece], ["O"]))
+    for _ in range(rng.randint(0, config.max_fillers)):  # between pieces, never inside a name
+        units.insert(rng.randint(0, len(units)), ([rng.choice(_FILLERS)], ["O"]))
+    return {"tokens": [w for words, _ in units for w in words], "tags": [t for _, tags in units for t in tags]}
+
+
+@register_dataset("synthetic_ner", config_class=SyntheticNERConfig)
+class SyntheticNERDataset(SequenceLabelingDataset):
+    """Generated NER sentences with IOB2 tags for PER, LOC and ORG; see the module docstring."""
+
+    config: SyntheticNERConfig
+    tokens_column = "tokens"
+    tags_column = "tags"
+
+    def __init__(self, config: SyntheticNERConfig, split: str = "train", **kwargs: Any) -> None:
+        _check_split(config.name, split)
+        super().__init__(config, split=split, **kwargs)
+
+    def load_rows(self) -> list[dict[str, Any]]:
+        config = self.config
+        size = config.num_samples if self.split == "train" else config.eval_num_samples
+        size = min(size, config.max_size or size)
+        unseen = self.split != "train"
+        return [
+            _draw(self.split, lambda rng: ner_row(rng, config, unseen), lambda row: " ".join(row["tokens"]),
+                  _split_rng(config.seed, self.split, index))
+            for index in range(size)
+        ]

@@ -1,0 +1,419 @@
+"""Text classification and sequence labelling datasets read from files or a Hugging Face dataset.
+
+Rows come from the file that `files[split]` names (CSV, TSV, JSONL or Parquet, read by
+`read_records`), or from a Hugging Face `datasets.Dataset` passed to `from_hf`. The training split,
+built without a preprocessor, trains a tokenizer on its own texts and builds the label map; the
+other splits must be given the training split's `preprocessor`, so that ids mean the same thing
+everywhere, and a label they hold outside that map is an error naming the row.
+
+Sequence labelling puts each word's tag on the word's first token and -100 (ignored by the loss
+and the metrics) on its other tokens; words cut off by `max_length` are not scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tamrin.configs import ConfigError, check_choice, check_range
+from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
+from tamrin.datasets.collators import TextCollator, TokenLabelCollator
+from tamrin.datasets.files import FILE_FORMATS, read_records, records_from_hf
+from tamrin.datasets.tokenizer import TOKENIZER_MODELS, TextPreprocessor, Tokenizer
+
+__all__ = [
+    "IGNORE_INDEX",
+    "SequenceLabelingConfig",
+    "SequenceLabelingDataset",
+    "TextClassificationConfig",
+    "TextClassificationDataset",
+    "TextEncodingConfig",
+]
+
+IGNORE_INDEX = -100  # the label of tokens that carry no tag: continuation pieces and padding
+OUTSIDE_TAG = "O"
+_FIRST_LINE = {"csv": 2, "tsv": 2, "jsonl": 1}  # line of the first row as an editor shows it (CSV: header is 1)
+
+
+@dataclass
+class TextEncodingConfig(DatasetConfig):
+    """How text becomes token ids; the tokenizer is trained on the training split's texts.
+
+    Attributes:
+        max_length: texts (sentences) are cut to this many tokens.
+        vocab_size: the largest tokenizer vocabulary, [PAD] and [UNK] included.
+        tokenizer_model: "wordpiece" (unseen words read as known pieces) or "word" (one id per word).
+        lowercase: lowercase texts before tokenizing.
+        min_frequency: tokens seen fewer times in the training texts are left out of the vocabulary.
+    """
+
+    max_length: int = 128
+    vocab_size: int = 8000
+    tokenizer_model: str = "wordpiece"
+    lowercase: bool = True
+    min_frequency: int = 1
+
+    def validate(self) -> list[str | None]:
+        return [
+            *super().validate(),
+            check_range("max_length", self.max_length, minimum=1),
+            check_range("vocab_size", self.vocab_size, minimum=3),
+            check_choice("tokenizer_model", self.tokenizer_model, TOKENIZER_MODELS),
+            check_range("min_frequency", self.min_frequency, minimum=1),
+        ]
+
+
+def _check_files(files: dict[str, str]) -> list[str | None]:
+    # An empty `files` is valid (rows may come from `from_hf`); a split without a file fails when built.
+    return [
+        None
+        if Path(path).suffix.lower() in FILE_FORMATS
+        else f"`files.{split}={path!r}` has an unreadable suffix; use one of {', '.join(sorted(FILE_FORMATS))}."
+        for split, path in files.items()
+    ]
+
+
+@dataclass
+class TextClassificationConfig(TextEncodingConfig):
+    """Configuration of `TextClassificationDataset` (see `TextEncodingConfig` for the tokenizer fields).
+
+    Attributes:
+        files: data file of each split, e.g. {train: train.csv, validation: dev.jsonl}.
+        text_column: the column holding the text.
+        label_column: the column holding the label (any value; compared as a string).
+    """
+
+    name: str = "text_classification"
+    task: str = "text_classification"
+    files: dict[str, str] = field(default_factory=dict)
+    text_column: str = "text"
+    label_column: str = "label"
+
+    def validate(self) -> list[str | None]:
+        return [*super().validate(), *_check_files(self.files)]
+
+
+@dataclass
+class SequenceLabelingConfig(TextEncodingConfig):
+    """Configuration of `SequenceLabelingDataset` (see `TextEncodingConfig` for the tokenizer fields).
+
+    Attributes:
+        files: data file of each split, e.g. {train: train.jsonl, validation: dev.jsonl}.
+        tokens_column: the column holding the words (a list, or one space-separated string in CSV).
+        tags_column: the column holding one tag per word (IOB2 such as B-PER, I-PER, O), same form.
+    """
+
+    name: str = "sequence_labeling"
+    task: str = "sequence_labeling"
+    files: dict[str, str] = field(default_factory=dict)
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+
+    def validate(self) -> list[str | None]:
+        return [*super().validate(), *_check_files(self.files)]
+
+
+class _TextDataset(Dataset):
+    """Shared machinery: load rows, build or take the preprocessor, encode every row once.
+
+    Subclasses define `columns`, `read_file(path)`, `labels_of(rows)` (the label map's entries),
+    `encode_row(row, where)` and may override `load_rows()` (the synthetic datasets generate rows).
+    """
+
+    config: TextEncodingConfig
+
+    def __init__(
+        self,
+        config: TextEncodingConfig,
+        split: str = "train",
+        *,
+        rows: list[dict[str, Any]] | None = None,
+        source: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, split=split, **kwargs)
+        self.source = source or f"{config.name} ({split} split)"
+        self._first_line = 0
+        rows = self.load_rows() if rows is None else rows
+        if config.max_size is not None:
+            rows = rows[: config.max_size]
+        if not rows:
+            raise ConfigError(f"The {split!r} split of {self.source} holds no rows: a dataset needs samples.")
+        self.preprocessor = self._resolve_preprocessor(rows)
+        self.samples = [self.encode_row(row, self.where(index)) for index, row in enumerate(rows)]
+
+    @classmethod
+    def from_hf(
+        cls, dataset: Any, config: TextEncodingConfig, split: str = "train", *, preprocessor: Any = None
+    ) -> _TextDataset:
+        """A split read from a Hugging Face `datasets.Dataset` (any iterable of row dicts).
+
+        `config.files` is not read. Integer labels of a `ClassLabel` column become their names.
+        """
+        rows = records_from_hf(dataset, cls.required_columns(config))
+        rows = cls.name_class_labels(dataset, rows, config)
+        source = f"Hugging Face dataset {type(dataset).__name__}"
+        return cls(config, split=split, rows=rows, source=source, preprocessor=preprocessor)
+
+    # -- what subclasses define ----------------------------------------------------------------
+    @classmethod
+    def required_columns(cls, config: Any) -> list[str]:
+        """The columns every row must hold."""
+        raise NotImplementedError
+
+    @classmethod
+    def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
+        """Replace `ClassLabel` ids of a Hugging Face dataset by their names (default: unchanged)."""
+        return rows
+
+    def labels_of(self, rows: list[dict[str, Any]]) -> list[str]:
+        """The label map of the training rows, in id order."""
+        raise NotImplementedError
+
+    def encode_row(self, row: dict[str, Any], where: str) -> dict[str, list[int] | int]:
+        """One row as {"input_ids": [...], "labels": ...}; `where` locates the row in errors."""
+        raise NotImplementedError
+
+    def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
+        """The texts the tokenizer is trained on."""
+        raise NotImplementedError
+
+    # -- loading -------------------------------------------------------------------------------
+    def load_rows(self) -> list[dict[str, Any]]:
+        """The rows of `files[split]`."""
+        files = self.config.files
+        if self.split not in files:
+            raise ConfigError(
+                f"{self.config.name} has no file for split {self.split!r}: `files` names the splits "
+                f"{sorted(files)}. Add `files.{self.split}: PATH` or pick one of those splits."
+            )
+        path = Path(files[self.split])
+        self.source = str(path)
+        self._first_line = _FIRST_LINE.get(FILE_FORMATS.get(path.suffix.lower(), ""), 0)
+        return self.read_file(path)
+
+    def read_file(self, path: Path) -> list[dict[str, Any]]:
+        """Read a data file, checking the required columns."""
+        return read_records(path, self.required_columns(self.config))
+
+    def where(self, index: int) -> str:
+        """Where row `index` is, as an error message names it: a file line, or a row number."""
+        if self._first_line:
+            return f"{self.source}: line {index + self._first_line}"
+        return f"{self.source}: row {index}"
+
+    def _resolve_preprocessor(self, rows: list[dict[str, Any]]) -> TextPreprocessor:
+        if self.preprocessor is not None:
+            if not isinstance(self.preprocessor, TextPreprocessor):
+                raise TypeError(
+                    f"{type(self).__name__} needs a TextPreprocessor (the training split's `preprocessor`), "
+                    f"got {type(self.preprocessor).__name__}."
+                )
+            return self.preprocessor
+        if self.split != "train":
+            raise ConfigError(
+                f"The {self.split!r} split of {self.config.name} needs the training split's preprocessor, "
+                "so that token and label ids match it: build it with `preprocessor=train_dataset.preprocessor`."
+            )
+        return self.build_preprocessor(rows)
+
+    def build_preprocessor(self, rows: list[dict[str, Any]]) -> TextPreprocessor:
+        """Train a tokenizer on the rows' texts and build their label map."""
+        config = self.config
+        tokenizer = Tokenizer.train(
+            self.texts_of(rows),
+            config.vocab_size,
+            model=config.tokenizer_model,
+            lowercase=config.lowercase,
+            min_frequency=config.min_frequency,
+        )
+        return TextPreprocessor(tokenizer, self.labels_of(rows), config.max_length)
+
+    # -- the Dataset interface -----------------------------------------------------------------
+    def num_rows(self) -> int:
+        return len(self.samples)
+
+    def get_item(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index]
+        return {
+            "input_ids": torch.tensor(sample["input_ids"], dtype=torch.long),
+            "labels": torch.tensor(sample["labels"], dtype=torch.long),
+        }
+
+    def model_config_overrides(self) -> dict[str, Any]:
+        """The vocabulary size and labels of the data, so that the model is built to match."""
+        return {
+            "vocab_size": self.preprocessor.tokenizer.vocab_size,
+            "num_labels": len(self.preprocessor.labels),
+            "id2label": self.preprocessor.id2label,
+        }
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value)
+
+
+@register_dataset("text_classification", config_class=TextClassificationConfig)
+class TextClassificationDataset(_TextDataset):
+    """One label per text. Items: input_ids (L,) and labels () int64; batches by `TextCollator`.
+
+    Labels are compared as strings and numbered in sorted order (`"neg"` 0, `"pos"` 1).
+    """
+
+    config: TextClassificationConfig
+
+    @property
+    def text_column(self) -> str:
+        """The column holding the text."""
+        return self.config.text_column
+
+    @property
+    def label_column(self) -> str:
+        """The column holding the label."""
+        return self.config.label_column
+
+    @classmethod
+    def required_columns(cls, config: Any) -> list[str]:
+        return [config.text_column, config.label_column]
+
+    @classmethod
+    def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
+        names = _class_label_names(dataset, config.label_column)
+        if names is None:
+            return rows
+        return [{**row, config.label_column: names[int(row[config.label_column])]} for row in rows]
+
+    def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
+        return [str(row[self.text_column]) for row in rows]
+
+    def labels_of(self, rows: list[dict[str, Any]]) -> list[str]:
+        labels = sorted({str(row[self.label_column]) for row in rows})
+        if len(labels) < 2:
+            raise ConfigError(
+                f"{self.source}: column {self.label_column!r} holds only the label(s) {labels}; "
+                "classification needs at least two."
+            )
+        return labels
+
+    def encode_row(self, row: dict[str, Any], where: str) -> dict[str, Any]:
+        text_column, label_column = self.text_column, self.label_column
+        for column in (text_column, label_column):
+            if _is_missing(row.get(column)):
+                raise ConfigError(f"{where} has no value for column {column!r} (its columns: {sorted(row)}).")
+        ids = self.preprocessor.encode(str(row[text_column]))
+        if not ids:
+            raise ConfigError(f"{where}: the text in column {text_column!r} has no tokens ({row[text_column]!r}).")
+        label = self.preprocessor.label_id(row[label_column], f"{where} (column {label_column!r})")
+        return {"input_ids": ids, "labels": label}
+
+    def default_data_collator(self) -> TextCollator:
+        return TextCollator(pad_id=0)
+
+
+@register_dataset("sequence_labeling", config_class=SequenceLabelingConfig)
+class SequenceLabelingDataset(_TextDataset):
+    """One tag per word (e.g. IOB2 NER). Items: input_ids (L,), labels (L,) with -100 off first pieces.
+
+    Tags are numbered with "O" first, then sorted. Batches by `TokenLabelCollator` (labels padded with -100).
+    """
+
+    config: SequenceLabelingConfig
+
+    @property
+    def tokens_column(self) -> str:
+        """The column holding the words."""
+        return self.config.tokens_column
+
+    @property
+    def tags_column(self) -> str:
+        """The column holding the tags."""
+        return self.config.tags_column
+
+    @classmethod
+    def required_columns(cls, config: Any) -> list[str]:
+        return [config.tokens_column, config.tags_column]
+
+    @classmethod
+    def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
+        names = _class_label_names(dataset, config.tags_column)
+        if names is None:
+            return rows
+        column = config.tags_column
+        return [{**row, column: [names[int(tag)] for tag in row[column]]} for row in rows]
+
+    def read_file(self, path: Path) -> list[dict[str, Any]]:
+        # Columns are checked per row in `words_and_tags`: read_records' check cannot read list cells.
+        return read_records(path)
+
+    def words_and_tags(self, row: dict[str, Any], where: str) -> tuple[list[str], list[str]]:
+        """The row's words and tags (lists, or space-separated strings), checked to pair up."""
+        values = []
+        for column in (self.tokens_column, self.tags_column):
+            value = _as_word_list(row.get(column), f"{where} (column {column!r})")
+            if not value:
+                raise ConfigError(
+                    f"{where} has no value for column {column!r}: every row needs a non-empty list (or "
+                    f"space-separated string) of words and of tags (its columns: {sorted(row)})."
+                )
+            values.append(value)
+        words, tags = values
+        if len(words) != len(tags):
+            raise ConfigError(
+                f"{where} has {len(words)} words in {self.tokens_column!r} but {len(tags)} tags in "
+                f"{self.tags_column!r}; every word needs exactly one tag."
+            )
+        return words, tags
+
+    def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
+        return [" ".join(self.words_and_tags(row, self.where(i))[0]) for i, row in enumerate(rows)]
+
+    def labels_of(self, rows: list[dict[str, Any]]) -> list[str]:
+        tags = {tag for i, row in enumerate(rows) for tag in self.words_and_tags(row, self.where(i))[1]}
+        return sorted(tags, key=lambda tag: (tag != OUTSIDE_TAG, tag))
+
+    def encode_row(self, row: dict[str, Any], where: str) -> dict[str, Any]:
+        words, tags = self.words_and_tags(row, where)
+        tag_ids = [self.preprocessor.label_id(tag, f"{where} (column {self.tags_column!r})") for tag in tags]
+        ids, word_ids = self.preprocessor.encode_words(words)
+        if not ids:
+            raise ConfigError(f"{where}: the words in column {self.tokens_column!r} have no tokens.")
+        return {"input_ids": ids, "labels": align_labels(word_ids, tag_ids)}
+
+    def default_data_collator(self) -> TokenLabelCollator:
+        return TokenLabelCollator(pad_id=0, label_pad_value=IGNORE_INDEX)
+
+
+def align_labels(word_ids: Sequence[int], tag_ids: Sequence[int]) -> list[int]:
+    """Per-token labels: the word's tag on its first token, IGNORE_INDEX on the tokens after it."""
+    labels, previous = [], None
+    for word in word_ids:
+        labels.append(tag_ids[word] if word != previous else IGNORE_INDEX)
+        previous = word
+    return labels
+
+
+def _as_word_list(value: Any, where: str) -> list[str]:
+    """A cell of words or tags as a list: a string is split on whitespace; a list (or array) is kept."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, Sequence) or hasattr(value, "tolist"):  # lists, tuples, numpy arrays (Parquet)
+        items = value.tolist() if hasattr(value, "tolist") else list(value)
+        return [str(item) for item in items]
+    raise ConfigError(
+        f"{where} must hold a list of words/tags or a space-separated string, got {type(value).__name__}: {value!r}."
+    )
+
+
+def _class_label_names(dataset: Any, column: str) -> list[str] | None:
+    """The names of a Hugging Face `ClassLabel` column (or a sequence of them), else None."""
+    feature = (getattr(dataset, "features", None) or {}).get(column)
+    feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) -> ClassLabel
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
