@@ -7,6 +7,7 @@ only the keys its signature accepts. Weights are saved as safetensors in every c
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Mapping
@@ -157,8 +158,16 @@ def metrics_context(model: torch.nn.Module) -> dict[str, Any]:
 
 
 def _defines_compute_loss(model: torch.nn.Module) -> bool:
-    """Whether the model has a `compute_loss` of its own (the tamrin Model base's stub does not count)."""
-    method = getattr(type(model), "compute_loss", None)
+    return _class_defines_compute_loss(type(model))
+
+
+@functools.cache
+def _class_defines_compute_loss(model_class: type) -> bool:
+    """Whether the class has a `compute_loss` of its own (the tamrin Model base's stub does not count).
+
+    Cached per class: it is asked at every training step.
+    """
+    method = getattr(model_class, "compute_loss", None)
     if not callable(method):
         return False
     from tamrin.models import Model

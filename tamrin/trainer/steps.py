@@ -142,6 +142,7 @@ class EpochPosition:
     def __init__(self) -> None:
         self.loader: DataLoader | None = None
         self.steps = 0
+        self.num_batches = 0
 
     def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int) -> None:
         """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch."""
@@ -150,6 +151,7 @@ class EpochPosition:
         loader.generator.manual_seed(seed * 1_000_003 + epoch)
         self.loader = loader
         self.steps = 0
+        self.num_batches = len(loader)  # fixed for the epoch; asked twice a step otherwise
 
     def advance(self) -> int:
         """Count one batch; returns the global sample position after it."""
@@ -167,4 +169,4 @@ class EpochPosition:
     def _ends_after(self, steps: int) -> bool:
         sampler = self.loader.sampler
         # a sampler that stops short of end_index (drop_last=True) ends the epoch with the loader
-        return steps >= len(self.loader) or sampler.position_after(steps) >= sampler.end_index
+        return steps >= self.num_batches or sampler.position_after(steps) >= sampler.end_index

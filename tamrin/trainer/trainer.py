@@ -140,6 +140,8 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
     # -- the steps of one batch --------------------------------------------------------------------
     def prepare_input_batch(self, batch: Any) -> Any:
         """Move the batch to the device (override to add per-batch preprocessing)."""
+        if self.accelerator.device.type == "cpu":
+            return batch  # the loader's tensors are already there; walking the batch costs ~10 µs a step
         return send_to_device(batch, self.accelerator.device, non_blocking=True)
 
     def forward(self, batch: Any) -> Any:
