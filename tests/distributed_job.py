@@ -139,4 +139,11 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    finally:
+        # leave the process group before exiting: a gloo group torn down by interpreter exit can abort
+        # a rank ("terminate called without an active exception") while the other is still leaving
+        from accelerate import PartialState
+
+        PartialState().destroy_process_group()

@@ -292,3 +292,11 @@ def test_recipe_rejects_a_model_field_the_data_decides(tmp_path: Path) -> None:
     recipe = load_recipe("image_classification", [f"trainer.output_dir={tmp_path}", "model.num_labels=5"])
     with pytest.raises(ConfigError, match=r"`model.num_labels=5` but the training data gives 8"):
         build_trainer(recipe)
+
+
+def test_max_size_on_class_subfolders_keeps_every_class(tmp_path: Path) -> None:
+    source = shapes()
+    source.write_folder(tmp_path / "sub" / "train", 80, labels_file=None)
+    subset = folder(tmp_path / "sub", max_size=16)
+    assert len(subset) == 16
+    assert {int(item["labels"]) for item in subset} == set(range(len(subset.labels)))  # not just the first classes

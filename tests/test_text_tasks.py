@@ -207,7 +207,7 @@ def trained(task: str, tmp_path: Path) -> tuple[Any, Any]:
 
 def test_classifier_predicts_label_names_and_survives_save_load(tmp_path: Path) -> None:
     model, _ = trained("text_classification", tmp_path)
-    texts = ["the movie was not good", "honestly the hotel seemed great", "the phone is blue", ""]
+    texts = ["the movie was not good", "honestly the hotel seemed great", "the phone is blue", "zzz qqq"]
     predictions = model.predict(texts)
     assert len(predictions) == 4 and set(predictions) <= {"negative", "neutral", "positive"}
     model.save(tmp_path / "saved")
@@ -323,3 +323,36 @@ def test_unknown_dataset_and_model_names(tmp_path: Path) -> None:
         load_recipe("text_classification", ["model.name=text_clasifier"])
     with pytest.raises(ConfigError, match=r"`files.train='train.txt'` has an unreadable suffix"):
         TextClassificationConfig(files={"train": "train.txt"})
+
+
+def test_a_model_trained_through_the_python_api_saves_the_datas_preprocessor(tmp_path: Path) -> None:
+    from tamrin import Trainer, TrainerConfig
+
+    train = build_dataset("synthetic_sentiment", num_samples=64, eval_num_samples=16)
+    model = build_model("text_classifier", **train.model_config_overrides())  # no preprocessor of its own
+    config = TrainerConfig(
+        output_dir=str(tmp_path), task="text_classification", metrics=["accuracy"], batch_size=16, progress="none"
+    )
+    trainer = Trainer(model=model, config=config, train_dataset=train)
+    trainer.train()
+    trainer.save(tmp_path / "final")
+
+    assert (tmp_path / "final" / "tokenizer.json").is_file()
+    loaded = Model.load(tmp_path / "final")
+    assert loaded.predict(["the food was not good"]) == model.eval().predict(["the food was not good"])
+
+
+def test_unlabelled_hugging_face_rows_and_empty_predict_inputs_are_refused(tmp_path: Path) -> None:
+    class ClassLabel:
+        names = ["negative", "positive"]
+
+    class FakeHFDataset(list):
+        features = {"label": ClassLabel()}
+
+    test_split = FakeHFDataset([{"text": "good film", "label": 1}, {"text": "a film", "label": -1}])
+    with pytest.raises(ConfigError, match=r"row 1 has label=-1, outside the ClassLabel ids 0..1"):
+        TextClassificationDataset.from_hf(test_split, TextClassificationConfig(vocab_size=50))
+
+    model, _ = trained("text_classification", tmp_path)
+    with pytest.raises(ConfigError, match=r"Inputs \[1\] hold no tokens"):
+        model.predict(["good", "   "])

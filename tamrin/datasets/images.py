@@ -20,6 +20,7 @@ preprocessor, so that class ids mean the same everywhere.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,12 +247,20 @@ class ImageFolderDataset(ImageClassificationDataset):
         ]
 
     def _scan_subfolders(self, folder: Path) -> list[tuple[Path, str, str]]:
-        rows = [
-            (image, class_dir.name, str(image))
+        """The images of every class folder, interleaved class by class (sorted within each class).
+
+        Interleaving keeps `max_size` (the first N samples) spread over all classes instead of the
+        first classes only.
+        """
+        per_class = [
+            [
+                (image, class_dir.name, str(image))
+                for image in sorted(class_dir.iterdir())
+                if image.is_file() and image.suffix.lower() in IMAGE_EXTENSIONS
+            ]
             for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-            for image in sorted(class_dir.iterdir())
-            if image.is_file() and image.suffix.lower() in IMAGE_EXTENSIONS
         ]
+        rows = [row for group in itertools.zip_longest(*per_class) for row in group if row is not None]
         if not rows:
             raise ConfigError(
                 f"The {self.split!r} split folder {str(folder)!r} holds no labels file and no class sub-folders "

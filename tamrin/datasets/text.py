@@ -286,7 +286,8 @@ class TextClassificationDataset(_TextDataset):
         names = _class_label_names(dataset, config.label_column)
         if names is None:
             return rows
-        return [{**row, config.label_column: names[int(row[config.label_column])]} for row in rows]
+        column = config.label_column
+        return [{**row, column: _class_label_name(names, row[column], index, column)} for index, row in enumerate(rows)]
 
     def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
         return [str(row[self.text_column]) for row in rows]
@@ -344,7 +345,10 @@ class SequenceLabelingDataset(_TextDataset):
         if names is None:
             return rows
         column = config.tags_column
-        return [{**row, column: [names[int(tag)] for tag in row[column]]} for row in rows]
+        return [
+            {**row, column: [_class_label_name(names, tag, index, column) for tag in row[column]]}
+            for index, row in enumerate(rows)
+        ]
 
     def read_file(self, path: Path) -> list[dict[str, Any]]:
         # Columns are checked per row in `words_and_tags`: read_records' check cannot read list cells.
@@ -417,3 +421,14 @@ def _class_label_names(dataset: Any, column: str) -> list[str] | None:
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) -> ClassLabel
     names = getattr(feature, "names", None)
     return list(names) if names else None
+
+
+def _class_label_name(names: list[str], value: Any, row: int, column: str) -> str:
+    """The name of a `ClassLabel` id; -1 (Hugging Face's "no label", e.g. GLUE test splits) is refused."""
+    label = int(value)
+    if not 0 <= label < len(names):
+        raise ConfigError(
+            f"Hugging Face dataset: row {row} has {column}={label}, outside the ClassLabel ids 0..{len(names) - 1} "
+            f"({names}); -1 marks an unlabelled row (a test split?), which cannot be trained or evaluated on."
+        )
+    return names[label]

@@ -8,6 +8,7 @@ blank and class `i >= 1` the character `charset[i - 1]`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,6 +231,8 @@ class CRNN(Model):
 
     def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Image files (paths) or PIL images -> `{"pixel_values": (B, 1, H, W)}`, resized like training."""
+        if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
+            inputs = [inputs]  # one image, not a sequence of characters
         return {"pixel_values": self.preprocessor([open_image(item) for item in inputs])}
 
     def decode_labels(self, batch: dict[str, Any]) -> list[str]:

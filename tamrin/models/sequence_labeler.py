@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tamrin.configs import check_choice, check_range
+from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
 from tamrin.models.text_classifier import (
@@ -148,6 +148,9 @@ class SequenceLabeler(Model):
             inputs = [inputs]
         preprocessor = require_preprocessor(self)
         words = [text.split() if isinstance(text, str) else [str(word) for word in text] for text in inputs]
+        empty = [index for index, sentence in enumerate(words) if not sentence]
+        if empty:
+            raise ConfigError(f"Inputs {empty} hold no words (empty or blank texts): there is nothing to tag.")
         encoded = [preprocessor.encode_words(sentence) for sentence in words]
         batch = encode_batch(preprocessor, [ids for ids, _ in encoded])
         starts = torch.full_like(batch["input_ids"], -1)

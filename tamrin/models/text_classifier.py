@@ -180,7 +180,11 @@ class TextClassifier(Model):
         if isinstance(inputs, str):
             inputs = [inputs]
         preprocessor = require_preprocessor(self)
-        return encode_batch(preprocessor, [preprocessor.encode(text) for text in inputs])
+        sequences = [preprocessor.encode(text) for text in inputs]
+        empty = [index for index, ids in enumerate(sequences) if not ids]
+        if empty:
+            raise ConfigError(f"Inputs {empty} hold no tokens (empty or blank texts): there is nothing to classify.")
+        return encode_batch(preprocessor, sequences)
 
     def post_process(self, outputs: dict[str, torch.Tensor] | torch.Tensor) -> list[str]:
         """The label name of each text's highest score (the id itself when there is no id2label)."""

@@ -66,6 +66,20 @@ def prepare_model(model: torch.nn.Module, *, init_weights_from: str | None, comp
     return torch.compile(model) if compile else model
 
 
+def adopt_data_preprocessor(model: torch.nn.Module, preprocessor: Any) -> None:
+    """Give a tamrin Model the preprocessor its data was made with, so that its saves carry it.
+
+    The data's preprocessor (a trained tokenizer and label map, an image transform) is what the
+    model must read with at predict time; a model built without data has none, or a default of the
+    same kind, which the data's replaces. A preprocessor of another kind (the CRNN's charset beside
+    data without one) is left alone.
+    """
+    if preprocessor is None or not is_tamrin_model(model) or model.preprocessor is preprocessor:
+        return
+    if model.preprocessor is None or type(model.preprocessor) is type(preprocessor):
+        model.preprocessor = preprocessor
+
+
 def forward_keys(model: torch.nn.Module) -> frozenset[str] | None:
     """The keyword arguments `model.forward` accepts, or None when it takes `**kwargs`."""
     parameters = inspect.signature(model.forward).parameters.values()

@@ -25,6 +25,7 @@ from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.logging import TrainingLogger
 from tamrin.trainer.loss_tracking import LossTracker
 from tamrin.trainer.modeling import (
+    adopt_data_preprocessor,
     batch_size_of,
     call_model,
     forward_keys,
@@ -104,6 +105,7 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         self.logs_dir = self.output_dir / config.logs_dir
         self.state = TrainerState(world_size=self.accelerator.num_processes)
         self.control = TrainerControl()
+        adopt_data_preprocessor(model, preprocessor or getattr(train_dataset, "preprocessor", None))
         self.model = prepare_model(model, init_weights_from=config.init_weights_from, compile=config.compile)
         self._forward_keys = forward_keys(self.model)
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
