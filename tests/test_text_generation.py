@@ -295,3 +295,15 @@ def test_the_recipe_trains_evaluates_and_saves(tmp_path: Path) -> None:
     model = Model.load(tmp_path / "model")
     assert model.preprocessor.charset == synthetic().vocabulary.charset
     assert isinstance(model.predict(["rev abc:"])[0], str)
+
+
+def test_a_row_longer_than_the_context_fails_when_the_trainer_is_built(tmp_path: Path) -> None:
+    from tamrin import Trainer, TrainerConfig
+
+    rows = [*ROWS, {"prompt": "reverse: " + "abc" * 10, "target": "cba" * 10}]
+    train = TextGenerationDataset.from_hf(rows)
+    model = tiny_model(charset=train.vocabulary.charset, context_length=32)
+    config = TrainerConfig(output_dir=str(tmp_path), task="text_generation", batch_size=2, progress="none")
+    with pytest.raises(ConfigError, match=r"Row 3 of the 'train' split of text_generation is 71 tokens long"):
+        Trainer(model=model, config=config, train_dataset=train)
+    assert not (tmp_path / "checkpoints").exists()

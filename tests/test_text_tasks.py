@@ -356,3 +356,9 @@ def test_unlabelled_hugging_face_rows_and_empty_predict_inputs_are_refused(tmp_p
     model, _ = trained("text_classification", tmp_path)
     with pytest.raises(ConfigError, match=r"Inputs \[1\] hold no tokens"):
         model.predict(["good", "   "])
+
+
+def test_an_eval_split_cannot_change_the_training_tokenizer_settings() -> None:
+    train = build_dataset("synthetic_sentiment", num_samples=64, eval_num_samples=16, max_length=32)
+    with pytest.raises(ConfigError, match=r"sets `max_length=16`, but the training split's preprocessor .* at 32"):
+        build_dataset("synthetic_sentiment", split="validation", preprocessor=train.preprocessor, max_length=16)

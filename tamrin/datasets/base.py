@@ -122,6 +122,13 @@ class Dataset(TorchDataset):
         """
         return {}
 
+    def check_model(self, model: Any) -> None:
+        """Fail before training when `model` cannot read this data (the Trainer calls it when built).
+
+        The default checks nothing; e.g. a text-generation dataset names a row longer than the
+        model's context, which would otherwise stop the run at the first batch that holds it.
+        """
+
     def default_data_collator(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         """The collator used when none is passed: torch's `default_collate` (stacks tensors)."""
         return default_collate

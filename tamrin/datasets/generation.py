@@ -255,6 +255,20 @@ class TextGenerationDataset(_PairDataset):
     def get_item(self, index: int) -> dict[str, torch.Tensor]:
         return self._encoded[index]
 
+    def check_model(self, model: Any) -> None:
+        """Name the longest row when it does not fit the model's `context_length` (rows are encoded already)."""
+        context = getattr(getattr(model, "config", None), "context_length", None)
+        if context is None or len(self) == 0:
+            return
+        longest = max(range(len(self)), key=lambda index: len(self._encoded[index]["input_ids"]))
+        length = len(self._encoded[longest]["input_ids"])
+        if length > context:
+            raise ConfigError(
+                f"Row {longest} of the {self.split!r} split of text_generation is {length} tokens long (BOS, prompt, "
+                f"target, EOS), more than the model's `context_length={context}`: raise `model.context_length` "
+                "to at least that, or shorten or drop the longest rows."
+            )
+
 
 # -- synthetic string tasks --------------------------------------------------------------------------
 SYNTHETIC_TASKS = {"reverse": "rev", "sort": "sort", "shift": "next"}

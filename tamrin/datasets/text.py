@@ -214,6 +214,12 @@ class _TextDataset(Dataset):
                     f"{type(self).__name__} needs a TextPreprocessor (the training split's `preprocessor`), "
                     f"got {type(self.preprocessor).__name__}."
                 )
+            if self.preprocessor.max_length != self.config.max_length:
+                raise ConfigError(
+                    f"The {self.split!r} split sets `max_length={self.config.max_length}`, but the training split's "
+                    f"preprocessor (the model's) cuts texts at {self.preprocessor.max_length} tokens; the tokenizer "
+                    f"settings come from training: set `max_length={self.preprocessor.max_length}` or drop it."
+                )
             return self.preprocessor
         if self.split != "train":
             raise ConfigError(

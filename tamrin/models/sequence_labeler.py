@@ -118,7 +118,8 @@ class SequenceLabeler(Model):
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        # Packing keeps the backward direction from starting on padding (lengths live on the CPU).
+        # Packing keeps the backward direction from starting on padding. pack_padded_sequence wants the
+        # lengths on the CPU: on a GPU this is one host sync per batch.
         lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
         if self.training and self.config.word_dropout > 0:
             dropped = torch.rand(input_ids.shape, device=input_ids.device) < self.config.word_dropout

@@ -125,6 +125,7 @@ class BiGRUEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) ids and mask -> (B, L, 2 * hidden_size) states (zero on padding)."""
         # Packing keeps the backward direction from starting on padding; an empty text reads one [PAD].
+        # pack_padded_sequence wants the lengths on the CPU: on a GPU this is one host sync per batch.
         lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
         embedded = self.dropout(self.embedding(input_ids))
         packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)

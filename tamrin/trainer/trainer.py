@@ -107,6 +107,8 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         self.control = TrainerControl()
         adopt_data_preprocessor(model, preprocessor or getattr(train_dataset, "preprocessor", None))
         self.model = prepare_model(model, init_weights_from=config.init_weights_from, compile=config.compile)
+        for dataset in (train_dataset, eval_dataset):  # e.g. rows longer than the model's context: fail now
+            getattr(dataset, "check_model", lambda model: None)(model)
         self._forward_keys = forward_keys(self.model)
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
         self.callbacks = CallbackHandler(self._default_callbacks() + list(callbacks or ()))
