@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -21,6 +22,7 @@ from test_trainer import Net, make_config
 from torch.utils.data import Dataset
 
 from tamrin import Trainer, TrainerConfig
+from tamrin.configs import ConfigError
 from tamrin.trainer import checkpointing
 from tamrin.trainer.callbacks import Callback
 from tamrin.trainer.checkpointing import (
@@ -377,3 +379,20 @@ def test_resuming_with_a_changed_learning_rate_rescales_the_schedule(tmp_path):
     assert rates.loaded == "00000002"
     assert resumed.lr_scheduler.base_lrs == [0.1]
     assert rates.per_update == pytest.approx(straight.per_update[2:], rel=1e-12)  # updates 3 and 4
+
+
+def test_a_fresh_run_refuses_an_output_dir_holding_another_runs_checkpoints(tmp_path):
+    make_trainer(tmp_path, num_epochs=2).train()  # checkpoints at steps 4 and 8
+    with pytest.raises(ConfigError, match=r"holds checkpoints of an earlier run \(latest: step 8\).*overwrite_output_dir"):
+        make_trainer(tmp_path, num_epochs=1).train()
+    assert [c.global_step for c in list_checkpoints(tmp_path / "checkpoints")] == [4, 8]  # nothing was touched
+
+
+def test_overwrite_output_dir_starts_clean_so_a_later_resume_cannot_pick_the_old_run(tmp_path):
+    make_trainer(tmp_path, num_epochs=2).train()
+    make_trainer(tmp_path, num_epochs=1, overwrite_output_dir=True).train()
+    assert [c.global_step for c in list_checkpoints(tmp_path / "checkpoints")] == [4]
+    assert pd.read_csv(tmp_path / "logs" / "training_logs.csv")["step"].max() == 4
+    resumed = make_trainer(tmp_path, num_epochs=1, resume_from_checkpoint=True)
+    resumed.train()
+    assert resumed.state.global_step == 4

@@ -28,12 +28,8 @@ from tamrin.datasets.synthetic_text import (  # registers "synthetic_sentiment",
     SyntheticSentimentConfig,
     SyntheticSentimentDataset,
 )
-from tamrin.datasets.text import (  # registers "text_classification", "sequence_labeling"
-    SequenceLabelingConfig,
-    SequenceLabelingDataset,
-    TextClassificationConfig,
-    TextClassificationDataset,
-)
+from tamrin.datasets.tagging import SequenceLabelingConfig, SequenceLabelingDataset  # registers "sequence_labeling"
+from tamrin.datasets.text import TextClassificationConfig, TextClassificationDataset  # registers "text_classification"
 from tamrin.datasets.tokenizer import TextPreprocessor, Tokenizer
 
 __all__ = [

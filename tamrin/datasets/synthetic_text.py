@@ -25,7 +25,8 @@ from typing import Any
 
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import register_dataset
-from tamrin.datasets.text import SequenceLabelingDataset, TextClassificationDataset, TextEncodingConfig
+from tamrin.datasets.tagging import SequenceLabelingDataset
+from tamrin.datasets.text import TextClassificationDataset, TextEncodingConfig
 
 __all__ = [
     "SENTIMENT_LABELS",

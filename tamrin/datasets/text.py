@@ -1,4 +1,4 @@
-"""Text classification and sequence labelling datasets read from files or a Hugging Face dataset.
+"""Text datasets read from files or a Hugging Face dataset: the shared base, and text classification.
 
 Rows come from the file that `files[split]` names (CSV, TSV, JSONL or Parquet, read by
 `read_records`), or from a Hugging Face `datasets.Dataset` passed to `from_hf`. The training split,
@@ -6,14 +6,12 @@ built without a preprocessor, trains a tokenizer on its own texts and builds the
 other splits must be given the training split's `preprocessor`, so that ids mean the same thing
 everywhere, and a label they hold outside that map is an error naming the row.
 
-Sequence labelling puts each word's tag on the word's first token and -100 (ignored by the loss
-and the metrics) on its other tokens; words cut off by `max_length` are not scored.
+Sequence labelling, built on the same base, is in tagging.py.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,21 +20,18 @@ import torch
 
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
-from tamrin.datasets.collators import TextCollator, TokenLabelCollator
+from tamrin.datasets.collators import TextCollator
 from tamrin.datasets.files import FILE_FORMATS, read_records, records_from_hf
 from tamrin.datasets.tokenizer import TOKENIZER_MODELS, TextPreprocessor, Tokenizer
 
 __all__ = [
     "IGNORE_INDEX",
-    "SequenceLabelingConfig",
-    "SequenceLabelingDataset",
     "TextClassificationConfig",
     "TextClassificationDataset",
     "TextEncodingConfig",
 ]
 
 IGNORE_INDEX = -100  # the label of tokens that carry no tag: continuation pieces and padding
-OUTSIDE_TAG = "O"
 _FIRST_LINE = {"csv": 2, "tsv": 2, "jsonl": 1}  # line of the first row as an editor shows it (CSV: header is 1)
 
 
@@ -93,26 +88,6 @@ class TextClassificationConfig(TextEncodingConfig):
     files: dict[str, str] = field(default_factory=dict)
     text_column: str = "text"
     label_column: str = "label"
-
-    def validate(self) -> list[str | None]:
-        return [*super().validate(), *_check_files(self.files)]
-
-
-@dataclass
-class SequenceLabelingConfig(TextEncodingConfig):
-    """Configuration of `SequenceLabelingDataset` (see `TextEncodingConfig` for the tokenizer fields).
-
-    Attributes:
-        files: data file of each split, e.g. {train: train.jsonl, validation: dev.jsonl}.
-        tokens_column: the column holding the words (a list, or one space-separated string in CSV).
-        tags_column: the column holding one tag per word (IOB2 such as B-PER, I-PER, O), same form.
-    """
-
-    name: str = "sequence_labeling"
-    task: str = "sequence_labeling"
-    files: dict[str, str] = field(default_factory=dict)
-    tokens_column: str = "tokens"
-    tags_column: str = "tags"
 
     def validate(self) -> list[str | None]:
         return [*super().validate(), *_check_files(self.files)]
@@ -320,105 +295,6 @@ class TextClassificationDataset(_TextDataset):
 
     def default_data_collator(self) -> TextCollator:
         return TextCollator(pad_id=0)
-
-
-@register_dataset("sequence_labeling", config_class=SequenceLabelingConfig)
-class SequenceLabelingDataset(_TextDataset):
-    """One tag per word (e.g. IOB2 NER). Items: input_ids (L,), labels (L,) with -100 off first pieces.
-
-    Tags are numbered with "O" first, then sorted. Batches by `TokenLabelCollator` (labels padded with -100).
-    """
-
-    config: SequenceLabelingConfig
-
-    @property
-    def tokens_column(self) -> str:
-        """The column holding the words."""
-        return self.config.tokens_column
-
-    @property
-    def tags_column(self) -> str:
-        """The column holding the tags."""
-        return self.config.tags_column
-
-    @classmethod
-    def required_columns(cls, config: Any) -> list[str]:
-        return [config.tokens_column, config.tags_column]
-
-    @classmethod
-    def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
-        names = _class_label_names(dataset, config.tags_column)
-        if names is None:
-            return rows
-        column = config.tags_column
-        return [
-            {**row, column: [_class_label_name(names, tag, index, column) for tag in row[column]]}
-            for index, row in enumerate(rows)
-        ]
-
-    def read_file(self, path: Path) -> list[dict[str, Any]]:
-        # Columns are checked per row in `words_and_tags`: read_records' check cannot read list cells.
-        return read_records(path)
-
-    def words_and_tags(self, row: dict[str, Any], where: str) -> tuple[list[str], list[str]]:
-        """The row's words and tags (lists, or space-separated strings), checked to pair up."""
-        values = []
-        for column in (self.tokens_column, self.tags_column):
-            value = _as_word_list(row.get(column), f"{where} (column {column!r})")
-            if not value:
-                raise ConfigError(
-                    f"{where} has no value for column {column!r}: every row needs a non-empty list (or "
-                    f"space-separated string) of words and of tags (its columns: {sorted(row)})."
-                )
-            values.append(value)
-        words, tags = values
-        if len(words) != len(tags):
-            raise ConfigError(
-                f"{where} has {len(words)} words in {self.tokens_column!r} but {len(tags)} tags in "
-                f"{self.tags_column!r}; every word needs exactly one tag."
-            )
-        return words, tags
-
-    def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
-        return [" ".join(self.words_and_tags(row, self.where(i))[0]) for i, row in enumerate(rows)]
-
-    def labels_of(self, rows: list[dict[str, Any]]) -> list[str]:
-        tags = {tag for i, row in enumerate(rows) for tag in self.words_and_tags(row, self.where(i))[1]}
-        return sorted(tags, key=lambda tag: (tag != OUTSIDE_TAG, tag))
-
-    def encode_row(self, row: dict[str, Any], where: str) -> dict[str, Any]:
-        words, tags = self.words_and_tags(row, where)
-        tag_ids = [self.preprocessor.label_id(tag, f"{where} (column {self.tags_column!r})") for tag in tags]
-        ids, word_ids = self.preprocessor.encode_words(words)
-        if not ids:
-            raise ConfigError(f"{where}: the words in column {self.tokens_column!r} have no tokens.")
-        return {"input_ids": ids, "labels": align_labels(word_ids, tag_ids)}
-
-    def default_data_collator(self) -> TokenLabelCollator:
-        return TokenLabelCollator(pad_id=0, label_pad_value=IGNORE_INDEX)
-
-
-def align_labels(word_ids: Sequence[int], tag_ids: Sequence[int]) -> list[int]:
-    """Per-token labels: the word's tag on its first token, IGNORE_INDEX on the tokens after it."""
-    labels, previous = [], None
-    for word in word_ids:
-        labels.append(tag_ids[word] if word != previous else IGNORE_INDEX)
-        previous = word
-    return labels
-
-
-def _as_word_list(value: Any, where: str) -> list[str]:
-    """A cell of words or tags as a list: a string is split on whitespace; a list (or array) is kept."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
-    if isinstance(value, str):
-        return value.split()
-    if isinstance(value, Sequence) or hasattr(value, "tolist"):  # lists, tuples, numpy arrays (Parquet)
-        items = value.tolist() if hasattr(value, "tolist") else list(value)
-        return [str(item) for item in items]
-    raise ConfigError(
-        f"{where} must hold a list of words/tags or a space-separated string, got {type(value).__name__}: {value!r}."
-    )
 
 
 def _class_label_names(dataset: Any, column: str) -> list[str] | None:

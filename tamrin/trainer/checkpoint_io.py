@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from tamrin.configs import ConfigError
 from tamrin.trainer import checkpointing as ckpt
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import load_model_weights, save_model_weights
@@ -101,6 +102,35 @@ class CheckpointingMixin:
         return f"The last checkpoint is {latest[-1].path}." if latest else "No checkpoint was saved."
 
     def _resume_if_requested(self) -> Path | None:
+        """Load the checkpoint to resume from; None for a fresh run (after `_clear_for_fresh_run`)."""
+        path = self._checkpoint_to_resume()
+        if path is None:
+            self._clear_for_fresh_run()
+        return path
+
+    def _clear_for_fresh_run(self) -> None:
+        """A fresh run must not meet another run's checkpoints: a later resume would pick theirs.
+
+        Raises:
+            ConfigError: the checkpoints dir holds checkpoints and `overwrite_output_dir` is False.
+        """
+        existing = ckpt.list_checkpoints(self.checkpoints_dir)
+        if not existing:
+            return
+        if not self.config.overwrite_output_dir:
+            raise ConfigError(
+                f"{self.checkpoints_dir} holds checkpoints of an earlier run (latest: step "
+                f"{existing[-1].global_step}); a new run there would mix with them. Resume it with "
+                "`resume_from_checkpoint=True`, pick another `output_dir`, or set `overwrite_output_dir=True` "
+                "to delete them and their logs first."
+            )
+        if self.is_main_process:
+            for directory in (self.checkpoints_dir, self.logs_dir):
+                if directory.exists():
+                    shutil.rmtree(directory)
+        self.accelerator.wait_for_everyone()
+
+    def _checkpoint_to_resume(self) -> Path | None:
         request = self.config.resume_from_checkpoint
         if not request:
             return None

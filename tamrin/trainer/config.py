@@ -37,6 +37,8 @@ class TrainerConfig(Config):
         init_weights_from: a local model directory or Hub repo id to load initial weights from.
         resume_from_checkpoint: True resumes from the latest valid checkpoint in output_dir
             (starts fresh if there is none); a path resumes from that checkpoint; None/False don't.
+        overwrite_output_dir: a fresh run in an output_dir holding another run's checkpoints first
+            deletes them and its logs; False (the default) refuses to start instead.
         max_steps: stop after this many steps (an int, or a float in (0, 1] of the total steps).
         num_dataloader_workers: DataLoader worker processes (0 loads data in the main process).
         dataloader_shuffle: shuffle the training data, in a new order each epoch.
@@ -83,6 +85,7 @@ class TrainerConfig(Config):
     num_epochs: int = 1
     init_weights_from: str | None = None
     resume_from_checkpoint: bool | str | None = None
+    overwrite_output_dir: bool = False
     max_steps: int | float | None = None
     num_dataloader_workers: int = 0
     dataloader_shuffle: bool = True
