@@ -243,7 +243,7 @@ class CheckpointingMixin:
     def _warn_config_differences(self, train_dir: Path) -> None:
         saved = TrainerConfig.load(train_dir).to_dict()
         current = self.config.to_dict()
-        ignored = {"resume_from_checkpoint"}
+        ignored = {"resume_from_checkpoint", "overwrite_output_dir"}  # how a run starts, not what it trains
         differences = [
             f"{key}: checkpoint {saved[key]!r} -> now {current[key]!r}"
             for key in current
