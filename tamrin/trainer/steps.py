@@ -143,6 +143,7 @@ class EpochPosition:
         self.loader: DataLoader | None = None
         self.steps = 0
         self.num_batches = 0
+        self.last_step = 0
 
     def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int) -> None:
         """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch."""
@@ -151,7 +152,8 @@ class EpochPosition:
         loader.generator.manual_seed(seed * 1_000_003 + epoch)
         self.loader = loader
         self.steps = 0
-        self.num_batches = len(loader)  # fixed for the epoch; asked twice a step otherwise
+        self.num_batches = len(loader)
+        self.last_step = self._first_step_at_end()  # fixed for the epoch; asked twice a step otherwise
 
     def advance(self) -> int:
         """Count one batch; returns the global sample position after it."""
@@ -167,6 +169,20 @@ class EpochPosition:
         return self._ends_after(self.steps)
 
     def _ends_after(self, steps: int) -> bool:
+        return steps >= self.last_step
+
+    def _first_step_at_end(self) -> int:
+        """The batch count that ends the epoch: the sampler reaches `end_index`, or the loader runs out.
+
+        A sampler that stops short of end_index (drop_last=True) ends the epoch with the loader.
+        `position_after` only grows with the count, so a binary search finds it in O(log n).
+        """
         sampler = self.loader.sampler
-        # a sampler that stops short of end_index (drop_last=True) ends the epoch with the loader
-        return steps >= self.num_batches or sampler.position_after(steps) >= sampler.end_index
+        low, high = 0, self.num_batches
+        while low < high:
+            middle = (low + high) // 2
+            if sampler.position_after(middle) >= sampler.end_index:
+                high = middle
+            else:
+                low = middle + 1
+        return low
