@@ -16,7 +16,6 @@ hands its charset to the model.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.files import FILE_FORMATS, read_records, records_from_hf
+from tamrin.datasets.splits import draw_in_split, split_id
 from tamrin.models.char_vocabulary import IGNORE_INDEX, CharVocabulary
 
 __all__ = [
@@ -39,9 +39,6 @@ __all__ = [
     "SYNTHETIC_TASKS",
 ]
 
-SPLITS = ("train", "validation", "test")
-_SPLIT_BUCKETS = {"train": range(0, 8), "validation": range(8, 9), "test": range(9, 10)}  # of 10
-_MAX_TRIES = 1000
 
 
 class GenerationCollator:
@@ -330,9 +327,7 @@ class SyntheticGenerationDataset(_PairDataset):
     config: SyntheticGenerationConfig
 
     def __init__(self, config: SyntheticGenerationConfig, split: str = "train", **kwargs: Any) -> None:
-        problem = check_choice("split", split, SPLITS)
-        if problem:
-            raise ConfigError(f"synthetic_generation has no such split: {problem}")
+        self._split_id = split_id("synthetic_generation", split)
         super().__init__(config, split=split, **kwargs)
         self._check_preprocessor()
         charset = "".join(sorted(set(config.alphabet + " :" + "".join(SYNTHETIC_TASKS[t] for t in config.tasks))))
@@ -344,21 +339,14 @@ class SyntheticGenerationDataset(_PairDataset):
                 f"The given vocabulary {self.vocabulary.charset!r} lacks characters {unknown} of "
                 f"synthetic_generation's prompts; build every split with the train split's preprocessor."
             )
-        self._split_id = SPLITS.index(split)
 
     def num_rows(self) -> int:
         return self.config.num_samples if self.split == "train" else self.config.eval_num_samples
 
     def pair(self, index: int) -> tuple[str, str]:
         rng = np.random.default_rng([self.config.seed, self._split_id, index])
-        buckets = _SPLIT_BUCKETS[self.split]
-        for _ in range(_MAX_TRIES):
-            prompt, target = self._draw(rng)
-            if zlib.crc32(prompt.encode("utf-8")) % 10 in buckets:
-                return prompt, target
-        raise ConfigError(  # pragma: no cover - needs an alphabet and lengths with almost no prompts
-            f"Could not draw a {self.split!r} prompt in {_MAX_TRIES} tries: raise `max_length` or the alphabet."
-        )
+        failure = "too few distinct prompts: raise `max_length` or the alphabet."
+        return draw_in_split(lambda: self._draw(rng), lambda pair: pair[0], self.split, "prompt", failure)
 
     def _draw(self, rng: np.random.Generator) -> tuple[str, str]:
         config = self.config

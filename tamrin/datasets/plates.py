@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from tamrin.configs import ConfigError, check_choice, check_range
+from tamrin.configs import check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import CTCCollator
+from tamrin.datasets.splits import SPLITS, draw_in_split, split_id
 
 __all__ = ["PLATE_CHARSET", "SPLITS", "SyntheticPlatesConfig", "SyntheticPlatesDataset"]
 
 PLATE_CHARSET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"  # I, O, Q left out: they read as 1, 0, 0
-SPLITS = ("train", "validation", "test")
-_SPLIT_BUCKETS = {"train": range(0, 8), "validation": range(8, 9), "test": range(9, 10)}  # of 10
-_MAX_TRIES = 1000  # text draws to find one of the split's bucket (10 on average for a 10% split)
 
 
 @dataclass
@@ -116,11 +113,8 @@ class SyntheticPlatesDataset(Dataset):
     config: SyntheticPlatesConfig
 
     def __init__(self, config: SyntheticPlatesConfig, split: str = "train", **kwargs: Any) -> None:
-        problem = check_choice("split", split, SPLITS)
-        if problem:
-            raise ConfigError(f"synthetic_plates has no such split: {problem}")
+        self._split_id = split_id("synthetic_plates", split)
         super().__init__(config, split=split, **kwargs)
-        self._split_id = SPLITS.index(split)
         self._digits = "".join(c for c in config.charset if c.isdigit())
         self._letters = "".join(c for c in config.charset if c.isalpha())
         self._ids = {char: index + 1 for index, char in enumerate(config.charset)}
@@ -179,10 +173,9 @@ class SyntheticPlatesDataset(Dataset):
         return np.random.default_rng([self.config.seed, self._split_id, index])
 
     def _sample_text(self, rng: np.random.Generator) -> str:
-        buckets = _SPLIT_BUCKETS[self.split]
-        for _ in range(_MAX_TRIES):
+        def draw() -> str:
             layout = self.config.formats[rng.integers(len(self.config.formats))]
-            text = "".join(
+            return "".join(
                 self._digits[rng.integers(len(self._digits))]
                 if c == "D"
                 else self._letters[rng.integers(len(self._letters))]
@@ -190,12 +183,9 @@ class SyntheticPlatesDataset(Dataset):
                 else c
                 for c in layout
             )
-            if zlib.crc32(text.encode("utf-8")) % 10 in buckets:
-                return text
-        raise ConfigError(
-            f"Could not draw a {self.split!r} plate in {_MAX_TRIES} tries: the formats "
-            f"{self.config.formats} allow too few distinct plates to split them."
-        )
+
+        failure = f"the formats {self.config.formats} allow too few distinct plates to split them."
+        return draw_in_split(draw, lambda text: text, self.split, "plate", failure)
 
     def _render(self, text: str, rng: np.random.Generator) -> np.ndarray:
         """Draw `text` dark on light (or the reverse), rotate, shift, fit, blur, add noise."""

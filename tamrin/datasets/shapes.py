@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,10 @@ from PIL import Image, ImageDraw
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import register_dataset
 from tamrin.datasets.images import ImageClassificationDataset, ImageDatasetConfig
+from tamrin.datasets.splits import MAX_TRIES, SPLITS, draw_in_split, split_id
 
 __all__ = ["SHAPES", "SPLITS", "SyntheticShapesConfig", "SyntheticShapesDataset"]
 
-SPLITS = ("train", "validation", "test")
-_SPLIT_BUCKETS = {"train": range(0, 8), "validation": range(8, 9), "test": range(9, 10)}  # of 10
-_MAX_TRIES = 1000  # geometry draws to land in the split's bucket (10 on average for a 10% split)
 _LABELS_SUFFIXES = (".csv", ".jsonl", ".parquet")  # what `write_folder` writes
 _SUPERSAMPLE = 4  # drawn at 4x and downsampled: smooth edges, sub-pixel positions
 
@@ -119,11 +116,8 @@ class SyntheticShapesDataset(ImageClassificationDataset):
     config: SyntheticShapesConfig
 
     def __init__(self, config: SyntheticShapesConfig, split: str = "train", **kwargs: Any) -> None:
-        problem = check_choice("split", split, SPLITS)
-        if problem:
-            raise ConfigError(f"synthetic_shapes has no such split: {problem}")
+        self._split_id = split_id("synthetic_shapes", split)
         super().__init__(config, split=split, **kwargs)
-        self._split_id = SPLITS.index(split)
         # The label map follows from the config, so any split can build it; a given one must agree.
         self.setup_preprocessor(list(config.shapes))
         if sorted(self.labels) != sorted(config.shapes):
@@ -187,10 +181,11 @@ class SyntheticShapesDataset(ImageClassificationDataset):
         """Draw shape, size, position, rotation and colours until they hash into this split."""
         config = self.config
         canvas = config.image_size * _SUPERSAMPLE
-        for _ in range(_MAX_TRIES):
+
+        def draw() -> dict[str, Any]:
             radius = int(rng.uniform(config.min_scale, config.max_scale) * canvas)
             background = rng.integers(0, 256, 3)
-            geometry = {
+            return {
                 "shape": config.shapes[rng.integers(len(config.shapes))],
                 "radius": radius,
                 "center": tuple(int(c) for c in rng.integers(radius, canvas - radius + 1, 2)),
@@ -198,10 +193,9 @@ class SyntheticShapesDataset(ImageClassificationDataset):
                 "background": tuple(int(c) for c in background),
                 "ink": _contrasting_colour(rng, background, config.min_contrast),
             }
-            key = repr(sorted(geometry.items())).encode("utf-8")
-            if zlib.crc32(key) % 10 in _SPLIT_BUCKETS[self.split]:
-                return geometry
-        raise ConfigError(f"Could not draw a {self.split!r} shape in {_MAX_TRIES} tries.")  # pragma: no cover
+
+        key = lambda geometry: repr(sorted(geometry.items()))  # noqa: E731 - the content that decides the split
+        return draw_in_split(draw, key, self.split, "shape", "too few distinct shapes.")
 
     def _render(self, geometry: dict[str, Any], rng: np.random.Generator) -> Image.Image:
         """Draw the shape supersampled, downsample, add a brightness gradient and pixel noise."""
@@ -221,7 +215,7 @@ class SyntheticShapesDataset(ImageClassificationDataset):
 def _contrasting_colour(rng: np.random.Generator, background: np.ndarray, min_contrast: int) -> tuple[int, ...]:
     """A random RGB colour whose brightness differs from the background's by `min_contrast`."""
     weights = np.array([0.299, 0.587, 0.114])
-    for _ in range(_MAX_TRIES):
+    for _ in range(MAX_TRIES):
         colour = rng.integers(0, 256, 3)
         if abs(float(weights @ (colour - background))) >= min_contrast:
             return tuple(int(c) for c in colour)

@@ -19,12 +19,12 @@ of its text (80% train, 10% validation, 10% test), so evaluation reads sentences
 from __future__ import annotations
 
 import random
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from tamrin.configs import ConfigError, check_choice, check_range
+from tamrin.configs import check_range
 from tamrin.datasets.base import register_dataset
+from tamrin.datasets.splits import draw_in_split, split_id
 from tamrin.datasets.tagging import SequenceLabelingDataset
 from tamrin.datasets.text import TextClassificationDataset, TextEncodingConfig
 
@@ -36,9 +36,6 @@ __all__ = [
     "SyntheticSentimentDataset",
 ]
 
-SPLITS = ("train", "validation", "test")
-_SPLIT_BUCKETS = {"train": range(0, 8), "validation": range(8, 9), "test": range(9, 10)}  # of 10
-_MAX_TRIES = 1000
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
 
 # -- word lists ----------------------------------------------------------------------------------
@@ -98,23 +95,9 @@ def _split_rng(seed: int, split: str, index: int) -> random.Random:
     return random.Random(f"{seed}:{split}:{index}")
 
 
-def _in_split(text: str, split: str) -> bool:
-    return zlib.crc32(text.encode("utf-8")) % 10 in _SPLIT_BUCKETS[split]
-
-
-def _check_split(name: str, split: str) -> None:
-    problem = check_choice("split", split, SPLITS)
-    if problem:
-        raise ConfigError(f"{name} has no such split: {problem}")
-
-
 def _draw(split: str, make: Any, key: Any, rng: random.Random) -> Any:
     """Draw rows with `make(rng)` until one belongs to `split` (by the hash of `key(row)`)."""
-    for _ in range(_MAX_TRIES):
-        row = make(rng)
-        if _in_split(key(row), split):
-            return row
-    raise ConfigError(f"Could not draw a {split!r} sentence in {_MAX_TRIES} tries.")  # pragma: no cover
+    return draw_in_split(lambda: make(rng), key, split, "sentence", "too few distinct sentences.")
 
 
 # -- sentiment -----------------------------------------------------------------------------------
@@ -195,7 +178,7 @@ class SyntheticSentimentDataset(TextClassificationDataset):
     label_column = "label"
 
     def __init__(self, config: SyntheticSentimentConfig, split: str = "train", **kwargs: Any) -> None:
-        _check_split(config.name, split)
+        split_id(config.name, split)
         super().__init__(config, split=split, **kwargs)
 
     def load_rows(self) -> list[dict[str, Any]]:
@@ -281,7 +264,7 @@ class SyntheticNERDataset(SequenceLabelingDataset):
     tags_column = "tags"
 
     def __init__(self, config: SyntheticNERConfig, split: str = "train", **kwargs: Any) -> None:
-        _check_split(config.name, split)
+        split_id(config.name, split)
         super().__init__(config, split=split, **kwargs)
 
     def load_rows(self) -> list[dict[str, Any]]:
