@@ -22,7 +22,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, SCMode
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["Config", "ConfigError", "check_choice", "check_range", "suggest"]
+__all__ = ["Config", "ConfigError", "atomic_write_text", "check_choice", "check_range", "suggest"]
 
 ConfigT = TypeVar("ConfigT", bound="Config")
 
@@ -217,16 +217,7 @@ class Config(metaclass=_ConfigMeta):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / (filename or self.config_filename)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.to_yaml())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(target, self.to_yaml())
         return target
 
     def merge(self: ConfigT, overrides: Mapping[str, Any] | Sequence[str]) -> ConfigT:
@@ -282,3 +273,17 @@ def _field_type(cls: type, name: str) -> str:
         if field.name == name:
             return str(field.type)
     return "a valid value"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a synced temporary file in the same folder, so no reader sees half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tamrin.configs import ConfigError, check_choice
+from tamrin.configs import ConfigError, atomic_write_text, check_choice
 
 __all__ = ["PAD_TOKEN", "UNK_TOKEN", "TOKENIZER_MODELS", "TextPreprocessor", "Tokenizer"]
 
@@ -29,20 +28,6 @@ UNK_TOKEN = "[UNK]"  # id 1: words (or characters) the training texts never show
 TOKENIZER_MODELS = ("wordpiece", "word")
 TOKENIZER_FILENAME = "tokenizer.json"
 PREPROCESSOR_FILENAME = "text_preprocessor.json"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, so no reader sees half of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _word_counts(texts: Iterable[str], normalizer: Any, pre_tokenizer: Any) -> Counter[str]:
@@ -180,7 +165,7 @@ class Tokenizer:
         """Write `tokenizer.json` into `directory` (atomically)."""
         path = Path(directory) / TOKENIZER_FILENAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, self.backend.to_str(pretty=True))
+        atomic_write_text(path, self.backend.to_str(pretty=True))
         return path
 
     @classmethod
@@ -254,7 +239,7 @@ class TextPreprocessor:
         directory = Path(directory)
         self.tokenizer.save(directory)
         state = {"labels": self.labels, "max_length": self.max_length}
-        _atomic_write(directory / PREPROCESSOR_FILENAME, json.dumps(state, indent=2, ensure_ascii=False))
+        atomic_write_text(directory / PREPROCESSOR_FILENAME, json.dumps(state, indent=2, ensure_ascii=False))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> TextPreprocessor:
