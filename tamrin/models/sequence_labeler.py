@@ -20,6 +20,7 @@ from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
 from tamrin.models.text_classifier import (
+    PackedBiRNN,
     check_label_fields,
     encode_batch,
     load_text_preprocessor,
@@ -88,12 +89,9 @@ class SequenceLabeler(Model):
 
     def __init__(self, config: SequenceLabelerConfig) -> None:
         super().__init__(config)
-        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
+        self.encoder = PackedBiRNN(config.vocab_size, config.embedding_dim, config.hidden_size,
+                                   config.num_layers, config.dropout, rnn_type=config.rnn_type)
         self.dropout = nn.Dropout(config.dropout)
-        rnn_class = nn.LSTM if config.rnn_type == "lstm" else nn.GRU
-        self.rnn = rnn_class(config.embedding_dim, config.hidden_size, num_layers=config.num_layers,
-                             bidirectional=True, batch_first=True,
-                             dropout=config.dropout if config.num_layers > 1 else 0.0)
         self.head = nn.Linear(2 * config.hidden_size, config.num_labels)
 
     def forward(
@@ -118,16 +116,10 @@ class SequenceLabeler(Model):
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        # Packing keeps the backward direction from starting on padding. pack_padded_sequence wants the
-        # lengths on the CPU: on a GPU this is one host sync per batch.
-        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
         if self.training and self.config.word_dropout > 0:
             dropped = torch.rand(input_ids.shape, device=input_ids.device) < self.config.word_dropout
             input_ids = input_ids.masked_fill(dropped & attention_mask.bool(), UNK_ID)
-        embedded = self.dropout(self.embedding(input_ids))
-        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        states, _ = self.rnn(packed)
-        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=input_ids.shape[1])
+        states = self.encoder(input_ids, attention_mask)
         outputs = {"logits": self.head(self.dropout(states))}
         if word_ids is not None:
             outputs["word_ids"] = word_ids

@@ -112,15 +112,21 @@ class TextClassifierConfig(ModelConfig):
         ]
 
 
-class BiGRUEncoder(nn.Module):
-    """Embeddings and a bidirectional GRU over the real tokens of each padded sequence."""
+class PackedBiRNN(nn.Module):
+    """Token embeddings and a bidirectional GRU or LSTM over the real tokens of each padded sequence.
 
-    def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+    Shared by the text classifier and the sequence labeller.
+    """
+
+    def __init__(
+        self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int, dropout: float, rnn_type: str
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = nn.GRU(embedding_dim, hidden_size, num_layers=num_layers, bidirectional=True, batch_first=True,
-                          dropout=dropout if num_layers > 1 else 0.0)
+        rnn_class = nn.LSTM if rnn_type == "lstm" else nn.GRU
+        self.rnn = rnn_class(embedding_dim, hidden_size, num_layers=num_layers, bidirectional=True, batch_first=True,
+                             dropout=dropout if num_layers > 1 else 0.0)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) ids and mask -> (B, L, 2 * hidden_size) states (zero on padding)."""
@@ -146,8 +152,8 @@ class TextClassifier(Model):
 
     def __init__(self, config: TextClassifierConfig) -> None:
         super().__init__(config)
-        self.encoder = BiGRUEncoder(config.vocab_size, config.embedding_dim, config.hidden_size,
-                                    config.num_layers, config.dropout)
+        self.encoder = PackedBiRNN(config.vocab_size, config.embedding_dim, config.hidden_size,
+                                   config.num_layers, config.dropout, rnn_type="gru")
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(4 * config.hidden_size, config.num_labels)
 
