@@ -50,13 +50,21 @@ def test_predict_command_prints_the_models_predictions(saved_crnn, plates, tmp_p
     assert json.loads(capsys.readouterr().out) == {"input": paths[0], "prediction": model.predict(paths[:1])[0]}
 
 
-def test_predict_does_not_change_the_models_mode_or_need_gradients(saved_crnn, plates, tmp_path: Path) -> None:
-    model, _ = saved_crnn
+def test_predict_runs_in_eval_mode_without_gradients_and_restores_the_mode(plates, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("crnn", rnn_hidden_size=16, cnn_channels=[8, 8, 8, 8], dropout=0.9)
+    paths = plates.export_images(tmp_path / "images", 4)
+    batch = model.preprocess(paths)
+    with torch.no_grad():
+        reference = model.eval()(**batch)["logits"]
+    seen = []
+    model.register_forward_hook(lambda module, args, output: seen.append((module.training, torch.is_grad_enabled())))
+
     model.train()
-    paths = plates.export_images(tmp_path / "images", 2)
     predictions = model.predict(paths)
-    assert model.training
-    assert model.eval().predict(paths) == predictions  # dropout was off during predict
+    assert model.training  # the caller's mode is back
+    assert seen == [(False, False)]  # dropout off (0.9 would change the outputs), no autograd graph
+    assert predictions == model.post_process({"logits": reference})
 
 
 def test_unreadable_image_and_missing_model_exit_2_naming_them(saved_crnn, tmp_path: Path, capsys) -> None:

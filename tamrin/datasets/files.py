@@ -16,7 +16,7 @@ from typing import Any
 
 from tamrin.configs import ConfigError
 
-__all__ = ["FILE_FORMATS", "open_image", "read_records", "records_from_hf"]
+__all__ = ["FILE_FORMATS", "is_missing", "open_image", "read_records", "records_from_hf"]
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 """File suffix -> reader; `.json` files hold one JSON object per line (JSON Lines)."""
@@ -100,7 +100,8 @@ def _read_parquet(path: Path) -> tuple[list[dict[str, Any]], int]:
 _READERS = {"csv": _read_csv, "tsv": _read_tsv, "jsonl": _read_jsonl, "parquet": _read_parquet}
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """Whether a cell holds no value: None, NaN, an empty string or an empty sequence."""
     if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) > 0:  # a token or tag sequence (Parquet: ndarray)
         return len(value) == 0
     return value is None or (isinstance(value, str) and not value) or (isinstance(value, float) and math.isnan(value))
@@ -108,7 +109,7 @@ def _is_missing(value: Any) -> bool:
 
 def _check_columns(rows: list[dict[str, Any]], required: Sequence[str], source: str, first_line: int) -> None:
     for index, row in enumerate(rows):
-        missing = [column for column in required if _is_missing(row.get(column))]
+        missing = [column for column in required if is_missing(row.get(column))]
         if missing:
             where = f"line {index + first_line}" if first_line else f"row {index}"
             raise ConfigError(

@@ -11,7 +11,6 @@ Sequence labelling, built on the same base, is in tagging.py.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import TextCollator
-from tamrin.datasets.files import FILE_FORMATS, read_records, records_from_hf
+from tamrin.datasets.files import FILE_FORMATS, is_missing, read_records, records_from_hf
 from tamrin.datasets.tokenizer import TOKENIZER_MODELS, TextPreprocessor, Tokenizer
 
 __all__ = [
@@ -235,10 +234,6 @@ class _TextDataset(Dataset):
         }
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value)
-
-
 @register_dataset("text_classification", config_class=TextClassificationConfig)
 class TextClassificationDataset(_TextDataset):
     """One label per text. Items: input_ids (L,) and labels () int64; batches by `TextCollator`.
@@ -285,7 +280,7 @@ class TextClassificationDataset(_TextDataset):
     def encode_row(self, row: dict[str, Any], where: str) -> dict[str, Any]:
         text_column, label_column = self.text_column, self.label_column
         for column in (text_column, label_column):
-            if _is_missing(row.get(column)):
+            if is_missing(row.get(column)):
                 raise ConfigError(f"{where} has no value for column {column!r} (its columns: {sorted(row)}).")
         ids = self.preprocessor.encode(str(row[text_column]))
         if not ids:
