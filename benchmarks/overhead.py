@@ -50,9 +50,9 @@ SEED = 0
 class TinyMLP(nn.Module):
     """Two linear layers: a step costs ~100 µs, so the loop around it is what gets measured."""
 
-    def __init__(self) -> None:
+    def __init__(self, features: int = FEATURES, hidden: int = HIDDEN, classes: int = CLASSES) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CLASSES))
+        self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.net(x)}
