@@ -58,6 +58,7 @@ def build_model_for_data(model_section: dict[str, Any], train_dataset: Any) -> A
     """
     from tamrin.configs import ConfigError
     from tamrin.models import build_model
+    from tamrin.trainer.modeling import adopt_data_preprocessor
 
     spec = dict(model_section)
     name = spec.pop("name")
@@ -69,8 +70,7 @@ def build_model_for_data(model_section: dict[str, Any], train_dataset: Any) -> A
             )
         spec[key] = value
     model = build_model(name, **spec)
-    if train_dataset.preprocessor is not None:
-        model.preprocessor = train_dataset.preprocessor
+    adopt_data_preprocessor(model, train_dataset.preprocessor)  # the Trainer's rule, applied before it is built
     return model
 
 
