@@ -393,7 +393,7 @@ def test_trainer_config_with_a_yaml_python_tag_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("field", ["checkpoints_dir", "logs_dir"])
-@pytest.mark.parametrize("value", ["../outside", "a/../../outside", "/tmp/outside", "~/outside"])
+@pytest.mark.parametrize("value", ["../outside", "a/../../outside", "/tmp/outside", "~/outside", ".", "a/..", ""])
 def test_checkpoints_and_logs_dirs_cannot_lead_out_of_output_dir(field, value):
     with pytest.raises(ConfigError, match=rf"`{field}='{value}'` must be a folder inside output_dir"):
         TrainerConfig(**{field: value})

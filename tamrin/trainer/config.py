@@ -187,13 +187,18 @@ def _check_step_value(
 
 
 def _check_subfolder(name: str, value: str) -> str | None:
-    """A folder relative to output_dir that stays inside it: no absolute path, no `..` out of it."""
+    """A folder strictly inside output_dir: no absolute path, no `..` out of it, not output_dir itself.
+
+    Not output_dir itself: rotation and `overwrite_output_dir` delete inside these folders.
+    """
     path = PurePath(value)
-    if path.is_absolute() or value.startswith("~") or os.path.normpath(value).split(os.sep)[0] == "..":
+    normal = os.path.normpath(value) if value else "."
+    if path.is_absolute() or value.startswith("~") or normal == "." or normal.split(os.sep)[0] == "..":
         return (
             f"`{name}={value!r}` must be a folder inside output_dir, given relative to it (e.g. "
-            f"{'checkpoints' if name == 'checkpoints_dir' else 'logs'!r}): absolute paths, `~` and `..` out of it "
-            "are refused so that no config can write outside output_dir. To write elsewhere, move output_dir."
+            f"{'checkpoints' if name == 'checkpoints_dir' else 'logs'!r}): absolute paths, `~`, `..` out of it "
+            "and output_dir itself are refused so that no config can write (or clear) outside its own folder. "
+            "To write elsewhere, move output_dir."
         )
     return None
 
