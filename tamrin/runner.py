@@ -90,6 +90,10 @@ def train_from_recipe(recipe: DictConfig | dict[str, Any]) -> dict[str, float]:
     final = trainer.save(Path(trainer.config.output_dir) / FINAL_MODEL_DIR)
     if trainer.is_main_process:
         print(summary(trainer, logs, final))
+    # every process leaves the process group together: a gloo group torn down by interpreter exit
+    # while another rank still uses it can abort that rank at the very end of a good run
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return logs
 
 

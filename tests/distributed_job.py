@@ -139,11 +139,12 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    finally:
-        # leave the process group before exiting: a gloo group torn down by interpreter exit can abort
-        # a rank ("terminate called without an active exception") while the other is still leaving
-        from accelerate import PartialState
+    main(sys.argv[1:])
+    # Leave the process group together before exiting: a gloo group torn down by interpreter exit
+    # while the other rank still talks to it can abort a rank ("terminate called without an active
+    # exception"). Only after a normal finish: after an error a barrier could wait on a dead rank.
+    from accelerate import PartialState
 
-        PartialState().destroy_process_group()
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
