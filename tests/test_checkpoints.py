@@ -383,7 +383,9 @@ def test_resuming_with_a_changed_learning_rate_rescales_the_schedule(tmp_path):
 
 def test_a_fresh_run_refuses_an_output_dir_holding_another_runs_checkpoints(tmp_path):
     make_trainer(tmp_path, num_epochs=2).train()  # checkpoints at steps 4 and 8
-    with pytest.raises(ConfigError, match=r"holds checkpoints of an earlier run \(latest: step 8\).*overwrite_output_dir"):
+    with pytest.raises(
+        ConfigError, match=r"holds checkpoints of an earlier run \(latest: step 8\).*overwrite_output_dir"
+    ):
         make_trainer(tmp_path, num_epochs=1).train()
     assert [c.global_step for c in list_checkpoints(tmp_path / "checkpoints")] == [4, 8]  # nothing was touched
 

@@ -102,8 +102,19 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
 
 
 def test_fsdp_request_on_cpu_is_refused_not_silently_ddp(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(JOB), str(tmp_path / "fsdp")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(JOB),
+        str(tmp_path / "fsdp"),
+    ]
     env = {**os.environ, "ACCELERATE_USE_FSDP": "true"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
     assert result.returncode != 0

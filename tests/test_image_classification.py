@@ -227,7 +227,9 @@ def test_predict_from_image_files_matches_the_training_transform(shape_dir: Path
     model = tiny_model(dataset).eval()
     model.preprocessor = dataset.preprocessor
     files = [str(path) for path in dataset.files[:5]]
-    assert torch.equal(model.preprocess(files)["pixel_values"], torch.stack([dataset[i]["pixel_values"] for i in range(5)]))
+    assert torch.equal(
+        model.preprocess(files)["pixel_values"], torch.stack([dataset[i]["pixel_values"] for i in range(5)])
+    )
     with torch.no_grad():
         expected = model.post_process(model(pixel_values=torch.stack([dataset[i]["pixel_values"] for i in range(5)])))
     predictions = model.predict(files)

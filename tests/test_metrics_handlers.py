@@ -84,8 +84,10 @@ class FakeProcessGroup:
         per_step = world_size * batch_size
         steps = math.ceil(n / per_step)
         padded = [index % n for index in range(steps * per_step)]
-        self.shards = [[padded[k * per_step + r * batch_size:k * per_step + (r + 1) * batch_size]
-                        for k in range(steps)] for r in range(world_size)]
+        self.shards = [
+            [padded[k * per_step + r * batch_size : k * per_step + (r + 1) * batch_size] for k in range(steps)]
+            for r in range(world_size)
+        ]
         self.world_size, self.remainder, self.last_step = world_size, n % per_step, steps - 1
         self.step = [0] * world_size
         self._slots: list[Any] = [None] * world_size
@@ -138,9 +140,14 @@ def classification_data(n: int = 101, num_classes: int = 5, seed: int = 0):
 
 IOB = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 IOBES = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]
-TAGS = {None: IOBES, "IOB1": IOB, "IOB2": IOB, "IOBES": IOBES,
-        "IOE2": ["O", "I-PER", "E-PER", "I-LOC", "E-LOC"],
-        "BILOU": ["O", "B-PER", "I-PER", "L-PER", "U-PER", "B-LOC", "I-LOC", "L-LOC", "U-LOC"]}
+TAGS = {
+    None: IOBES,
+    "IOB1": IOB,
+    "IOB2": IOB,
+    "IOBES": IOBES,
+    "IOE2": ["O", "I-PER", "E-PER", "I-LOC", "E-LOC"],
+    "BILOU": ["O", "B-PER", "I-PER", "L-PER", "U-PER", "B-LOC", "I-LOC", "L-LOC", "U-LOC"],
+}
 
 
 def tagging_data(labels: list[str], n: int = 60, seed: int = 0):
@@ -209,7 +216,7 @@ def levenshtein(a, b) -> int:
 
 
 def ngrams(tokens: list[str], n: int) -> Counter:
-    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 def corpus_bleu(predictions: list[str], references: list[str], max_n: int = 4) -> float:
@@ -270,22 +277,34 @@ def kendall_tau_b(x: list[float], y: list[float]) -> float:
 def test_builtin_tasks_are_registered_and_accepted_by_trainer_config():
     from tamrin import TrainerConfig
 
-    builtin = {"text_classification", "sequence_labeling", "image2text", "speech_recognition",
-               "text_generation", "image_classification", "regression"}
+    builtin = {
+        "text_classification",
+        "sequence_labeling",
+        "image2text",
+        "speech_recognition",
+        "text_generation",
+        "image_classification",
+        "regression",
+    }
     assert builtin <= set(available_tasks())
     for task in builtin:
         assert TrainerConfig(task=task).task == task
 
 
 def test_unknown_task_lists_tasks_with_suggestion():
-    with pytest.raises(ConfigError, match=r"text_clasification.*Available tasks: .*regression.*Did you mean "
-                                          r"`text_classification`"):
+    with pytest.raises(
+        ConfigError,
+        match=r"text_clasification.*Available tasks: .*regression.*Did you mean "
+        r"`text_classification`",
+    ):
         build_metrics_handler("text_clasification", [])
 
 
 def test_unknown_metric_lists_valid_metrics_with_suggestion():
-    message = (r"`metrics\[1\]='acuracy'` is not a metric of task 'text_classification'\. "
-               r"Valid metrics: accuracy, precision, recall, f1\. Did you mean `accuracy`")
+    message = (
+        r"`metrics\[1\]='acuracy'` is not a metric of task 'text_classification'\. "
+        r"Valid metrics: accuracy, precision, recall, f1\. Did you mean `accuracy`"
+    )
     with pytest.raises(ConfigError, match=message):
         build_metrics_handler("text_classification", ["f1", "acuracy"])
 
@@ -327,8 +346,11 @@ def test_check_metric_for_best_model():
     assert check_metric_for_best_model(handler, "evaluation.r2") == "maximize"
     assert check_metric_for_best_model(handler, "evaluation.mse") == "minimize"
     assert check_metric_for_best_model(handler, "train.loss") == "minimize"
-    with pytest.raises(ConfigError, match=r"'evaluation.mae'.*Valid: 'evaluation.loss', 'evaluation.mse', "
-                                          r"'evaluation.r2', 'train.loss'\. Add 'mae' to `metrics`"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'evaluation.mae'.*Valid: 'evaluation.loss', 'evaluation.mse', "
+        r"'evaluation.r2', 'train.loss'\. Add 'mae' to `metrics`",
+    ):
         check_metric_for_best_model(handler, "evaluation.mae")
     with pytest.raises(ConfigError, match=r"Did you mean `evaluation.mse`"):
         check_metric_for_best_model(handler, "evaluation.mser")
@@ -341,8 +363,7 @@ def test_sequence_labeling_needs_readable_id2label():
     with pytest.raises(ConfigError, match=r"tags \['PER'\] that are not 'O' or B-/I-/E-/S-"):
         build_metrics_handler("sequence_labeling", ["f1"], id2label={0: "O", 1: "PER"})
     with pytest.raises(ConfigError, match=r"tags \['S-PER'\] that are not IOB2 tags"):
-        build_metrics_handler("sequence_labeling", [{"name": "f1", "scheme": "IOB2"}],
-                              id2label=["O", "S-PER"])
+        build_metrics_handler("sequence_labeling", [{"name": "f1", "scheme": "IOB2"}], id2label=["O", "S-PER"])
     build_metrics_handler("sequence_labeling", ["accuracy"])  # token accuracy needs no tag names
 
 
@@ -359,10 +380,12 @@ def test_missing_inputs_fail_with_the_fix():
 
 def test_register_rejects_inconsistent_tables():
     with pytest.raises(TypeError, match=r"objectives\['mse'\]"):
+
         @register_metrics_handler("broken")
         class Broken(MetricsHandler):
             valid_metrics = ("mae",)
             objectives = {"mse": "minimize"}
+
     assert "broken" not in METRICS_HANDLERS
 
 
@@ -375,13 +398,16 @@ def test_text_classification_matches_sklearn(batch_size, average):
     # num_labels=6 with 5 classes in use: class 5 never occurs, which the macro average must skip.
     metrics = ["accuracy", *({"name": name, "average": average} for name in ("precision", "recall", "f1"))]
     handler = build_metrics_handler("text_classification", metrics, num_labels=6)
-    result = evaluate(handler, len(labels), tensor_collate(torch.cat([logits, logits[:, :1] - 9], 1), labels),
-                      batch_size)
+    result = evaluate(
+        handler, len(labels), tensor_collate(torch.cat([logits, logits[:, :1] - 9], 1), labels), batch_size
+    )
     y, p = labels.numpy(), logits.argmax(-1).numpy()
-    expected = {"accuracy": sk.accuracy_score(y, p),
-                "precision": sk.precision_score(y, p, average=average, zero_division=0),
-                "recall": sk.recall_score(y, p, average=average, zero_division=0),
-                "f1": sk.f1_score(y, p, average=average, zero_division=0)}
+    expected = {
+        "accuracy": sk.accuracy_score(y, p),
+        "precision": sk.precision_score(y, p, average=average, zero_division=0),
+        "recall": sk.recall_score(y, p, average=average, zero_division=0),
+        "f1": sk.f1_score(y, p, average=average, zero_division=0),
+    }
     assert result == pytest.approx(expected, rel=1e-6)
 
 
@@ -391,16 +417,22 @@ def test_multilabel_classification_matches_sklearn(batch_size):
     generator = torch.Generator().manual_seed(1)
     logits = torch.randn(83, 4, generator=generator)
     labels = torch.rand(83, 4, generator=generator).gt(0.6).float()
-    metrics = ["accuracy", {"name": "f1", "threshold": 0.3}, {"name": "precision", "average": "micro"},
-               {"name": "recall", "average": "weighted"}]
+    metrics = [
+        "accuracy",
+        {"name": "f1", "threshold": 0.3},
+        {"name": "precision", "average": "micro"},
+        {"name": "recall", "average": "weighted"},
+    ]
     handler = build_metrics_handler("text_classification", metrics, multilabel=True)
     result = evaluate(handler, len(labels), tensor_collate(logits, labels), batch_size)
     y, probabilities = labels.int().numpy(), logits.sigmoid()
     p05, p03 = probabilities.gt(0.5).int().numpy(), probabilities.gt(0.3).int().numpy()
-    expected = {"accuracy": sk.accuracy_score(y, p05),
-                "f1": sk.f1_score(y, p03, average="macro", zero_division=0),
-                "precision": sk.precision_score(y, p05, average="micro", zero_division=0),
-                "recall": sk.recall_score(y, p05, average="weighted", zero_division=0)}
+    expected = {
+        "accuracy": sk.accuracy_score(y, p05),
+        "f1": sk.f1_score(y, p03, average="macro", zero_division=0),
+        "precision": sk.precision_score(y, p05, average="micro", zero_division=0),
+        "recall": sk.recall_score(y, p05, average="weighted", zero_division=0),
+    }
     assert result == pytest.approx(expected, rel=1e-6)
 
 
@@ -412,10 +444,13 @@ def test_image_classification_top_k_matches_sklearn(batch_size):
     handler = build_metrics_handler("image_classification", metrics)
     result = evaluate(handler, len(labels), tensor_collate(logits, labels), batch_size)
     y = labels.numpy()
-    assert result == pytest.approx({
-        "accuracy": sk.accuracy_score(y, logits.argmax(-1).numpy()),
-        "top_k_accuracy": sk.top_k_accuracy_score(y, logits.numpy(), k=3, labels=list(range(10))),
-    }, rel=1e-6)
+    assert result == pytest.approx(
+        {
+            "accuracy": sk.accuracy_score(y, logits.argmax(-1).numpy()),
+            "top_k_accuracy": sk.top_k_accuracy_score(y, logits.numpy(), k=3, labels=list(range(10))),
+        },
+        rel=1e-6,
+    )
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
@@ -431,12 +466,16 @@ def test_regression_matches_sklearn(batch_size, num_outputs):
     handler = build_metrics_handler("regression", ["mse", "mae", "r2"])
     result = evaluate(handler, len(targets), tensor_collate(outputs, targets), batch_size)
     y, p = targets.double().numpy(), predictions.double().numpy()
-    assert result == pytest.approx({"mse": sk.mean_squared_error(y, p), "mae": sk.mean_absolute_error(y, p),
-                                    "r2": sk.r2_score(y, p)}, rel=1e-9)
+    assert result == pytest.approx(
+        {"mse": sk.mean_squared_error(y, p), "mae": sk.mean_absolute_error(y, p), "r2": sk.r2_score(y, p)}, rel=1e-9
+    )
 
 
-SEQEVAL_CASES = [(scheme, average, batch_size) for scheme in (None, "IOB1", "IOB2", "IOBES")
-                 for average, batch_size in [("micro", 1), ("micro", 7), ("macro", 32), ("weighted", None)]]
+SEQEVAL_CASES = [
+    (scheme, average, batch_size)
+    for scheme in (None, "IOB1", "IOB2", "IOBES")
+    for average, batch_size in [("micro", 1), ("micro", 7), ("macro", 32), ("weighted", None)]
+]
 SEQEVAL_CASES += [("IOE2", "macro", 7), ("BILOU", "macro", 7)]
 
 
@@ -445,8 +484,10 @@ def test_sequence_labeling_matches_seqeval(scheme, average, batch_size):
     pytest.importorskip("seqeval")
     labels = TAGS[scheme]
     gold, predicted, collate = tagging_data(labels, seed=batch_size or 5)
-    metrics = ["accuracy", *({"name": name, "average": average, "scheme": scheme}
-                             for name in ("precision", "recall", "f1"))]
+    metrics = [
+        "accuracy",
+        *({"name": name, "average": average, "scheme": scheme} for name in ("precision", "recall", "f1")),
+    ]
     handler = build_metrics_handler("sequence_labeling", metrics, id2label=dict(enumerate(labels)))
     result = evaluate(handler, len(gold), collate, batch_size)
     assert result == pytest.approx(seqeval_reference(labels, gold, predicted, scheme, average), rel=1e-9)
@@ -455,8 +496,7 @@ def test_sequence_labeling_matches_seqeval(scheme, average, batch_size):
 def test_sequence_labeling_schemes_side_by_side():
     pytest.importorskip("seqeval")
     gold, predicted, collate = tagging_data(IOB, n=40, seed=11)
-    handler = build_metrics_handler("sequence_labeling", ["f1", {"name": "precision", "scheme": "IOB2"}],
-                                    id2label=IOB)
+    handler = build_metrics_handler("sequence_labeling", ["f1", {"name": "precision", "scheme": "IOB2"}], id2label=IOB)
     result = evaluate(handler, len(gold), collate, 7)
     assert result["f1"] == pytest.approx(seqeval_reference(IOB, gold, predicted, None, "micro")["f1"])
     strict = seqeval_reference(IOB, gold, predicted, "IOB2", "micro")
@@ -466,24 +506,27 @@ def test_sequence_labeling_schemes_side_by_side():
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 def test_error_rates_match_levenshtein(batch_size):
     predictions, references = text_data()
-    handler = build_metrics_handler("speech_recognition", ["cer", "wer"],
-                                    post_process=lambda outputs: outputs["texts"])
+    handler = build_metrics_handler("speech_recognition", ["cer", "wer"], post_process=lambda outputs: outputs["texts"])
 
     def collate(idx: list[int]):
         return {"texts": [predictions[i] for i in idx]}, {"texts": [references[i] for i in idx]}
 
     result = evaluate(handler, len(references), collate, batch_size)
     cer = sum(levenshtein(p, r) for p, r in zip(predictions, references)) / sum(map(len, references))
-    wer = (sum(levenshtein(p.split(), r.split()) for p, r in zip(predictions, references))
-           / sum(len(r.split()) for r in references))
+    wer = sum(levenshtein(p.split(), r.split()) for p, r in zip(predictions, references)) / sum(
+        len(r.split()) for r in references
+    )
     assert result == pytest.approx({"cer": cer, "wer": wer}, rel=1e-6)
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 def test_text_generation_matches_reference_bleu_and_rouge(batch_size):
     predictions, references = text_data(seed=4)
-    handler = build_metrics_handler("text_generation", ["bleu", "rouge1", "rouge2", "rougeL"],
-                                    decode_labels=lambda batch: [references[i] for i in batch["ids"]])
+    handler = build_metrics_handler(
+        "text_generation",
+        ["bleu", "rouge1", "rouge2", "rougeL"],
+        decode_labels=lambda batch: [references[i] for i in batch["ids"]],
+    )
     collate = lambda idx: ([predictions[i] for i in idx], {"ids": torch.tensor(idx)})  # noqa: E731
     result = evaluate(handler, len(references), collate, batch_size)
     expected = {"bleu": corpus_bleu(predictions, references), **rouge_reference(predictions, references)}
@@ -497,7 +540,7 @@ def test_loss_is_the_mean_over_samples(batch_size):
     handler = build_metrics_handler("regression", [])
     size = batch_size or len(losses)
     for start in range(0, len(losses), size):
-        batch = losses[start:start + size]
+        batch = losses[start : start + size]
         handler.update_loss(batch.mean(), len(batch))
     assert isinstance(handler._loss_sum, torch.Tensor)  # summed on the device, read in compute()
     assert handler.compute() == pytest.approx({"loss": losses.double().mean().item()}, rel=1e-6)
@@ -505,8 +548,7 @@ def test_loss_is_the_mean_over_samples(batch_size):
 
 def test_update_reads_nothing_back_to_the_host(monkeypatch):
     logits, labels = classification_data()
-    handler = build_metrics_handler("image_classification", ["accuracy", "top_k_accuracy", "f1"],
-                                    num_labels=5)
+    handler = build_metrics_handler("image_classification", ["accuracy", "top_k_accuracy", "f1"], num_labels=5)
     regression = build_metrics_handler("regression", ["mse", "r2"])
 
     def forbidden(*args, **kwargs):
@@ -541,14 +583,24 @@ def _handlers_and_batches():
     predictions, references = text_data(n=64)
     text_batch = lambda i: ([predictions[i]], {"texts": [references[i]]})  # noqa: E731
     return [
-        (build_metrics_handler("image_classification", ["accuracy", "top_k_accuracy", "f1"]),
-         lambda i: ({"logits": logits[i:i + 1]}, {"labels": labels[i:i + 1]})),
-        (build_metrics_handler("text_classification", ["accuracy", "f1"], multilabel=True),
-         lambda i: (logits[i:i + 1], {"labels": logits[i:i + 1].gt(0).float()})),
-        (build_metrics_handler("sequence_labeling", ["accuracy", "f1", {"name": "recall", "scheme": "IOBES"}],
-                               id2label=IOBES), lambda i: tag_collate([i])),
-        (build_metrics_handler("regression", ["mse", "mae", "r2"]),
-         lambda i: (logits[i:i + 1, 0], {"labels": logits[i:i + 1, 1]})),
+        (
+            build_metrics_handler("image_classification", ["accuracy", "top_k_accuracy", "f1"]),
+            lambda i: ({"logits": logits[i : i + 1]}, {"labels": labels[i : i + 1]}),
+        ),
+        (
+            build_metrics_handler("text_classification", ["accuracy", "f1"], multilabel=True),
+            lambda i: (logits[i : i + 1], {"labels": logits[i : i + 1].gt(0).float()}),
+        ),
+        (
+            build_metrics_handler(
+                "sequence_labeling", ["accuracy", "f1", {"name": "recall", "scheme": "IOBES"}], id2label=IOBES
+            ),
+            lambda i: tag_collate([i]),
+        ),
+        (
+            build_metrics_handler("regression", ["mse", "mae", "r2"]),
+            lambda i: (logits[i : i + 1, 0], {"labels": logits[i : i + 1, 1]}),
+        ),
         (build_metrics_handler("image2text", ["cer", "wer"]), text_batch),
         (build_metrics_handler("text_generation", ["bleu", "rouge1", "rougeL"]), text_batch),
     ]
@@ -572,22 +624,30 @@ def _distributed_cases():
     logits, labels = classification_data(n=37)
     gold, _, tag_collate = tagging_data(IOB, n=37, seed=3)
     predictions, references = text_data(n=37, seed=5)
+
     def text_collate(idx: list[int]):
         return [predictions[i] for i in idx], {"texts": [references[i] for i in idx]}
 
     return {
-        "text_classification": (["accuracy", "f1", {"name": "recall", "average": "weighted"}], {},
-                                tensor_collate(logits, labels)),
-        "sequence_labeling": (["accuracy", "f1", {"name": "precision", "scheme": "IOB2", "average": "macro"}],
-                              {"id2label": IOB}, tag_collate),
+        "text_classification": (
+            ["accuracy", "f1", {"name": "recall", "average": "weighted"}],
+            {},
+            tensor_collate(logits, labels),
+        ),
+        "sequence_labeling": (
+            ["accuracy", "f1", {"name": "precision", "scheme": "IOB2", "average": "macro"}],
+            {"id2label": IOB},
+            tag_collate,
+        ),
         "speech_recognition": (["cer", "wer"], {}, text_collate),
         "text_generation": (["bleu", "rouge2", "rougeL"], {}, text_collate),
         "regression": (["mse", "mae", "r2"], {}, tensor_collate(logits[:, :2], logits[:, 2:4])),
     }
 
 
-@pytest.mark.parametrize("task", ["text_classification", "sequence_labeling", "speech_recognition",
-                                  "text_generation", "regression"])
+@pytest.mark.parametrize(
+    "task", ["text_classification", "sequence_labeling", "speech_recognition", "text_generation", "regression"]
+)
 @pytest.mark.parametrize("batch_size", [2, 4])
 def test_two_processes_match_one_on_the_union(task, batch_size):
     metrics, context, collate = _distributed_cases()[task]
@@ -596,6 +656,7 @@ def test_two_processes_match_one_on_the_union(task, batch_size):
     expected = evaluate(single, 37, collate, 5)
     group = FakeProcessGroup(world_size=2, n=37, batch_size=batch_size)  # 37 samples: the last step is padded
     assert group.remainder
+
     def make_handler(gather):
         return build_metrics_handler(task, metrics, gather=gather, **context)
 
@@ -611,22 +672,28 @@ def test_real_accelerate_gather_in_one_process():
     accelerator = Accelerator(cpu=True)
     logits, labels = classification_data(n=37)
     predictions, references = text_data(n=37)
-    loader = accelerator.prepare(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(logits, labels),
-                                                             batch_size=5))
+    loader = accelerator.prepare(
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(logits, labels), batch_size=5)
+    )
     gather = accelerator.gather_for_metrics
-    handlers = [build_metrics_handler("text_classification", ["accuracy", "f1"], gather=gather),
-                build_metrics_handler("text_generation", ["bleu", "rougeL"], gather=gather)]
+    handlers = [
+        build_metrics_handler("text_classification", ["accuracy", "f1"], gather=gather),
+        build_metrics_handler("text_generation", ["bleu", "rougeL"], gather=gather),
+    ]
     for step, (batch_logits, batch_labels) in enumerate(loader):
         handlers[0].update({"logits": batch_logits}, {"labels": batch_labels})
         handlers[0].update_loss(batch_logits.mean(), len(batch_labels))
         texts = slice(5 * step, 5 * step + len(batch_labels))
         handlers[1].update(predictions[texts], {"texts": references[texts]})
-    expected = evaluate(build_metrics_handler("text_classification", ["accuracy", "f1"]), 37,
-                        tensor_collate(logits, labels), 37)
+    expected = evaluate(
+        build_metrics_handler("text_classification", ["accuracy", "f1"]), 37, tensor_collate(logits, labels), 37
+    )
     expected["loss"] = logits.mean().item()
     assert handlers[0].compute() == pytest.approx(expected, rel=1e-6)
-    expected = {"bleu": corpus_bleu(predictions, references),
-                "rougeL": rouge_reference(predictions, references)["rougeL"]}
+    expected = {
+        "bleu": corpus_bleu(predictions, references),
+        "rougeL": rouge_reference(predictions, references)["rougeL"],
+    }
     assert handlers[1].compute() == pytest.approx(expected, rel=1e-5)
 
 
@@ -635,10 +702,11 @@ def test_real_accelerate_gather_in_one_process():
 def test_handlers_update_on_cuda():
     logits, labels = classification_data()
     _, _, tag_collate = tagging_data(IOB)
-    cases = [("image_classification", ["accuracy", "top_k_accuracy"], {}, tensor_collate(logits, labels),
-              101),
-             ("regression", ["mse", "r2"], {}, tensor_collate(logits[:, 0], logits[:, 1]), 101),
-             ("sequence_labeling", ["accuracy", "f1"], {"id2label": IOB}, tag_collate, 60)]
+    cases = [
+        ("image_classification", ["accuracy", "top_k_accuracy"], {}, tensor_collate(logits, labels), 101),
+        ("regression", ["mse", "r2"], {}, tensor_collate(logits[:, 0], logits[:, 1]), 101),
+        ("sequence_labeling", ["accuracy", "f1"], {"id2label": IOB}, tag_collate, 60),
+    ]
     for task, metrics, context, collate, n in cases:
         on_cpu = evaluate(build_metrics_handler(task, metrics, **context), n, collate, 7)
         handler = build_metrics_handler(task, metrics, **context)

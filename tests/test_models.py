@@ -223,9 +223,7 @@ def test_crnn_output_shape_and_bad_input() -> None:
     model = tiny_crnn()
     logits = model(pixel_values=torch.zeros(2, 1, 8, 16), labels=torch.ones(2, 3))["logits"]
     assert logits.shape == (2, 4, 7)  # (B, T = width / 4, len(charset) + 1)
-    with pytest.raises(
-        ValueError, match=r"expects pixel_values of shape \(B, 1, 8, 16\), got \(2, 1, 8, 15\)"
-    ):
+    with pytest.raises(ValueError, match=r"expects pixel_values of shape \(B, 1, 8, 16\), got \(2, 1, 8, 15\)"):
         model(pixel_values=torch.zeros(2, 1, 8, 15))
 
 
@@ -282,6 +280,4 @@ def test_num_parameters_counts_trainable_only_on_request() -> None:
     model = tiny_crnn()
     total = model.num_parameters()
     model.head.requires_grad_(False)
-    assert model.num_parameters(trainable_only=True) == total - sum(
-        p.numel() for p in model.head.parameters()
-    )
+    assert model.num_parameters(trainable_only=True) == total - sum(p.numel() for p in model.head.parameters())

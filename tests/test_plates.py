@@ -93,9 +93,7 @@ def test_an_empty_dataset_is_refused() -> None:
 
 
 def test_characters_outside_the_charset_are_refused() -> None:
-    with pytest.raises(
-        ConfigError, match=r"entry 'DD-DDD' uses characters \['-'\] that are not in the charset"
-    ):
+    with pytest.raises(ConfigError, match=r"entry 'DD-DDD' uses characters \['-'\] that are not in the charset"):
         plates(formats=["DD-DDD"])
     with pytest.raises(ValueError, match=r"Characters \['a', 'q'\] of '12aq' are not in the charset"):
         plates().encode("12aq")
@@ -106,9 +104,7 @@ def test_bad_split_name_and_dataset_name() -> None:
         plates("dev")
     with pytest.raises(ConfigError, match="Did you mean `validation`"):
         plates("valid")
-    with pytest.raises(
-        ConfigError, match=r"Unknown dataset name 'synthetic_plate'.*Did you mean `synthetic_plates`"
-    ):
+    with pytest.raises(ConfigError, match=r"Unknown dataset name 'synthetic_plate'.*Did you mean `synthetic_plates`"):
         build_dataset("synthetic_plate")
     with pytest.raises(ConfigError, match="Unknown key `num_sample`.*Did you mean `num_samples`"):
         plates(num_sample=5)
@@ -147,18 +143,14 @@ def test_ctc_collator_pads_labels_with_the_blank() -> None:
     assert batch["labels"].shape == (8, max(lengths)) and batch["labels"].dtype == torch.long
     assert batch["label_lengths"].tolist() == lengths
     for row, item in zip(batch["labels"], items):
-        assert (
-            torch.equal(row[: len(item["labels"])], item["labels"]) and not row[len(item["labels"]) :].any()
-        )
+        assert torch.equal(row[: len(item["labels"])], item["labels"]) and not row[len(item["labels"]) :].any()
 
 
 def test_ctc_batches_feed_ctc_loss() -> None:
     dataset = plates()
     batch = dataset.data_collator([dataset[i] for i in range(4)])
     log_probs = torch.randn(32, 4, len(PLATE_CHARSET) + 1).log_softmax(-1)
-    loss = torch.nn.functional.ctc_loss(
-        log_probs, batch["labels"], torch.full((4,), 32), batch["label_lengths"]
-    )
+    loss = torch.nn.functional.ctc_loss(log_probs, batch["labels"], torch.full((4,), 32), batch["label_lengths"])
     assert torch.isfinite(loss)
 
 

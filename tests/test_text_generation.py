@@ -110,7 +110,9 @@ def test_generate_reads_only_the_prompts_of_a_collated_batch() -> None:
     batch = dataset.data_collator([dataset[i] for i in range(3)])
     end = int(batch["prompt_lengths"].max())
     assert (batch["labels"][:, :end] == IGNORE_INDEX).all()  # every prompt ends by column P
-    from_batch = model.post_process(model.generate(batch["input_ids"], batch["attention_mask"], batch["prompt_lengths"]))
+    from_batch = model.post_process(
+        model.generate(batch["input_ids"], batch["attention_mask"], batch["prompt_lengths"])
+    )
     assert from_batch == model.predict([row["prompt"] for row in ROWS])
     assert model.decode_labels(batch) == [row["target"] for row in ROWS]
 
@@ -180,8 +182,11 @@ def test_synthetic_samples_are_deterministic_correct_and_split_disjoint() -> Non
     assert [train.pair(i) for i in range(50)] != [synthetic(seed=1).pair(i) for i in range(50)]
     for prompt, target in (train.pair(i) for i in range(200)):
         word, letters = prompt.rstrip(":").split(" ")
-        expected = {"rev": letters[::-1], "sort": "".join(sorted(letters)),
-                    "next": "".join("abcdefghij"[("abcdefghij".index(c) + 1) % 10] for c in letters)}[word]
+        expected = {
+            "rev": letters[::-1],
+            "sort": "".join(sorted(letters)),
+            "next": "".join("abcdefghij"[("abcdefghij".index(c) + 1) % 10] for c in letters),
+        }[word]
         assert target == " ".join(expected)
     validation = synthetic("validation", preprocessor=train.preprocessor)
     test = synthetic("test", preprocessor=train.preprocessor)
@@ -201,8 +206,10 @@ def test_a_copy_baseline_scores_badly_on_synthetic_data() -> None:
 
 def test_the_collator_right_aligns_prompts() -> None:
     vocabulary = CharVocabulary("abc")
-    items = [TextGenerationDataset.from_hf([{"prompt": p, "target": t}], charset="abc")[0]
-             for p, t in [("a", "bbb"), ("abc", "c")]]
+    items = [
+        TextGenerationDataset.from_hf([{"prompt": p, "target": t}], charset="abc")[0]
+        for p, t in [("a", "bbb"), ("abc", "c")]
+    ]
     batch = GenerationCollator()(items)
     assert batch["input_ids"].tolist() == [
         [0, 0, 1, 3, 4, 4, 4, 2],
@@ -283,8 +290,14 @@ def test_the_recipe_trains_evaluates_and_saves(tmp_path: Path) -> None:
     from tamrin.runner import train_from_recipe
 
     overrides = [
-        f"trainer.output_dir={tmp_path}", "trainer.progress=none", "trainer.batch_size=16", "trainer.log_steps=5",
-        "dataset.num_samples=160", "dataset.eval_num_samples=16", "model.embed_dim=32", "model.num_layers=1",
+        f"trainer.output_dir={tmp_path}",
+        "trainer.progress=none",
+        "trainer.batch_size=16",
+        "trainer.log_steps=5",
+        "dataset.num_samples=160",
+        "dataset.eval_num_samples=16",
+        "model.embed_dim=32",
+        "model.num_layers=1",
         "model.max_new_tokens=8",
     ]
     start = time.perf_counter()

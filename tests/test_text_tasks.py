@@ -77,10 +77,16 @@ def samples(dataset: Any) -> list[tuple[list[int], Any]]:
 
 def tiny_overrides(tmp_path: Path, *extra: str) -> list[str]:
     return [
-        "dataset.num_samples=96", "dataset.eval_num_samples=32", "dataset.vocab_size=300",
-        "model.embedding_dim=16", "model.hidden_size=16",
-        "trainer.num_epochs=1", "trainer.batch_size=16", "trainer.log_steps=2",
-        f"trainer.output_dir={tmp_path / 'run'}", *extra,
+        "dataset.num_samples=96",
+        "dataset.eval_num_samples=32",
+        "dataset.vocab_size=300",
+        "model.embedding_dim=16",
+        "model.hidden_size=16",
+        "trainer.num_epochs=1",
+        "trainer.batch_size=16",
+        "trainer.log_steps=2",
+        f"trainer.output_dir={tmp_path / 'run'}",
+        *extra,
     ]
 
 
@@ -114,8 +120,10 @@ def test_tokenizer_rejects_unknown_model() -> None:
 
 # -- loaders ---------------------------------------------------------------------------------------
 def test_classification_loaders_read_the_same_samples(tmp_path: Path) -> None:
-    datasets = [classification(write_rows(tmp_path / f"train{s}", classification_rows()))
-                for s in (".csv", ".tsv", ".jsonl", ".parquet")]
+    datasets = [
+        classification(write_rows(tmp_path / f"train{s}", classification_rows()))
+        for s in (".csv", ".tsv", ".jsonl", ".parquet")
+    ]
     first = datasets[0]
     assert first.preprocessor.labels == ["neg", "neutral", "pos"]
     assert first.model_config_overrides()["id2label"] == {0: "neg", 1: "neutral", 2: "pos"}
@@ -162,8 +170,13 @@ def test_synthetic_data_is_deterministic_and_splits_are_disjoint() -> None:
     first = build_dataset("synthetic_sentiment", num_samples=300, eval_num_samples=100)
     again = build_dataset("synthetic_sentiment", num_samples=300, eval_num_samples=100)
     assert samples(first) == samples(again)
-    validation = build_dataset("synthetic_sentiment", split="validation", preprocessor=first.preprocessor,
-                               num_samples=300, eval_num_samples=100)
+    validation = build_dataset(
+        "synthetic_sentiment",
+        split="validation",
+        preprocessor=first.preprocessor,
+        num_samples=300,
+        eval_num_samples=100,
+    )
     decode = first.preprocessor.tokenizer.decode
     assert not {decode(ids) for ids, _ in samples(first)} & {decode(ids) for ids, _ in samples(validation)}
     reseeded = build_dataset("synthetic_sentiment", num_samples=300, seed=1)
@@ -188,8 +201,10 @@ def test_tagging_items_carry_one_label_per_word(tmp_path: Path) -> None:
 
 
 def test_token_label_collator_pads_labels_with_ignore_index() -> None:
-    items = [{"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([1, -100, 0])},
-             {"input_ids": torch.tensor([8]), "labels": torch.tensor([2])}]
+    items = [
+        {"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([1, -100, 0])},
+        {"input_ids": torch.tensor([8]), "labels": torch.tensor([2])},
+    ]
     batch = TokenLabelCollator()(items)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -244,8 +259,14 @@ def test_model_without_preprocessor_cannot_read_text() -> None:
 
 def test_learns_sentiment_beyond_majority_class(tmp_path: Path) -> None:
     overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith(("dataset.num_samples", "trainer.batch"))]
-    overrides += ["dataset.num_samples=800", "dataset.eval_num_samples=200", "trainer.batch_size=32",
-                  "trainer.num_epochs=3", "trainer.learning_rate=0.01", "model.hidden_size=32"]
+    overrides += [
+        "dataset.num_samples=800",
+        "dataset.eval_num_samples=200",
+        "trainer.batch_size=32",
+        "trainer.num_epochs=3",
+        "trainer.learning_rate=0.01",
+        "model.hidden_size=32",
+    ]
     logs = train_from_recipe(load_recipe("text_classification", overrides))
     assert logs["evaluation.accuracy"] > 0.6  # majority class: about 0.37
 
@@ -289,13 +310,17 @@ def test_words_and_tags_must_pair_up(tmp_path: Path) -> None:
 def test_eval_label_outside_the_label_map(tmp_path: Path) -> None:
     train = classification(write_rows(tmp_path / "train.csv", classification_rows()))
     rows = [{"text": "fine", "label": "pos"}, {"text": "meh", "label": "mixed"}]
-    with pytest.raises(ConfigError, match=r"dev.csv: line 3 \(column 'label'\): label 'mixed' is not in the label "
-                                          r"map.*valid labels: \['neg', 'neutral', 'pos'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"dev.csv: line 3 \(column 'label'\): label 'mixed' is not in the label "
+        r"map.*valid labels: \['neg', 'neutral', 'pos'\]",
+    ):
         classification(write_rows(tmp_path / "dev.csv", rows), "validation", train.preprocessor)
     tags = tagging(write_rows(tmp_path / "train.jsonl", tagging_rows()))
     with pytest.raises(ConfigError, match=r"line 1 \(column 'tags'\): label 'B-MISC'"):
-        tagging(write_rows(tmp_path / "dev.jsonl", [{"tokens": ["x"], "tags": ["B-MISC"]}]), "validation",
-                tags.preprocessor)
+        tagging(
+            write_rows(tmp_path / "dev.jsonl", [{"tokens": ["x"], "tags": ["B-MISC"]}]), "validation", tags.preprocessor
+        )
 
 
 def test_empty_dataset(tmp_path: Path) -> None:
@@ -318,7 +343,9 @@ def test_single_label_and_missing_preprocessor(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_and_model_names(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"Unknown dataset name 'text_clasification'.*Did you mean `text_classification`"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown dataset name 'text_clasification'.*Did you mean `text_classification`"
+    ):
         build_dataset("text_clasification")
     with pytest.raises(ConfigError, match=r"Unknown model name 'text_clasifier'.*Did you mean `text_classifier`"):
         load_recipe("text_classification", ["model.name=text_clasifier"])

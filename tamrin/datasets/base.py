@@ -64,9 +64,7 @@ class DatasetConfig(Config):
         except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear ConfigError
             raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            raise ConfigError(
-                f"{yaml_path} must be a mapping with a string `name` naming a registered dataset."
-            )
+            raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered dataset.")
         config_class = get_dataset_class(raw["name"]).config_class
         if not issubclass(config_class, cls):
             raise ConfigError(f"{yaml_path} holds a {config_class.__name__}, not a {cls.__name__}.")
@@ -94,9 +92,7 @@ class Dataset(TorchDataset):
 
     def __init__(self, config: DatasetConfig, split: str = "train", **kwargs: Any) -> None:
         if not isinstance(config, self.config_class):
-            raise TypeError(
-                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}."
-            )
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}.")
         self.config = config
         self.split = split
         self.preprocessor: Any = kwargs.pop("preprocessor", None)
@@ -169,18 +165,14 @@ def register_dataset(name: str, config_class: type[DatasetConfig]) -> Callable[[
         ValueError: `name` is taken by another class, or differs from the config's default `name`.
     """
     if not (isinstance(config_class, type) and issubclass(config_class, DatasetConfig)):
-        raise TypeError(
-            f"config_class of dataset {name!r} must be a DatasetConfig subclass, got {config_class!r}."
-        )
+        raise TypeError(f"config_class of dataset {name!r} must be a DatasetConfig subclass, got {config_class!r}.")
     default = next((f.default for f in fields(config_class) if f.name == "name"), "")
     if default != name:
         raise ValueError(f"{config_class.__name__}.name defaults to {default!r}; set `name: str = {name!r}`.")
 
     def decorator(dataset_class: DatasetT) -> DatasetT:
         if not (isinstance(dataset_class, type) and issubclass(dataset_class, Dataset)):
-            raise TypeError(
-                f"@register_dataset({name!r}) needs a tamrin Dataset subclass, got {dataset_class!r}."
-            )
+            raise TypeError(f"@register_dataset({name!r}) needs a tamrin Dataset subclass, got {dataset_class!r}.")
         existing = DATASETS.get(name)
         if existing is not None and existing.__qualname__ != dataset_class.__qualname__:
             raise ValueError(f"Dataset name {name!r} is already registered to {existing.__qualname__}.")

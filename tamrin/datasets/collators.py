@@ -10,9 +10,7 @@ import torch
 __all__ = ["CTCCollator", "ImageCollator", "TextCollator", "TokenLabelCollator", "pad_sequences"]
 
 
-def pad_sequences(
-    sequences: Sequence[torch.Tensor], pad_value: int | float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int | float) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad 1-D tensors into a (B, max_len) tensor; also return their lengths (B,) as int64."""
     lengths = torch.tensor([len(sequence) for sequence in sequences], dtype=torch.long)
     width = int(lengths.max()) if len(sequences) else 0

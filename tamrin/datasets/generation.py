@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 
-
 class GenerationCollator:
     """Pads (prompt, target) items so that every prompt ends at one column P (`generate` reads [:, :P]).
 
@@ -209,8 +208,10 @@ class TextGenerationDataset(_PairDataset):
     def _read_split(self, split: str) -> tuple[list[dict[str, Any]], str]:
         files = self.config.files
         if split not in files:
-            problem = check_choice("split", split, sorted(files)) if files else (
-                "`files` is empty: map each split to a file, e.g. {train: train.csv, validation: dev.csv}."
+            problem = (
+                check_choice("split", split, sorted(files))
+                if files
+                else ("`files` is empty: map each split to a file, e.g. {train: train.csv, validation: dev.csv}.")
             )
             raise ConfigError(f"text_generation has no file for split {split!r}: {problem}")
         return read_records(files[split], self.config.columns), str(files[split])

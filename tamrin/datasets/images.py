@@ -108,7 +108,8 @@ class ImageClassificationDataset(Dataset):
         ]
         if differ:
             raise ConfigError(
-                f"The {self.split!r} split of {self.config.name!r} sets " + ", ".join(differ)
+                f"The {self.split!r} split of {self.config.name!r} sets "
+                + ", ".join(differ)
                 + ": give every split the same image settings as the train split."
             )
 
@@ -163,9 +164,7 @@ class ImageFolderConfig(ImageDatasetConfig):
         problems.append(None if self.data_dir else "`data_dir` must name the folder that holds the split folders.")
         problems.append(check_choice("layout", self.layout, LAYOUTS))
         if self.labels_file is not None and Path(self.labels_file).suffix.lower() not in FILE_FORMATS:
-            problems.append(
-                f"`labels_file={self.labels_file!r}` must end in one of {', '.join(sorted(FILE_FORMATS))}."
-            )
+            problems.append(f"`labels_file={self.labels_file!r}` must end in one of {', '.join(sorted(FILE_FORMATS))}.")
         if self.layout == "subfolders" and self.labels_file is not None:
             problems.append("`labels_file` is set but `layout='subfolders'` ignores it; drop one of them.")
         return problems
@@ -223,8 +222,7 @@ class ImageFolderDataset(ImageClassificationDataset):
         found = sorted(path for path in folder.glob("labels.*") if path.suffix.lower() in FILE_FORMATS)
         if len(found) > 1:
             raise ConfigError(
-                f"{str(folder)!r} holds several labels files {[p.name for p in found]}; "
-                "choose one with `labels_file`."
+                f"{str(folder)!r} holds several labels files {[p.name for p in found]}; choose one with `labels_file`."
             )
         if not found and layout == "labels_file":
             raise FileNotFoundError(
@@ -284,5 +282,7 @@ class ImageFolderDataset(ImageClassificationDataset):
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise FileNotFoundError(
                 f"{len(missing)} image file(s) of the {self.split!r} split do not exist: "
-                + ", ".join(missing[:5]) + more + "."
+                + ", ".join(missing[:5])
+                + more
+                + "."
             )

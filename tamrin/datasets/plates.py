@@ -202,9 +202,7 @@ class SyntheticPlatesDataset(Dataset):
         draw = ImageDraw.Draw(image)
         draw.text((margin_x - left, margin_y - top), text, fill=ink, font=font)
         if rng.random() < 0.5:  # a plate frame
-            draw.rectangle(
-                (0, 0, image.width - 1, image.height - 1), outline=ink, width=int(rng.integers(1, 3))
-            )
+            draw.rectangle((0, 0, image.width - 1, image.height - 1), outline=ink, width=int(rng.integers(1, 3)))
         angle = float(rng.uniform(-config.max_rotation, config.max_rotation))
         image = image.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=background)
         # random crop box around the plate: shifts and scale changes of a few percent

@@ -121,9 +121,7 @@ class SyntheticShapesDataset(ImageClassificationDataset):
         # The label map follows from the config, so any split can build it; a given one must agree.
         self.setup_preprocessor(list(config.shapes))
         if sorted(self.labels) != sorted(config.shapes):
-            raise ConfigError(
-                f"The given preprocessor's labels {self.labels} differ from `shapes={config.shapes!r}`."
-            )
+            raise ConfigError(f"The given preprocessor's labels {self.labels} differ from `shapes={config.shapes!r}`.")
 
     def num_rows(self) -> int:
         return self.config.num_samples if self.split == "train" else self.config.eval_num_samples

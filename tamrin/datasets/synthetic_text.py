@@ -39,29 +39,157 @@ __all__ = [
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
 
 # -- word lists ----------------------------------------------------------------------------------
-_SUBJECTS = ("movie", "film", "book", "restaurant", "meal", "hotel", "room", "service", "phone", "camera",
-             "laptop", "concert", "show", "coffee", "staff", "app", "game", "trip", "song", "course")
-_POSITIVE = ("good", "great", "excellent", "wonderful", "amazing", "lovely", "fantastic", "pleasant",
-             "superb", "enjoyable", "brilliant", "delightful")
-_NEGATIVE = ("bad", "terrible", "awful", "boring", "horrible", "poor", "disappointing", "dull",
-             "annoying", "mediocre", "dreadful", "unpleasant")
+_SUBJECTS = (
+    "movie",
+    "film",
+    "book",
+    "restaurant",
+    "meal",
+    "hotel",
+    "room",
+    "service",
+    "phone",
+    "camera",
+    "laptop",
+    "concert",
+    "show",
+    "coffee",
+    "staff",
+    "app",
+    "game",
+    "trip",
+    "song",
+    "course",
+)
+_POSITIVE = (
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "amazing",
+    "lovely",
+    "fantastic",
+    "pleasant",
+    "superb",
+    "enjoyable",
+    "brilliant",
+    "delightful",
+)
+_NEGATIVE = (
+    "bad",
+    "terrible",
+    "awful",
+    "boring",
+    "horrible",
+    "poor",
+    "disappointing",
+    "dull",
+    "annoying",
+    "mediocre",
+    "dreadful",
+    "unpleasant",
+)
 _NEUTRAL = ("new", "small", "large", "blue", "old", "long", "short", "quiet", "busy", "local", "open", "round")
 _VERBS = ("was", "is", "seemed", "felt", "looked")
 _INTENSIFIERS = ("", "", "very", "really", "quite", "so", "extremely", "rather", "pretty")
 _NEGATIONS = ("not", "never", "hardly")
 _CONTRASTS = ("but", "however", "yet")
-_FILLERS = ("honestly", "well", "overall", "yesterday", "today", "again", "actually", "basically", "anyway",
-            "also", "literally", "frankly", "apparently", "definitely", "still", "then")
+_FILLERS = (
+    "honestly",
+    "well",
+    "overall",
+    "yesterday",
+    "today",
+    "again",
+    "actually",
+    "basically",
+    "anyway",
+    "also",
+    "literally",
+    "frankly",
+    "apparently",
+    "definitely",
+    "still",
+    "then",
+)
 
-_FIRST_NAMES = ("John", "Maria", "Ali", "Sara", "David", "Fatima", "Chen", "Olga", "James", "Amir", "Lucia",
-                "Kenji", "Nina", "Omar", "Elena", "Reza", "Anna", "Pedro", "Mina", "George")
-_LAST_NAMES = ("Smith", "Lopez", "Karimi", "Wang", "Ivanova", "Brown", "Tanaka", "Rossi", "Haddad", "Novak",
-               "Garcia", "Muller", "Silva", "Kim", "Ahmadi")
-_CITIES = ("Tehran", "London", "Berlin", "Tokyo", "Madrid", "Cairo", "Lima", "Oslo", "New York", "Los Angeles",
-           "Rio de Janeiro", "Hong Kong", "Cape Town", "Buenos Aires", "Shiraz", "Isfahan", "Mumbai", "Toronto")
+_FIRST_NAMES = (
+    "John",
+    "Maria",
+    "Ali",
+    "Sara",
+    "David",
+    "Fatima",
+    "Chen",
+    "Olga",
+    "James",
+    "Amir",
+    "Lucia",
+    "Kenji",
+    "Nina",
+    "Omar",
+    "Elena",
+    "Reza",
+    "Anna",
+    "Pedro",
+    "Mina",
+    "George",
+)
+_LAST_NAMES = (
+    "Smith",
+    "Lopez",
+    "Karimi",
+    "Wang",
+    "Ivanova",
+    "Brown",
+    "Tanaka",
+    "Rossi",
+    "Haddad",
+    "Novak",
+    "Garcia",
+    "Muller",
+    "Silva",
+    "Kim",
+    "Ahmadi",
+)
+_CITIES = (
+    "Tehran",
+    "London",
+    "Berlin",
+    "Tokyo",
+    "Madrid",
+    "Cairo",
+    "Lima",
+    "Oslo",
+    "New York",
+    "Los Angeles",
+    "Rio de Janeiro",
+    "Hong Kong",
+    "Cape Town",
+    "Buenos Aires",
+    "Shiraz",
+    "Isfahan",
+    "Mumbai",
+    "Toronto",
+)
 _AMBIGUOUS = ("Jordan", "Paris", "Georgia", "Florence", "Chelsea", "Sydney", "Austin", "Victoria")
-_ORG_NAMES = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Hooli",
-              "Vandelay", "Soylent", "Oceanic", "Zenith", "Apex", "Northwind")
+_ORG_NAMES = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Oceanic",
+    "Zenith",
+    "Apex",
+    "Northwind",
+)
 _ORG_SUFFIXES = ("", "Corp", "Inc", "Group", "Bank", "Labs", "Airlines", "Foundation")
 _UNSEEN_NAMES = {  # only in the validation and test splits
     "PER": ("Ivan", "Leila", "Tomas", "Yuki", "Carlos", "Hana", "Viktor", "Zara", "Dmitri", "Noor"),
@@ -186,8 +314,12 @@ class SyntheticSentimentDataset(TextClassificationDataset):
         size = config.num_samples if self.split == "train" else config.eval_num_samples
         size = min(size, config.max_size or size)
         return [
-            _draw(self.split, lambda rng: sentiment_row(rng, config), lambda row: row["text"],
-                  _split_rng(config.seed, self.split, index))
+            _draw(
+                self.split,
+                lambda rng: sentiment_row(rng, config),
+                lambda row: row["text"],
+                _split_rng(config.seed, self.split, index),
+            )
             for index in range(size)
         ]
 
@@ -273,7 +405,11 @@ class SyntheticNERDataset(SequenceLabelingDataset):
         size = min(size, config.max_size or size)
         unseen = self.split != "train"
         return [
-            _draw(self.split, lambda rng: ner_row(rng, config, unseen), lambda row: " ".join(row["tokens"]),
-                  _split_rng(config.seed, self.split, index))
+            _draw(
+                self.split,
+                lambda rng: ner_row(rng, config, unseen),
+                lambda row: " ".join(row["tokens"]),
+                _split_rng(config.seed, self.split, index),
+            )
             for index in range(size)
         ]

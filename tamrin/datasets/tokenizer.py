@@ -40,8 +40,9 @@ def _word_counts(texts: Iterable[str], normalizer: Any, pre_tokenizer: Any) -> C
 
 def _frequent(counts: Counter[str], min_frequency: int) -> list[str]:
     """Words seen at least `min_frequency` times, most frequent first, ties in alphabetical order."""
-    return [word for word, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-            if count >= min_frequency]
+    return [
+        word for word, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if count >= min_frequency
+    ]
 
 
 def _wordpiece_tokens(counts: Counter[str], min_frequency: int) -> list[str]:

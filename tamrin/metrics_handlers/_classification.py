@@ -66,11 +66,12 @@ class ClassificationMetricsHandler(MetricsHandler):
             problems.append(f"`num_labels={self.num_labels!r}` must be an int >= 2 for classification.")
         for name, config in self.metric_configs.items():
             if config.threshold is not None and not self.is_multilabel(config):
-                problems.append(f"`{name}`: `threshold` applies to multi-label classification only; set "
-                                "`multilabel: true` on the metric or give the handler `multilabel=True`.")
+                problems.append(
+                    f"`{name}`: `threshold` applies to multi-label classification only; set "
+                    "`multilabel: true` on the metric or give the handler `multilabel=True`."
+                )
             if name == "top_k_accuracy" and self.multilabel:
-                problems.append("`top_k_accuracy` is for single-label classification; drop it for "
-                                "multi-label.")
+                problems.append("`top_k_accuracy` is for single-label classification; drop it for multi-label.")
         problems += self._check_top_k()
         if problems:
             name = f"metrics of task {self.task!r}" if len(problems) > 1 else None
@@ -84,8 +85,10 @@ class ClassificationMetricsHandler(MetricsHandler):
         config = self.metric_configs.get("top_k_accuracy")
         if config is None or self.num_labels is None or (config.top_k or 5) <= self.num_labels:
             return []
-        return [f"`top_k_accuracy`: `top_k={config.top_k or 5}` must be <= the number of classes "
-                f"({self.num_labels}); set `top_k` in the metric's options."]
+        return [
+            f"`top_k_accuracy`: `top_k={config.top_k or 5}` must be <= the number of classes "
+            f"({self.num_labels}); set `top_k` in the metric's options."
+        ]
 
     def update(self, outputs: Any, batch: Any) -> None:
         scores = self.logits(outputs).detach()
@@ -112,12 +115,16 @@ class ClassificationMetricsHandler(MetricsHandler):
                 if problems := self._check_top_k():
                     raise ConfigError(problems)
             if scores.shape[-1] != self.num_labels:
-                raise ValueError(f"The logits have {scores.shape[-1]} classes but the handler was built with "
-                                 f"num_labels={self.num_labels}.")
+                raise ValueError(
+                    f"The logits have {scores.shape[-1]} classes but the handler was built with "
+                    f"num_labels={self.num_labels}."
+                )
         elif scores.is_floating_point() or self.num_labels is None:
-            raise ValueError(f"{type(self).__name__} needs logits of shape [batch, num_labels] (or predicted "
-                             f"class ids with `num_labels` given), got {scores.dtype} of shape "
-                             f"{tuple(scores.shape)}.")
+            raise ValueError(
+                f"{type(self).__name__} needs logits of shape [batch, num_labels] (or predicted "
+                f"class ids with `num_labels` given), got {scores.dtype} of shape "
+                f"{tuple(scores.shape)}."
+            )
         elif "top_k_accuracy" in self.metric_configs:
             raise ValueError("`top_k_accuracy` needs class scores, but the model returned class ids.")
         if scores.shape[0] != labels.shape[0]:
@@ -131,13 +138,14 @@ class ClassificationMetricsHandler(MetricsHandler):
             threshold = 0.5 if config.threshold is None else config.threshold
             if name == "accuracy":
                 return tmc.MultilabelExactMatch(num_labels=self.num_labels, threshold=threshold)
-            multilabel = {"precision": tmc.MultilabelPrecision, "recall": tmc.MultilabelRecall,
-                          "f1": tmc.MultilabelF1Score}
-            return multilabel[name](num_labels=self.num_labels, threshold=threshold,
-                                    average=config.average or "macro")
+            multilabel = {
+                "precision": tmc.MultilabelPrecision,
+                "recall": tmc.MultilabelRecall,
+                "f1": tmc.MultilabelF1Score,
+            }
+            return multilabel[name](num_labels=self.num_labels, threshold=threshold, average=config.average or "macro")
         if name in ("accuracy", "top_k_accuracy"):
             top_k = 1 if name == "accuracy" else config.top_k or 5
             return tmc.MulticlassAccuracy(num_classes=self.num_labels, top_k=top_k, average="micro")
-        multiclass = {"precision": tmc.MulticlassPrecision, "recall": tmc.MulticlassRecall,
-                      "f1": tmc.MulticlassF1Score}
+        multiclass = {"precision": tmc.MulticlassPrecision, "recall": tmc.MulticlassRecall, "f1": tmc.MulticlassF1Score}
         return multiclass[name](num_classes=self.num_labels, average=config.average or "macro")

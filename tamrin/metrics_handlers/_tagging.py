@@ -35,8 +35,11 @@ _LENIENT_TAGS = ("O", "B", "I", "E", "S")
 def _matches(patterns: str, prev: tuple[str, str], cur: tuple[str, str]) -> bool:
     for pattern in patterns.split():
         same = prev[1] == cur[1]
-        if (pattern[0] in ("*", prev[0]) and pattern[1] in ("*", cur[0])
-                and (pattern[2] == "*" or (pattern[2] == "=") == same)):
+        if (
+            pattern[0] in ("*", prev[0])
+            and pattern[1] in ("*", cur[0])
+            and (pattern[2] == "*" or (pattern[2] == "=") == same)
+        ):
             return True
     return False
 
@@ -44,15 +47,21 @@ def _matches(patterns: str, prev: tuple[str, str], cur: tuple[str, str]) -> bool
 def _lenient_end(prev: tuple[str, str], cur: tuple[str, str]) -> bool:
     """seqeval's `end_of_chunk`: did a chunk end between `prev` and `cur`?"""
     (prev_tag, prev_type), (tag, type_) = prev, cur
-    return (prev_tag in ("E", "S") or (prev_tag in ("B", "I") and tag in ("B", "S", "O"))
-            or (prev_tag not in ("O", ".") and prev_type != type_))
+    return (
+        prev_tag in ("E", "S")
+        or (prev_tag in ("B", "I") and tag in ("B", "S", "O"))
+        or (prev_tag not in ("O", ".") and prev_type != type_)
+    )
 
 
 def _lenient_start(prev: tuple[str, str], cur: tuple[str, str]) -> bool:
     """seqeval's `start_of_chunk`: did a chunk start between `prev` and `cur`?"""
     (prev_tag, prev_type), (tag, type_) = prev, cur
-    return (tag in ("B", "S") or (prev_tag in ("E", "S", "O") and tag in ("E", "I"))
-            or (tag not in ("O", ".") and prev_type != type_))
+    return (
+        tag in ("B", "S")
+        or (prev_tag in ("E", "S", "O") and tag in ("E", "I"))
+        or (tag not in ("O", ".") and prev_type != type_)
+    )
 
 
 def _labels(id2label: Mapping[int, str] | Sequence[str]) -> list[str]:
@@ -79,8 +88,11 @@ class EntityDecoder:
         labels = _labels(id2label)
         self.scheme = scheme
         if scheme is None:
-            bad = [label for label in labels
-                   if label not in _LENIENT_TAGS and not label.startswith(("B-", "I-", "E-", "S-"))]
+            bad = [
+                label
+                for label in labels
+                if label not in _LENIENT_TAGS and not label.startswith(("B-", "I-", "E-", "S-"))
+            ]
             bilou = any(label.startswith(("L-", "U-")) for label in bad)
             hint = "; for BILOU tags set `scheme: BILOU`" if bilou else ""
             expected = "'O' or B-/I-/E-/S- followed by the type, e.g. 'B-PER'" + hint

@@ -71,8 +71,10 @@ class TextMetricsHandler(MetricsHandler):
         if _is_strings(outputs):
             return list(outputs)
         if self.post_process is None:
-            raise ValueError(f"{type(self).__name__} scores strings: pass `post_process` (outputs -> list of "
-                             f"strings) in the handler's context, or give it decoded strings as outputs.")
+            raise ValueError(
+                f"{type(self).__name__} scores strings: pass `post_process` (outputs -> list of "
+                f"strings) in the handler's context, or give it decoded strings as outputs."
+            )
         return _as_strings(self.post_process(outputs), "post_process(outputs)")
 
     def references(self, batch: Any) -> list[str]:
@@ -82,15 +84,16 @@ class TextMetricsHandler(MetricsHandler):
         if isinstance(batch, Mapping) and self.texts_key in batch:
             return _as_strings(batch[self.texts_key], f"batch[{self.texts_key!r}]")
         keys = list(batch) if isinstance(batch, Mapping) else type(batch).__name__
-        raise ValueError(f"{type(self).__name__} needs the reference texts: pass `decode_labels` (batch -> "
-                         f"list of strings) in the handler's context, or put them in "
-                         f"`batch[{self.texts_key!r}]` (the batch has {keys}).")
+        raise ValueError(
+            f"{type(self).__name__} needs the reference texts: pass `decode_labels` (batch -> "
+            f"list of strings) in the handler's context, or put them in "
+            f"`batch[{self.texts_key!r}]` (the batch has {keys})."
+        )
 
     def update(self, outputs: Any, batch: Any) -> None:
         predictions, references = self.predictions(outputs), self.references(batch)
         if len(predictions) != len(references):
-            raise ValueError(f"{len(predictions)} predicted texts but {len(references)} references in the "
-                             "batch.")
+            raise ValueError(f"{len(predictions)} predicted texts but {len(references)} references in the batch.")
         pairs = self.gather(list(zip(predictions, references)))
         if len(pairs):
             predictions, references = (list(column) for column in zip(*pairs))

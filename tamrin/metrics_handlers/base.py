@@ -26,7 +26,13 @@ if TYPE_CHECKING:
 
 # MetricConfig and its choices are re-exported: they belong to the handler's API.
 __all__ = [
-    "AVERAGES", "OBJECTIVES", "OPTIONS", "SCHEMES", "MetricConfig", "MetricsHandler", "accumulation_dtype",
+    "AVERAGES",
+    "OBJECTIVES",
+    "OPTIONS",
+    "SCHEMES",
+    "MetricConfig",
+    "MetricsHandler",
+    "accumulation_dtype",
 ]
 
 
@@ -80,9 +86,7 @@ class MetricsHandler:
         self._loss_count = 0
 
     # -- configuration -----------------------------------------------------------------------------
-    def _parse_metrics(
-        self, metrics: Sequence[str | Mapping[str, Any] | MetricConfig]
-    ) -> dict[str, MetricConfig]:
+    def _parse_metrics(self, metrics: Sequence[str | Mapping[str, Any] | MetricConfig]) -> dict[str, MetricConfig]:
         if isinstance(metrics, (str, Mapping, MetricConfig)):
             metrics = [metrics]
         where = f"task {self.task!r}" if self.task else type(self).__name__
@@ -92,8 +96,10 @@ class MetricsHandler:
             config = _as_metric_config(item, index)
             name = config.name
             if name not in self.valid_metrics:
-                problems.append(f"`metrics[{index}]={name!r}` is not a metric of {where}. Valid metrics: "
-                                f"{', '.join(self.valid_metrics)}.{suggest(name, self.valid_metrics)}")
+                problems.append(
+                    f"`metrics[{index}]={name!r}` is not a metric of {where}. Valid metrics: "
+                    f"{', '.join(self.valid_metrics)}.{suggest(name, self.valid_metrics)}"
+                )
                 continue
             if name in configs:
                 problems.append(f"`metrics[{index}]={name!r}` is listed twice; list each metric once.")
@@ -103,8 +109,10 @@ class MetricsHandler:
             if extra:
                 takes = ", ".join(f"`{key}`" for key in allowed) or "no options"
                 given = ", ".join(f"`{key}`" for key in extra)
-                problems.append(f"`metrics[{index}]` ({name}): option {given} does not apply to `{name}` of "
-                                f"{where}; it takes {takes}.")
+                problems.append(
+                    f"`metrics[{index}]` ({name}): option {given} does not apply to `{name}` of "
+                    f"{where}; it takes {takes}."
+                )
             configs[name] = config
         if problems:
             raise ConfigError(problems, config_name=f"metrics of {where}" if len(problems) > 1 else None)
@@ -130,8 +138,10 @@ class MetricsHandler:
         if name in self.valid_metrics and prefix in ("", "evaluation"):
             return self.objectives.get(name, "maximize")
         valid = ["loss", *self.valid_metrics]
-        raise ConfigError(f"`{metric_name}` is not a metric of task {self.task!r}. Valid: "
-                          f"{', '.join(valid)} (optionally prefixed 'evaluation.').{suggest(name, valid)}")
+        raise ConfigError(
+            f"`{metric_name}` is not a metric of task {self.task!r}. Valid: "
+            f"{', '.join(valid)} (optionally prefixed 'evaluation.').{suggest(name, valid)}"
+        )
 
     # -- reading outputs and batches -------------------------------------------------------------------
     def logits(self, outputs: Any) -> torch.Tensor:
@@ -143,20 +153,26 @@ class MetricsHandler:
         if hasattr(outputs, self.logits_key):
             return getattr(outputs, self.logits_key)
         keys = list(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
-        raise ValueError(f"{type(self).__name__} reads `{self.logits_key}` from the model outputs, which "
-                         f"have {keys}. Return a tensor or a dict with `{self.logits_key}` from the model.")
+        raise ValueError(
+            f"{type(self).__name__} reads `{self.logits_key}` from the model outputs, which "
+            f"have {keys}. Return a tensor or a dict with `{self.logits_key}` from the model."
+        )
 
     def labels(self, batch: Any) -> torch.Tensor:
         """The targets: `batch[self.labels_key]` for a dict batch, the last element of a tuple batch."""
         if isinstance(batch, Mapping):
             if self.labels_key in batch:
                 return batch[self.labels_key]
-            raise ValueError(f"{type(self).__name__} reads `{self.labels_key}` from the batch, which has "
-                             f"keys {list(batch)}. Add the targets to the batch under `{self.labels_key}`.")
+            raise ValueError(
+                f"{type(self).__name__} reads `{self.labels_key}` from the batch, which has "
+                f"keys {list(batch)}. Add the targets to the batch under `{self.labels_key}`."
+            )
         if isinstance(batch, (tuple, list)) and len(batch) >= 2:
             return batch[-1]
-        raise ValueError(f"{type(self).__name__} needs the targets: a dict batch with `{self.labels_key}` "
-                         f"or an (inputs, labels) tuple, not {type(batch).__name__}.")
+        raise ValueError(
+            f"{type(self).__name__} needs the targets: a dict batch with `{self.labels_key}` "
+            f"or an (inputs, labels) tuple, not {type(batch).__name__}."
+        )
 
     # -- the update / compute / reset cycle ------------------------------------------------------------
     def update(self, outputs: Any, batch: Any) -> None:
@@ -165,8 +181,10 @@ class MetricsHandler:
 
     def build_metric(self, config: MetricConfig) -> Metric:
         """Create the torchmetrics metric for `config` (called lazily by `update_metric`)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement `build_metric(config)` or override "
-                                  "`compute_metrics` and `reset_metrics`.")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `build_metric(config)` or override "
+            "`compute_metrics` and `reset_metrics`."
+        )
 
     def update_metric(self, name: str, *args: Any) -> None:
         """Update the torchmetrics metric `name` on the device of the first tensor in `args`."""
@@ -195,8 +213,9 @@ class MetricsHandler:
             raise ValueError(f"`num_samples={num_samples!r}` must be an int >= 1.")
         loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
         if loss.numel() not in (1, num_samples):
-            raise ValueError(f"`loss` must be a scalar or hold one value per sample ({num_samples}), "
-                             f"got shape {tuple(loss.shape)}.")
+            raise ValueError(
+                f"`loss` must be a scalar or hold one value per sample ({num_samples}), got shape {tuple(loss.shape)}."
+            )
         values = loss.reshape(-1).to(accumulation_dtype(loss.device)).expand(num_samples).contiguous()
         values = self.gather(values)
         total = values.sum()
@@ -250,5 +269,6 @@ def _as_metric_config(item: Any, index: int) -> MetricConfig:
         except ConfigError as err:
             where = f"`metrics[{index}]` ({item['name']})"
             raise ConfigError([f"{where}: {problem}" for problem in err.problems]) from None
-    raise ConfigError(f"`metrics[{index}]={item!r}` must be a metric name, a mapping with a `name` key, "
-                      "or a MetricConfig.")
+    raise ConfigError(
+        f"`metrics[{index}]={item!r}` must be a metric name, a mapping with a `name` key, or a MetricConfig."
+    )

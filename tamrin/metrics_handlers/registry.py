@@ -14,7 +14,10 @@ from tamrin.configs import ConfigError, suggest
 from tamrin.metrics_handlers.base import OBJECTIVES, OPTIONS, MetricConfig, MetricsHandler
 
 __all__ = [
-    "METRICS_HANDLERS", "available_tasks", "build_metrics_handler", "check_metric_for_best_model",
+    "METRICS_HANDLERS",
+    "available_tasks",
+    "build_metrics_handler",
+    "check_metric_for_best_model",
     "register_metrics_handler",
 ]
 
@@ -32,8 +35,10 @@ def register_metrics_handler(task: str) -> Callable[[type[MetricsHandler]], type
         _check_handler_class(cls)
         previous = METRICS_HANDLERS.get(task)
         if previous is not None and previous.__qualname__ != cls.__qualname__:
-            warnings.warn(f"{cls.__qualname__} replaces {previous.__qualname__} as the metrics handler of "
-                          f"task {task!r}.", stacklevel=2)
+            warnings.warn(
+                f"{cls.__qualname__} replaces {previous.__qualname__} as the metrics handler of task {task!r}.",
+                stacklevel=2,
+            )
         cls.task = task
         METRICS_HANDLERS[task] = cls
         return cls
@@ -49,12 +54,16 @@ def _check_handler_class(cls: type) -> None:
         raise TypeError(f"{cls.__name__}.valid_metrics must be a tuple of metric names, got {valid!r}.")
     for name, objective in cls.objectives.items():
         if name not in valid or objective not in OBJECTIVES:
-            raise TypeError(f"{cls.__name__}.objectives[{name!r}]={objective!r}: the metric must be in "
-                            f"valid_metrics and the objective one of {OBJECTIVES}.")
+            raise TypeError(
+                f"{cls.__name__}.objectives[{name!r}]={objective!r}: the metric must be in "
+                f"valid_metrics and the objective one of {OBJECTIVES}."
+            )
     for name, options in cls.metric_options.items():
         if name not in valid or any(option not in OPTIONS for option in options):
-            raise TypeError(f"{cls.__name__}.metric_options[{name!r}]={options!r}: the metric must be in "
-                            f"valid_metrics and each option one of {OPTIONS}.")
+            raise TypeError(
+                f"{cls.__name__}.metric_options[{name!r}]={options!r}: the metric must be in "
+                f"valid_metrics and each option one of {OPTIONS}."
+            )
 
 
 def available_tasks() -> list[str]:
@@ -75,8 +84,10 @@ def build_metrics_handler(
         ConfigError: the task has no handler, or a metric is invalid for it.
     """
     if task not in METRICS_HANDLERS:
-        raise ConfigError(f"`task={task!r}` has no metrics handler. Available tasks: "
-                          f"{', '.join(available_tasks())}.{suggest(task, METRICS_HANDLERS)}")
+        raise ConfigError(
+            f"`task={task!r}` has no metrics handler. Available tasks: "
+            f"{', '.join(available_tasks())}.{suggest(task, METRICS_HANDLERS)}"
+        )
     return METRICS_HANDLERS[task](metrics, gather=gather, **context)
 
 
@@ -102,5 +113,6 @@ def check_metric_for_best_model(handler: MetricsHandler | None, name: str) -> st
         hint = f" Add {metric!r} to `metrics` so that the {handler.task} handler computes it."
     else:
         hint = suggest(name, valid)
-    raise ConfigError(f"`metric_for_best_model={name!r}` is not logged by this run. Valid: "
-                      f"{', '.join(repr(v) for v in valid)}.{hint}")
+    raise ConfigError(
+        f"`metric_for_best_model={name!r}` is not logged by this run. Valid: {', '.join(repr(v) for v in valid)}.{hint}"
+    )

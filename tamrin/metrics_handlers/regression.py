@@ -31,8 +31,10 @@ class RegressionMetricsHandler(MetricsHandler):
         targets = self.labels(batch).detach()
         if predictions.shape != targets.shape:
             if predictions.numel() != targets.numel() or predictions.shape[0] != targets.shape[0]:
-                raise ValueError(f"Predictions of shape {tuple(predictions.shape)} do not match labels of "
-                                 f"shape {tuple(targets.shape)}.")
+                raise ValueError(
+                    f"Predictions of shape {tuple(predictions.shape)} do not match labels of "
+                    f"shape {tuple(targets.shape)}."
+                )
             predictions = predictions.reshape(targets.shape)
         predictions, targets = self.gather((predictions, targets))
         self._dtype = accumulation_dtype(predictions.device)

@@ -57,11 +57,15 @@ class SequenceLabelingMetricsHandler(MetricsHandler):
         **context: Any,
     ) -> None:
         super().__init__(metrics, gather=gather, **context)
-        schemes = sorted({c.scheme for c in self.metric_configs.values() if c.name in _ENTITY_METRICS},
-                         key=lambda scheme: scheme or "")
+        schemes = sorted(
+            {c.scheme for c in self.metric_configs.values() if c.name in _ENTITY_METRICS},
+            key=lambda scheme: scheme or "",
+        )
         if schemes and id2label is None:
-            raise ConfigError("Entity-level precision/recall/f1 need the tag names: pass `id2label` (e.g. "
-                              "the model config's id2label) to the sequence_labeling metrics handler.")
+            raise ConfigError(
+                "Entity-level precision/recall/f1 need the tag names: pass `id2label` (e.g. "
+                "the model config's id2label) to the sequence_labeling metrics handler."
+            )
         self.decoders = {scheme: EntityDecoder(id2label, scheme) for scheme in schemes}
         self.num_labels = len(id2label) if id2label is not None else None
         # Layout of the counter vector: [correct tokens, counted tokens, then per scheme tp | pred | gold].
@@ -78,8 +82,10 @@ class SequenceLabelingMetricsHandler(MetricsHandler):
         gold = self.labels(batch).detach()
         predicted = scores.argmax(-1) if scores.is_floating_point() else scores
         if predicted.shape != gold.shape:
-            raise ValueError(f"Predicted tags of shape {tuple(predicted.shape)} do not match labels of shape "
-                             f"{tuple(gold.shape)}; expected logits [batch, seq_len, num_labels].")
+            raise ValueError(
+                f"Predicted tags of shape {tuple(predicted.shape)} do not match labels of shape "
+                f"{tuple(gold.shape)}; expected logits [batch, seq_len, num_labels]."
+            )
         # Entities are read sequentially on the host, as seqeval does: this is a device sync point.
         rows = [self._sample_counts(p, g) for p, g in zip(predicted.tolist(), gold.tolist())]
         counts = torch.tensor(rows, dtype=torch.long, device=gold.device).reshape(len(rows), self._width)
@@ -94,8 +100,10 @@ class SequenceLabelingMetricsHandler(MetricsHandler):
         predicted, gold = [p for p, _ in pairs], [g for _, g in pairs]
         for ids, kind in ((predicted, "predicted"), (gold, "label")):
             if ids and (min(ids) < 0 or max(ids) >= self.num_labels):
-                raise ValueError(f"A {kind} tag id ({min(ids)} or {max(ids)}) is outside id2label (0.."
-                                 f"{self.num_labels - 1}); labels to ignore must be {self.ignore_index}.")
+                raise ValueError(
+                    f"A {kind} tag id ({min(ids)} or {max(ids)}) is outside id2label (0.."
+                    f"{self.num_labels - 1}); labels to ignore must be {self.ignore_index}."
+                )
         for decoder in self.decoders.values():
             size = len(decoder.types)
             block = [0] * (3 * size)
@@ -119,7 +127,7 @@ class SequenceLabelingMetricsHandler(MetricsHandler):
                 results[name] = counts[0] / counts[1] if counts[1] else math.nan
                 continue
             size, start = len(self.decoders[config.scheme].types), self._offsets[config.scheme]
-            tp, predicted, gold = (counts[start + k * size:start + (k + 1) * size] for k in range(3))
+            tp, predicted, gold = (counts[start + k * size : start + (k + 1) * size] for k in range(3))
             results[name] = entity_scores(tp, predicted, gold, config.average or "micro")[name]
         return results
 
@@ -127,9 +135,7 @@ class SequenceLabelingMetricsHandler(MetricsHandler):
         self._counts = None
 
 
-def entity_scores(
-    tp: Sequence[int], predicted: Sequence[int], gold: Sequence[int], average: str
-) -> dict[str, float]:
+def entity_scores(tp: Sequence[int], predicted: Sequence[int], gold: Sequence[int], average: str) -> dict[str, float]:
     """Precision, recall and F1 from per-type counts, as seqeval (zero division gives 0).
 
     Only the types that occur among the predicted or gold entities are averaged, as seqeval does.

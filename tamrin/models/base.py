@@ -90,9 +90,7 @@ class ModelConfig(Config):
         except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear ConfigError
             raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            raise ConfigError(
-                f"{yaml_path} must be a mapping with a string `name` naming a registered model."
-            )
+            raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered model.")
         config_class = get_model_class(raw["name"]).config_class
         if not issubclass(config_class, cls):
             raise ConfigError(
@@ -119,17 +117,13 @@ class Model(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
-            raise TypeError(
-                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}."
-            )
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}.")
         self.config = config
         self.preprocessor: Any = None
 
     # -- the task interface --------------------------------------------------------------------
     def forward(self, **batch: Any) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement forward(**batch) -> dict of tensors."
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(**batch) -> dict of tensors.")
 
     def compute_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """Return the scalar training loss of `outputs` (from `forward`) against `batch`."""
@@ -292,17 +286,14 @@ class Model(nn.Module):
                 # the model only: a pushed run's optimizer state (train/) and logs stay on the Hub
                 directory = Path(hub.download(str(path), revision=revision, ignore_patterns=HUB_NON_MODEL_FILES))
             else:
-                raise FileNotFoundError(
-                    f"No saved model at {str(path)!r} (neither a path nor a Hub repo id)."
-                )
+                raise FileNotFoundError(f"No saved model at {str(path)!r} (neither a path nor a Hub repo id).")
         if directory.is_file():
             directory = directory.parent
         config = ModelConfig.load(directory, config_overrides or None)
         model_class = get_model_class(config.name)
         if not issubclass(model_class, cls):
             raise ConfigError(
-                f"{directory} holds a {model_class.__name__} (`name={config.name!r}`), "
-                f"which is not a {cls.__name__}."
+                f"{directory} holds a {model_class.__name__} (`name={config.name!r}`), which is not a {cls.__name__}."
             )
         model = model_class(config)
         model.load_preprocessor(directory)

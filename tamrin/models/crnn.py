@@ -61,9 +61,7 @@ class CRNNConfig(ModelConfig):
             problems.append("`charset` must hold at least one character.")
         elif len(set(self.charset)) != len(self.charset):
             repeated = sorted({c for c in self.charset if self.charset.count(c) > 1})
-            problems.append(
-                f"`charset={self.charset!r}` repeats characters {repeated}; each must appear once."
-            )
+            problems.append(f"`charset={self.charset!r}` repeats characters {repeated}; each must appear once.")
         problems.append(
             None
             if self.cnn_channels and all(c >= 1 for c in self.cnn_channels)
@@ -124,8 +122,7 @@ class CharsetPreprocessor:
         images = [images] if isinstance(images, Image.Image) else list(images)
         size = (self.image_width, self.image_height)
         arrays = [
-            np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
-            for image in images
+            np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) for image in images
         ]
         pixels = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
         return (pixels / 255.0 - 0.5) / 0.5
@@ -222,12 +219,8 @@ class CRNN(Model):
         if lengths is None:
             lengths = (labels > 0).sum(dim=1)
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # CTC wants (T, B, C)
-        input_lengths = torch.full(
-            (logits.shape[0],), logits.shape[1], dtype=torch.long, device=logits.device
-        )
-        return F.ctc_loss(
-            log_probs, labels, input_lengths, lengths, blank=0, reduction="mean", zero_infinity=True
-        )
+        input_lengths = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long, device=logits.device)
+        return F.ctc_loss(log_probs, labels, input_lengths, lengths, blank=0, reduction="mean", zero_infinity=True)
 
     def preprocess(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Image files (paths) or PIL images -> `{"pixel_values": (B, 1, H, W)}`, resized like training."""

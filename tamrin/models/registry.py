@@ -31,9 +31,7 @@ def register_model(name: str, config_class: type[ModelConfig]) -> Callable[[Mode
         ValueError: `name` is taken by another class, or differs from the config's default name.
     """
     if not (isinstance(config_class, type) and issubclass(config_class, ModelConfig)):
-        raise TypeError(
-            f"config_class of model {name!r} must be a ModelConfig subclass, got {config_class!r}."
-        )
+        raise TypeError(f"config_class of model {name!r} must be a ModelConfig subclass, got {config_class!r}.")
     if config_name_default(config_class) != name:
         raise ValueError(
             f"{config_class.__name__}.name defaults to {config_name_default(config_class)!r}; "

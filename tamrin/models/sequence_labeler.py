@@ -89,8 +89,14 @@ class SequenceLabeler(Model):
 
     def __init__(self, config: SequenceLabelerConfig) -> None:
         super().__init__(config)
-        self.encoder = PackedBiRNN(config.vocab_size, config.embedding_dim, config.hidden_size,
-                                   config.num_layers, config.dropout, rnn_type=config.rnn_type)
+        self.encoder = PackedBiRNN(
+            config.vocab_size,
+            config.embedding_dim,
+            config.hidden_size,
+            config.num_layers,
+            config.dropout,
+            rnn_type=config.rnn_type,
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(2 * config.hidden_size, config.num_labels)
 

@@ -51,8 +51,9 @@ def load_text_preprocessor(model: Model, directory: str | os.PathLike) -> None:
     config = model.config
     problems = []
     if preprocessor.tokenizer.vocab_size != config.vocab_size:
-        problems.append(f"its tokenizer has {preprocessor.tokenizer.vocab_size} ids, the config vocab_size="
-                        f"{config.vocab_size}")
+        problems.append(
+            f"its tokenizer has {preprocessor.tokenizer.vocab_size} ids, the config vocab_size={config.vocab_size}"
+        )
     if config.id2label is not None and preprocessor.labels != [config.id2label[i] for i in range(config.num_labels)]:
         problems.append(f"its labels {preprocessor.labels} differ from the config's id2label {config.id2label}")
     if problems:
@@ -125,8 +126,14 @@ class PackedBiRNN(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
         rnn_class = nn.LSTM if rnn_type == "lstm" else nn.GRU
-        self.rnn = rnn_class(embedding_dim, hidden_size, num_layers=num_layers, bidirectional=True, batch_first=True,
-                             dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = rnn_class(
+            embedding_dim,
+            hidden_size,
+            num_layers=num_layers,
+            bidirectional=True,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) ids and mask -> (B, L, 2 * hidden_size) states (zero on padding)."""
@@ -152,8 +159,14 @@ class TextClassifier(Model):
 
     def __init__(self, config: TextClassifierConfig) -> None:
         super().__init__(config)
-        self.encoder = PackedBiRNN(config.vocab_size, config.embedding_dim, config.hidden_size,
-                                   config.num_layers, config.dropout, rnn_type="gru")
+        self.encoder = PackedBiRNN(
+            config.vocab_size,
+            config.embedding_dim,
+            config.hidden_size,
+            config.num_layers,
+            config.dropout,
+            rnn_type="gru",
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(4 * config.hidden_size, config.num_labels)
 

@@ -77,9 +77,7 @@ class TextGeneratorConfig(ModelConfig):
             check_range("max_new_tokens", self.max_new_tokens, minimum=1),
         ]
         if self.num_heads >= 1 and self.embed_dim % self.num_heads:
-            problems.append(
-                f"`embed_dim={self.embed_dim!r}` must be divisible by `num_heads={self.num_heads!r}`."
-            )
+            problems.append(f"`embed_dim={self.embed_dim!r}` must be divisible by `num_heads={self.num_heads!r}`.")
         return problems
 
 
@@ -296,8 +294,8 @@ class TextGenerator(Model):
         input_ids = torch.full((len(rows), width), CharVocabulary.PAD, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for index, row in enumerate(rows):
-            input_ids[index, width - len(row):] = torch.tensor(row)
-            attention_mask[index, width - len(row):] = 1
+            input_ids[index, width - len(row) :] = torch.tensor(row)
+            attention_mask[index, width - len(row) :] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     @torch.inference_mode()
@@ -338,7 +336,7 @@ def _attention_mask(valid: torch.Tensor) -> torch.Tensor:
     length = valid.shape[1]
     causal = torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()
     eye = torch.eye(length, dtype=torch.bool, device=valid.device)
-    return ((causal & valid[:, None, None, :]) | eye)
+    return (causal & valid[:, None, None, :]) | eye
 
 
 def _init_weights(module: nn.Module) -> None:
