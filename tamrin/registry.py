@@ -39,7 +39,7 @@ class Registry(Generic[T]):
     """Names to entries of one kind (`kind` names them in messages: "model", "dataset", ...).
 
     Args:
-        kind: what an entry is, for messages ("model name", "callback", ...).
+        kind: what an entry is, for messages ("model", "callback", ...).
         builtin_modules: modules imported on the first lookup so their entries are registered
             (built-ins that would otherwise make an import cycle or a slow import).
         hint: a sentence appended to the unknown-name error (how to register one).
@@ -92,7 +92,7 @@ class Registry(Generic[T]):
         if entry is None:
             shown = ", ".join(repr(n) for n in sorted(entries)) or "(none)"
             close = suggest(name, entries) if isinstance(name, str) else ""
-            message = f"Unknown {self.kind} {name!r}. Registered {self.kind}s: {shown}.{close}"
+            message = f"Unknown {self.kind} name {name!r}. Registered {self.kind}s: {shown}.{close}"
             raise ConfigError(f"{message} {self._hint}".rstrip())
         return entry
 
