@@ -45,8 +45,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin.trainer.log_review import plot_logs, summarize_logs
-    from tamrin.trainer.logging import load_logs
+    from tamrin.trainer.logs.logger import load_logs
+    from tamrin.trainer.logs.review import plot_logs, summarize_logs
 
     names = run_names(args.output_dirs)
     try:

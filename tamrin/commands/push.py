@@ -34,7 +34,7 @@ def find_push_source(output_dir: str | Path) -> Path:
         FileNotFoundError: `output_dir` holds neither (the message says where it looked).
     """
     from tamrin.runner import FINAL_MODEL_DIR
-    from tamrin.trainer.checkpointing import MANIFEST, latest_valid_checkpoint, verify_checkpoint
+    from tamrin.trainer.checkpoint.files import MANIFEST, latest_valid_checkpoint, verify_checkpoint
 
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
@@ -60,7 +60,7 @@ def find_push_source(output_dir: str | Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin.trainer.publishing import push_checkpoint_to_hub
+    from tamrin.trainer.checkpoint.publishing import push_checkpoint_to_hub
 
     source = find_push_source(args.output_dir)
     logs = _run_logs(Path(args.output_dir), source)
@@ -75,8 +75,8 @@ def _run_logs(output_dir: Path, source: Path) -> Path | None:
     """The run's own training_logs.csv (the most complete copy), found via the saved trainer config."""
     from omegaconf import OmegaConf
 
-    from tamrin.trainer.checkpointing import TRAIN_DIR
-    from tamrin.trainer.logging import CSV_FILENAME
+    from tamrin.trainer.checkpoint.files import TRAIN_DIR
+    from tamrin.trainer.logs.logger import CSV_FILENAME
 
     if source == output_dir:
         return None  # a checkpoint given directly: push the logs it holds, if any

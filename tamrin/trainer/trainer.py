@@ -1,13 +1,14 @@
 """The Trainer: the training loop and its overridable steps, nothing else.
 
-The parts it builds (components.py), checkpoint files, logs, step arithmetic, the loss tracker, the
-model contract, callbacks and progress output live in their own modules beside this one; this file
-only says in which order they happen.
+The Trainer holds its parts (a Checkpointer, a TrainingLogger, a LossTracker, a CallbackHandler,
+a StepPlan); what each part does lives in its own module (checkpoint/, logs/, callbacks/,
+building.py, steps.py, modeling.py); this file only says in which order things happen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader
 
 from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model
+from tamrin.trainer import building
 from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl
-from tamrin.trainer.checkpoint_io import CheckpointingMixin
-from tamrin.trainer.components import ComponentsMixin
+from tamrin.trainer.checkpoint import Checkpointer
 from tamrin.trainer.config import TrainerConfig
-from tamrin.trainer.logging import TrainingLogger
+from tamrin.trainer.logs.logger import TrainingLogger
+from tamrin.trainer.logs.progress import Progress, describe_run, resolve_progress_mode
 from tamrin.trainer.loss_tracking import LossTracker
 from tamrin.trainer.modeling import (
     adopt_data_preprocessor,
@@ -35,15 +37,14 @@ from tamrin.trainer.modeling import (
     prepare_model,
 )
 from tamrin.trainer.optim import PLATEAU_SCHEDULERS
-from tamrin.trainer.progress import Progress, describe_run, resolve_progress_mode
 from tamrin.trainer.runtime import build_accelerator, check_supported_engine, seed_everything
 from tamrin.trainer.state import TrainerState
-from tamrin.trainer.steps import EpochPosition, StepPlan
+from tamrin.trainer.steps import EpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
 
 __all__ = ["Trainer"]
 
 
-class Trainer(ComponentsMixin, CheckpointingMixin):
+class Trainer:
     """Trains a model as `config` says; subclass it and override a step to change one thing.
 
     The loop, with the overridable methods and the callback events where they run::
@@ -59,10 +60,12 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
                         on_step_begin
                         batch = prepare_input_batch(batch)
                         loss = training_step(batch)              # forward -> compute_loss -> backward
-                        if the accumulation window ends:
-                            optimization_step()                  # clip, step, zero_grad; on_optimizer_step
-                            LR scheduler step
-                        on_step_end
+                        if the accumulation window ends:         # the loop's bookkeeping, around the steps:
+                            (nan_policy="skip": drop a window that saw a NaN/inf loss)
+                            clip_gradients()                     # max_grad_norm
+                            optimization_step()                  # optimizer.step(); optimizer.zero_grad()
+                            count the update; lr_scheduling_step(); on_optimizer_step
+                        on_step_end(loss)
                         at log_steps:  log(...)                  # on_log
                         at eval_steps: evaluate() -> log(...)    # on_evaluate (epoch end if None)
                         if the epoch ends (or the run stops):
@@ -71,9 +74,10 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             on_train_end; load the best model if asked
             return the final logs
 
-    `evaluate(dataset)` runs `create_eval_dataloader` and `evaluation_step` per batch. The `create_*`
-    methods (loaders, sampler, optimizer, scheduler, metrics handler) are in components.py and
-    `save` / `load_checkpoint` in checkpoint_io.py: both are Trainer methods to override like these.
+    `evaluate(dataset)` runs `create_eval_dataloader` and `evaluation_step` per batch. Counting,
+    scheduling, NaN checks and events happen in the loop, so an override of any step does only that
+    step. The `create_*` methods build the parts once, in `__init__`; `save` / `load_checkpoint`
+    go through `self.checkpointer` (the state-file table in checkpoint/state_files.py).
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         self.output_dir = Path(config.output_dir)
         self.checkpoints_dir = self.output_dir / config.checkpoints_dir
         self.logs_dir = self.output_dir / config.logs_dir
+        self.checkpointer = Checkpointer(self.accelerator, self.checkpoints_dir, self.logs_dir)  # .store: replaceable
         self.state = TrainerState(world_size=self.accelerator.num_processes)
         self.control = TrainerControl()
         adopt_data_preprocessor(model, preprocessor or getattr(train_dataset, "preprocessor", None))
@@ -111,10 +116,9 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             getattr(dataset, "check_model", lambda model: None)(model)
         self._forward_keys = forward_keys(self.model)
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
-        self.callbacks = CallbackHandler(self._default_callbacks() + list(callbacks or ()))
+        self.callbacks = CallbackHandler(building.default_callbacks(config) + list(callbacks or ()))
         self.train_dataloader = self._checked_train_dataloader(train_dataset)
-        loader = self.train_dataloader
-        self.plan = StepPlan.from_config(config, len(loader)) if loader is not None else None
+        self.plan = StepPlan.from_config(config, len(self.train_dataloader)) if self.train_dataloader else None
         self.optimizer = optimizer or self.create_optimizer()
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         self.metrics_handler = metrics_handler or self.create_metrics_handler()
@@ -122,11 +126,11 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         self.lr_scheduler = lr_scheduler if lr_scheduler is not None else self.create_lr_scheduler()
         self.progress_mode = resolve_progress_mode(config.progress, is_main_process=self.is_main_process)
         self.logger: TrainingLogger | None = None
+        self.loss_tracker = LossTracker(self.accelerator.device)
+        self.grad_norm: torch.Tensor | None = None  # pre-clip norm of the last update (max_grad_norm set)
         self._eval_loaders: dict[int, DataLoader] = {}
-        self._loss_tracker = LossTracker(self.accelerator.device)
         self._last_logs: dict[str, float] = {}
         self._update_due = True
-        self.grad_norm: torch.Tensor | None = None  # pre-clip norm of the last update (max_grad_norm set)
         self._position = EpochPosition()  # the training loader's place in its epoch (resume-aware)
 
     @property
@@ -140,6 +144,76 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             self._unwrapped = self.accelerator.unwrap_model(self.model)
             self._unwrapped_for = self.model
         return self._unwrapped
+
+    # -- the parts, built once in __init__ (override one to replace it) ----------------------------
+    def create_train_sampler(self, dataset: Any) -> Any:
+        """The training sampler: a callback's (one with `create_train_sampler(trainer, dataset)`, e.g.
+        a Curriculum), else a seeded, resumable RangedSampler sharded over the processes.
+
+        The loop moves it with `set_epoch` / `set_start_index` and reads `position_after` and
+        `end_index`, so a replacement must offer RangedSampler's interface (subclassing it does).
+        """
+        supplier = self.callbacks.sampler_supplier()
+        if supplier is not None:
+            return supplier.create_train_sampler(self, dataset)  # type: ignore[attr-defined]
+        accelerator = self.accelerator
+        return building.build_train_sampler(
+            dataset, self.config, num_replicas=accelerator.num_processes, rank=accelerator.process_index
+        )
+
+    def create_train_dataloader(self, dataset: Any) -> DataLoader:
+        """A DataLoader over `dataset` with `create_train_sampler`'s sampler (O(1) mid-epoch resume)."""
+        sampler = self.create_train_sampler(dataset)
+        return building.build_train_dataloader(
+            dataset, sampler, self.config, self.data_collator, self.accelerator.device.type
+        )
+
+    def create_eval_dataloader(self, dataset: Any) -> DataLoader:
+        """A DataLoader over an evaluation dataset, in order; accelerate shards it across processes."""
+        return building.build_eval_dataloader(dataset, self.config, self.data_collator)
+
+    def create_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer named in the config, over the model's trainable parameters."""
+        return building.build_config_optimizer(self.config, self.model)
+
+    def create_lr_scheduler(self) -> Any:
+        """The scheduler named in the config (None when none is named), sized by the step plan."""
+        return building.build_config_lr_scheduler(
+            self.config, self.optimizer, self.plan, maximize=self._maximize_best_metric()
+        )
+
+    def create_metrics_handler(self) -> MetricsHandler:
+        """The task's metrics handler, given what it needs from the model (never the trainer)."""
+        return building.build_task_metrics_handler(
+            self.config, self.unwrapped_model, self.accelerator.gather_for_metrics
+        )
+
+    def _checked_train_dataloader(self, dataset: Any) -> DataLoader | None:
+        """The training loader, once the data is known to give at least one step per epoch."""
+        if dataset is None:
+            return None
+        check_train_dataset(dataset)
+        loader = self.create_train_dataloader(dataset)
+        check_steps_per_epoch(
+            len(loader),
+            dataset_size=len(dataset),
+            batch_size=self.config.batch_size,
+            num_processes=self.accelerator.num_processes,
+        )
+        return loader
+
+    def _maximize_best_metric(self) -> bool:
+        """Whether a larger metric_for_best_model is better (False before the metrics handler exists)."""
+        handler = getattr(self, "metrics_handler", None)
+        return handler is not None and handler.objective(self.config.metric_for_best_model) == "maximize"
+
+    def add_callback(self, callback: Callback) -> None:
+        """Add a callback after the others (e.g. a tool that watches a run)."""
+        self.callbacks.add(callback)
+
+    def remove_callback(self, callback: Callback | type[Callback]) -> Callback:
+        """Remove a callback (an instance, or the first one of a class) and return it."""
+        return self.callbacks.remove(callback)
 
     # -- the steps of one batch --------------------------------------------------------------------
     def prepare_input_batch(self, batch: Any) -> Any:
@@ -170,21 +244,19 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             self.accelerator.backward(loss)
         return loss.detach()
 
-    def optimization_step(self) -> None:
-        """Clip gradients to max_grad_norm, step the optimizer and clear the gradients.
-
-        With nan_policy="skip", a window that saw a NaN/inf loss is dropped instead (counted in
-        `state.skipped_updates` and logged as `train.skipped_updates`).
-        """
-        if self.config.nan_policy == "skip" and not self._loss_tracker.close_window():
-            self.optimizer.zero_grad(set_to_none=True)
-            self.state.skipped_updates += 1
-            return
-        if self.config.max_grad_norm is not None:  # the returned norm stays on the device (no sync)
+    def clip_gradients(self) -> None:
+        """Clip the gradients to `max_grad_norm` (if set); the pre-clip norm stays on the device."""
+        if self.config.max_grad_norm is not None:
             self.grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+
+    def optimization_step(self) -> None:
+        """Step the optimizer and clear the gradients (Hezar's minimum: override freely).
+
+        The loop around it counts the update, steps the LR scheduler, drops NaN windows
+        (nan_policy="skip") and fires on_optimizer_step, whatever an override does here.
+        """
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.state.optimizer_steps += 1
 
     def lr_scheduling_step(self) -> None:
         """Step the LR scheduler every `lr_scheduling_steps` updates (plateau: after evaluations)."""
@@ -214,7 +286,7 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         resumed = self._resume_if_requested()
         self.logger = TrainingLogger(
             self.logs_dir,
-            columns=self._log_columns(),
+            columns=building.log_columns(self.config, self.metrics_handler.metric_names),
             resume_step=self.state.global_step if resumed else None,
             enabled=self.is_main_process,
         )
@@ -263,10 +335,8 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
                 loss = self.training_step(batch)
                 self._advance(loss)
                 if self._update_due:
-                    self.optimization_step()
-                    self.lr_scheduling_step()
-                    self.callbacks.fire("on_optimizer_step", self)
-                self.callbacks.fire("on_step_end", self)
+                    self._update()
+                self.callbacks.fire_step_end(self, loss)
                 progress.update()
                 epoch_ended = self._after_step(progress)
                 if epoch_ended or self._finished():
@@ -282,7 +352,23 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         state.global_step += 1
         state.epoch_step += 1
         state.epoch_samples = self._position.advance()
-        self._loss_tracker.add(loss, state)
+        self.loss_tracker.add(loss, state)
+
+    def _update(self) -> None:
+        """End an accumulation window: the bookkeeping around `clip_gradients` and `optimization_step`.
+
+        With nan_policy="skip", a window that saw a NaN/inf loss is dropped instead (counted in
+        `state.skipped_updates` and logged as `train.skipped_updates`).
+        """
+        if self.config.nan_policy == "skip" and not self.loss_tracker.close_window():
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped_updates += 1
+        else:
+            self.clip_gradients()
+            self.optimization_step()
+            self.state.optimizer_steps += 1
+        self.lr_scheduling_step()
+        self.callbacks.fire("on_optimizer_step", self)
 
     def _after_step(self, progress: Progress) -> bool:
         """Log, evaluate, end the epoch and save when due; returns True when this epoch's loop ends.
@@ -317,18 +403,18 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             self.callbacks.fire("on_epoch_end", self)
         if save_due or self.control.should_save:
             self.control.should_save = False
-            self._save_checkpoint()
+            self.save_checkpoint()
         return epoch_over
 
     def _check_losses_finite(self) -> None:
         """With nan_policy="stop", raise if any loss since the start was NaN/inf (a host sync)."""
         if self.config.nan_policy == "stop":
-            self._loss_tracker.raise_if_nonfinite(self._last_checkpoint_hint)
+            self.loss_tracker.raise_if_nonfinite(self.checkpointer.last_checkpoint_hint)
 
     def _training_logs(self) -> dict[str, float]:
         """The mean training loss since the last log and the learning rate (a host sync, by design)."""
         logs = {"learning_rate": float(self.optimizer.param_groups[0]["lr"])}
-        mean_loss = self._loss_tracker.take_mean(self.state)
+        mean_loss = self.loss_tracker.take_mean(self.state)
         if mean_loss is not None:
             logs["train.loss"] = mean_loss
         if self.config.nan_policy == "skip":
@@ -337,7 +423,6 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
 
     def _evaluate_during_training(self, step: int) -> None:
         metrics = {f"evaluation.{key}": value for key, value in self.evaluate().items()}
-        self.state.last_eval_step = step
         value = metrics.get(self.config.metric_for_best_model)
         if self.state.improve_best(value, step, maximize=self._maximize_best_metric()) and (
             self.config.load_best_model_at_end or self.config.save_total_limit
@@ -383,18 +468,54 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         """Write `logs` at `step` to the CSV and TensorBoard logs (main process) and tell callbacks."""
         if self.logger is not None:
             self.logger.log(logs, step=step, epoch=self.state.epoch)
-        self.state.last_log_step = step
         self._last_logs.update(logs)
         self.callbacks.fire("on_log", self, logs=logs)
 
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, include_logs: bool = True) -> Path:
+        """Save the model, configs, optimizer/scheduler/state, RNG and logs into `path`, atomically.
+
+        Call it on every process. What is written is the table in checkpoint/state_files.py.
+
+        Raises:
+            CheckpointWriteError: an OSError while writing (e.g. a full disk); nothing half-written is
+                left behind and the previous checkpoint is intact (the message names it).
+        """
+        path = self.checkpointer.save(self, path, include_logs=include_logs)
+        self.callbacks.fire("on_save", self, path=str(path))
+        return path
+
+    def save_checkpoint(self) -> Path:
+        """Save this step's checkpoint into checkpoints_dir, then rotate to `save_total_limit`."""
+        path = self.checkpointer.step_checkpoint_path(self.state.global_step)
+        if self.state.best_step == self.state.global_step:
+            self.state.best_checkpoint = str(path)
+        self.save(path, include_logs=False)
+        self.checkpointer.rotate(self.config.save_total_limit, keep=[self.state.best_checkpoint])
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore everything `save` wrote: weights, optimizer, scheduler, state, RNG, callbacks."""
+        self.checkpointer.load(self, path)
+        self.callbacks.fire("on_load", self, path=str(path))
+
+    def _resume_if_requested(self) -> Path | None:
+        """Load the checkpoint `resume_from_checkpoint` names; None for a fresh run (checked first)."""
+        path = self.checkpointer.resume_path(self.config.resume_from_checkpoint)
+        if path is None:
+            self.checkpointer.clear_for_fresh_run(self.config.overwrite_output_dir)
+        else:
+            self.load_checkpoint(path)
+        return path
+
     def load_csv_logs(self) -> Any:
         """The run's CSV logs as a pandas DataFrame, one row per logged step."""
-        from tamrin.trainer.logging import load_logs
+        from tamrin.trainer.logs.logger import load_logs
 
         return load_logs(self.logs_dir)
 
     def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool = False, **kwargs: Any) -> str:
         """Push the trained model, configs, state and logs to the Hub in one commit (see tamrin.hub)."""
-        from tamrin.trainer.publishing import push_trainer_to_hub
+        from tamrin.trainer.checkpoint.publishing import push_trainer_to_hub
 
         return push_trainer_to_hub(self, repo_id, commit_message=commit_message, private=private, **kwargs)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tamrin.trainer.logging import _FIXED_COLUMNS, _unique, _with_step_column
+from tamrin.trainer.logs.logger import _FIXED_COLUMNS, _unique, _with_step_column
 
 if TYPE_CHECKING:
     import pandas as pd
