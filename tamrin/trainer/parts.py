@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from accelerate import Accelerator
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model
 from tamrin.trainer import building
-from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl
+from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl, TrainerView
 from tamrin.trainer.checkpoint import Checkpointer
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.logs.logger import TrainingLogger
@@ -184,8 +184,12 @@ class TrainerParts:
                 left behind and the previous checkpoint is intact (the message names it).
         """
         path = self.checkpointer.save(self, path, include_logs=include_logs)
-        self.callbacks.fire("on_save", self, path=str(path))
+        self.callbacks.fire("on_save", self._view(), path=str(path))
         return path
+
+    def _view(self) -> TrainerView:
+        """This object as callbacks see it (a TrainerParts is always a Trainer, which has the whole view)."""
+        return cast(TrainerView, self)
 
     def save_checkpoint(self) -> Path:
         """Save this step's checkpoint into checkpoints_dir, then rotate to `save_total_limit`."""
@@ -199,7 +203,7 @@ class TrainerParts:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore everything `save` wrote: weights, optimizer, scheduler, state, RNG, callbacks."""
         self.checkpointer.load(self, path)
-        self.callbacks.fire("on_load", self, path=str(path))
+        self.callbacks.fire("on_load", self._view(), path=str(path))
 
     def _resume_if_requested(self) -> Path | None:
         """Load the checkpoint `resume_from_checkpoint` names; None for a fresh run (checked first)."""

@@ -27,6 +27,7 @@ from tamrin.trainer.modeling import (
 )
 from tamrin.trainer.optim import PLATEAU_SCHEDULERS
 from tamrin.trainer.parts import TrainerParts
+from tamrin.trainer.steps import StepPlan
 
 __all__ = ["Trainer"]
 
@@ -127,13 +128,14 @@ class Trainer(TrainerParts):
         loss = self.compute_loss(outputs, batch)
         self.metrics_handler.update_loss(loss.detach(), batch_size_of(batch))
         if self.config.evaluate_with_generate:
-            outputs = self.unwrapped_model.generate(**generation_inputs(batch, self._forward_keys))
+            generate = self.unwrapped_model.generate  # evaluate_with_generate: the model must define generate()
+            outputs = generate(**generation_inputs(batch, self._forward_keys))  # type: ignore[operator]
         self.metrics_handler.update(outputs, batch)
 
     # -- the loops ----------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
         """Train as configured (resuming if asked); returns the final logs."""
-        if self.train_dataloader is None:
+        if self.train_dataloader is None or self.plan is None:
             raise ValueError("Trainer.train() needs a `train_dataset`.")
         resumed = self._resume_if_requested()
         self.logger = TrainingLogger(
@@ -148,7 +150,7 @@ class Trainer(TrainerParts):
                                num_processes=processes, start_step=start), flush=True)  # fmt: skip
         self.callbacks.fire("on_train_begin", self)
         try:
-            while self.state.epoch < self.plan.num_epochs and not self._finished():
+            while self.state.epoch < self._plan.num_epochs and not self._finished():
                 self.callbacks.fire("on_epoch_begin", self)
                 self.inner_training_loop(self.state.epoch)
             self._check_losses_finite()
@@ -159,21 +161,32 @@ class Trainer(TrainerParts):
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
         return dict(self._last_logs)
 
+    @property
+    def _plan(self) -> StepPlan:
+        """The step plan of a Trainer that has training data (train() checked that it has)."""
+        assert self.plan is not None, "only a Trainer with a train_dataset has a step plan"
+        return self.plan
+
+    @property
+    def _loader(self) -> DataLoader:
+        assert self.train_dataloader is not None, "only a Trainer with a train_dataset has a training loader"
+        return self.train_dataloader
+
     def _finished(self) -> bool:
-        return self.control.should_stop or self.plan.reached_max_steps(self.state.global_step)
+        return self.control.should_stop or self._plan.reached_max_steps(self.state.global_step)
 
     def inner_training_loop(self, epoch: int) -> None:
         """One epoch, from the sampler's resumed position to its end (or max_steps / a stop).
 
         on_epoch_end fires once, from `_after_step` before the epoch's last save.
         """
-        loader = self.train_dataloader
+        loader = self._loader
         self._position.start(loader, epoch=epoch, position=self.state.epoch_samples, seed=self.config.seed)
         progress = Progress(
             self.progress_mode,
-            total=self.plan.steps_per_epoch,
+            total=self._plan.steps_per_epoch,
             initial=self.state.epoch_step,
-            description=f"Epoch {epoch + 1}/{self.plan.num_epochs}",
+            description=f"Epoch {epoch + 1}/{self._plan.num_epochs}",
         )
         self.model.train()
         epoch_ended = False
@@ -181,7 +194,7 @@ class Trainer(TrainerParts):
             for batch in loader:
                 self.callbacks.fire("on_step_begin", self)
                 batch = self.prepare_input_batch(batch)
-                self._update_due = self.plan.is_update_step(
+                self._update_due = self._plan.is_update_step(
                     self.state.epoch_step + 1, self.state.global_step + 1, last_batch=self._position.next_is_last()
                 )
                 loss = self.training_step(batch)
@@ -232,15 +245,15 @@ class Trainer(TrainerParts):
         step = self.state.global_step
         if end_of_epoch:
             self.state.end_epoch()
-        end_of_run = self.plan.reached_max_steps(step) or (end_of_epoch and self.state.epoch >= self.plan.num_epochs)
+        end_of_run = self._plan.reached_max_steps(step) or (end_of_epoch and self.state.epoch >= self._plan.num_epochs)
         when = {"end_of_epoch": end_of_epoch, "end_of_run": end_of_run}
-        log_due = self.plan.due(self.plan.log_steps, step, **when)
+        log_due = self._plan.due(self._plan.log_steps, step, **when)
         evaluate_due = (
             self.config.do_evaluate
             and self.eval_dataset is not None
-            and (self.plan.due(self.plan.eval_steps, step, **when) or self.control.should_evaluate)
+            and (self._plan.due(self._plan.eval_steps, step, **when) or self.control.should_evaluate)
         )
-        save_due = self.plan.due(self.plan.save_steps, step, **when) or self.control.should_save
+        save_due = self._plan.due(self._plan.save_steps, step, **when) or self.control.should_save
         if log_due or evaluate_due or save_due:
             self._check_losses_finite()
         if log_due:
