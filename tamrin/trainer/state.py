@@ -105,5 +105,8 @@ class TrainerState:
     def load(cls, path: str | os.PathLike) -> TrainerState:
         """Read a state written by `save`."""
         state = cls()
-        state.load_state_dict(OmegaConf.to_container(OmegaConf.load(path)))
+        values = OmegaConf.to_container(OmegaConf.load(Path(path)))
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} is not a trainer state: it holds a {type(values).__name__}, not a mapping.")
+        state.load_state_dict({str(key): value for key, value in values.items()})
         return state

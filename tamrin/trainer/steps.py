@@ -140,15 +140,16 @@ class EpochPosition:
     """
 
     def __init__(self) -> None:
-        self.loader: DataLoader | None = None
+        self.loader: Any = None  # the DataLoader of the epoch in progress
         self.steps = 0
         self.num_batches = 0
         self.last_step = 0
 
     def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int) -> None:
         """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch."""
-        loader.sampler.set_epoch(epoch)
-        loader.sampler.set_start_index(position)
+        sampler: Any = loader.sampler  # a RangedSampler (or one with its interface)
+        sampler.set_epoch(epoch)
+        sampler.set_start_index(position)
         loader.generator.manual_seed(seed * 1_000_003 + epoch)
         self.loader = loader
         self.steps = 0

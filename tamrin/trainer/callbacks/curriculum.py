@@ -147,6 +147,8 @@ class SelfPacedCurriculum(Curriculum):
         epoch = trainer.state.epoch
         if epoch % self.every or epoch == self.last_scored_epoch:
             return
+        if self.sampler is None:
+            raise RuntimeError(f"{type(self).__name__} has no sampler: the Trainer did not ask it for one.")
         self.sampler.set_scores(self.score(trainer))
         self.last_scored_epoch = epoch
 

@@ -152,7 +152,9 @@ def os_error_in(err: BaseException) -> OSError | None:
     context is the OSError of the file write, safetensors an error that ends "(os error 28)".
     """
     seen: set[int] = set()
-    while err is not None and id(err) not in seen:
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        err = current
         seen.add(id(err))
         if isinstance(err, OSError):
             return err
@@ -160,7 +162,7 @@ def os_error_in(err: BaseException) -> OSError | None:
         if match:
             number = int(match.group(1))
             return OSError(number, os.strerror(number))
-        err = err.__cause__ or err.__context__
+        current = err.__cause__ or err.__context__
     return None
 
 
@@ -173,7 +175,7 @@ def checkpoint_write_error(err: OSError, path: Path, checkpoints_dir: Path | Non
         checkpoints_dir: the run's checkpoints folder, to name the checkpoint a resume would use.
     """
     path = Path(path)
-    reason, fix = _WRITE_ERRORS.get(err.errno, (err.strerror or str(err), "Fix the cause above"))
+    reason, fix = _WRITE_ERRORS.get(err.errno or 0, (err.strerror or str(err), "Fix the cause above"))
     where = f" (at {err.filename})" if getattr(err, "filename", None) else ""
     latest = list_checkpoints(checkpoints_dir) if checkpoints_dir else []
     previous = (
@@ -200,7 +202,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ValueError(f"{path} cannot be read: {err}") from err
     if not isinstance(manifest, dict) or "files" not in manifest or "global_step" not in manifest:
         raise ValueError(f"{path} is not a tamrin checkpoint manifest")
-    return manifest
+    return {str(key): value for key, value in manifest.items()}
 
 
 def verify_checkpoint(directory: Path, *, check_hashes: bool = True) -> str | None:

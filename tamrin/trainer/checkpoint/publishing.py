@@ -323,7 +323,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    return data if isinstance(data, dict) else {}
+    return {str(key): value for key, value in data.items()} if isinstance(data, dict) else {}
 
 
 def _count_parameters(weights: Path) -> int | None:

@@ -17,7 +17,7 @@ __all__ = ["capture_rng_state", "restore_rng_state"]
 def capture_rng_state() -> dict[str, Any]:
     """Every RNG state of this process, in types that `torch.load(weights_only=True)` accepts."""
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     state: dict[str, Any] = {
         "python": {"version": version, "state": list(internal), "gauss": gauss},
         "numpy": {

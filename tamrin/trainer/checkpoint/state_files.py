@@ -127,9 +127,9 @@ def _save_trainer_config(trainer: Checkpointable, staging: Path, context: SaveCo
 
 
 def _save_dataset_config(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
-    dataset_config = getattr(trainer.train_dataset, "config", None)
-    if callable(getattr(dataset_config, "save", None)):  # a tamrin Dataset: its config travels with the run
-        dataset_config.save(staging / TRAIN_DIR)
+    save = getattr(getattr(trainer.train_dataset, "config", None), "save", None)
+    if callable(save):  # a tamrin Dataset: its config travels with the run
+        save(staging / TRAIN_DIR)
 
 
 # -- progress and optimization state --------------------------------------------------------------

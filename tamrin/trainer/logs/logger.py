@@ -12,7 +12,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +72,7 @@ class TrainingLogger:
         if not enabled:
             return
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        header, rows = list(_FIXED_COLUMNS), []
+        header, rows = list(_FIXED_COLUMNS), cast(list[list[str]], [])
         if resume_step is not None and self.csv_path.exists():
             loaded = _read_rows(self.csv_path, repair=True)
             if loaded is not None:

@@ -45,9 +45,9 @@ def summarize_logs(df: pd.DataFrame, objectives: Mapping[str, str] | None = None
     import pandas as pd
 
     objectives = dict(objectives or {})
-    for name, objective in objectives.items():
-        if objective not in ("min", "max"):
-            raise ValueError(f"`objectives[{name!r}]={objective!r}` must be 'min' or 'max'")
+    for name, given in objectives.items():
+        if given not in ("min", "max"):
+            raise ValueError(f"`objectives[{name!r}]={given!r}` must be 'min' or 'max'")
     df = _with_step_column(df).sort_values("step", kind="stable").reset_index(drop=True)
     records = []
     for column in (c for c in df.columns if c not in _FIXED_COLUMNS):
