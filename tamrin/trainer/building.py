@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from torch.utils.data import DataLoader
 
 from tamrin.datasets import RangedSampler
@@ -30,6 +31,7 @@ __all__ = [
     "build_config_optimizer",
     "build_config_lr_scheduler",
     "build_task_metrics_handler",
+    "direct_backward_and_optimizer",
 ]
 
 
@@ -117,3 +119,23 @@ def log_columns(config: TrainerConfig, metric_names: Iterable[str]) -> list[str]
     names = ["loss", *(name for name in metric_names if name != "loss")]
     skipped = ["train.skipped_updates"] if config.nan_policy == "skip" else []
     return ["train.loss", "learning_rate", *skipped, *(f"evaluation.{name}" for name in names)]
+
+
+def direct_backward_and_optimizer(accelerator: Any, optimizer: Any) -> tuple[Callable[[torch.Tensor], None], Any]:
+    """`loss.backward` and the torch optimizer itself, where accelerate's wrappers add nothing to this run.
+
+    accelerate's `backward` divides the loss by its accumulation steps (1 here: tamrin accumulates
+    itself) and `AcceleratedOptimizer.step` / `zero_grad` look up an optional package and a
+    signature on every call (~40-60 µs a step on CPU). Without a GradScaler, DeepSpeed, Megatron
+    or XLA, and with accelerate's accumulation at 1, the direct calls do exactly the same work.
+    Otherwise (fp16, an accelerator configured for its own accumulation, ...) both stay accelerate's.
+    """
+    wrapped_engines = {DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM, DistributedType.XLA}
+    plain = (
+        getattr(accelerator, "scaler", None) is None
+        and accelerator.gradient_accumulation_steps == 1
+        and accelerator.distributed_type not in wrapped_engines
+    )
+    if not plain:
+        return accelerator.backward, optimizer
+    return torch.Tensor.backward, getattr(optimizer, "optimizer", optimizer)

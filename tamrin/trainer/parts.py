@@ -79,6 +79,7 @@ class TrainerParts:
         self.plan = StepPlan.from_config(config, len(self.train_dataloader)) if self.train_dataloader else None
         self.optimizer = optimizer or self.create_optimizer()
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self._backward, self._step_optimizer = building.direct_backward_and_optimizer(self.accelerator, self.optimizer)
         self.metrics_handler = metrics_handler or self.create_metrics_handler()
         check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
         self.lr_scheduler = lr_scheduler if lr_scheduler is not None else self.create_lr_scheduler()
@@ -136,8 +137,8 @@ class TrainerParts:
 
     def create_lr_scheduler(self) -> Any:
         """The scheduler named in the config (None when none is named), sized by the step plan."""
-        return building.build_config_lr_scheduler(
-            self.config, self.optimizer, self.plan, maximize=self._maximize_best_metric()
+        return building.build_config_lr_scheduler(  # on the optimizer the loop steps, which it counts
+            self.config, self._step_optimizer, self.plan, maximize=self._maximize_best_metric()
         )
 
     def create_metrics_handler(self) -> MetricsHandler:

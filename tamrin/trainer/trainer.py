@@ -94,7 +94,7 @@ class Trainer(TrainerParts):
             loss = self.compute_loss(outputs, batch)
             if loss.dim() > 0:  # per-sample losses: their mean is the batch loss
                 loss = loss.mean()
-            self.accelerator.backward(loss)
+            self._backward(loss)  # accelerate's backward, or loss.backward() where that is all it does
         return loss.detach()
 
     def clip_gradients(self) -> None:
@@ -108,8 +108,9 @@ class Trainer(TrainerParts):
         The loop around it counts the update, steps the LR scheduler, drops NaN windows
         (nan_policy="skip") and fires on_optimizer_step, whatever an override does here.
         """
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer = self._step_optimizer  # `self.optimizer`, or the torch optimizer it wraps (same work, ~50 µs less)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     def lr_scheduling_step(self) -> None:
         """Step the LR scheduler every `lr_scheduling_steps` updates (plateau: after evaluations)."""
