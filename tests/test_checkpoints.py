@@ -34,8 +34,8 @@ from tamrin.trainer.checkpoint.files import (
     remove_stale_directories,
     rotate_checkpoints,
     verify_checkpoint,
-    write_manifest,
 )
+from tamrin.trainer.checkpoint.manifest import write_manifest
 from tamrin.trainer.checkpoint.store import load_torch
 
 TRAIN_FILES = ("trainer_config.yaml", "trainer_state.yaml", "optimizer.pt", "lr_scheduler.pt", "rng_state.pt")

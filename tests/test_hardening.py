@@ -32,8 +32,8 @@ from tamrin.trainer.checkpoint.files import (
     checkpoint_name,
     read_manifest,
     verify_checkpoint,
-    write_manifest,
 )
+from tamrin.trainer.checkpoint.manifest import write_manifest
 from tamrin.trainer.logs.logger import CSV_FILENAME, load_logs
 from tamrin.trainer.nonfinite import NonFiniteLossError
 

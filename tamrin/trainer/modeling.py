@@ -17,7 +17,10 @@ from typing import Any, cast
 import torch
 from safetensors.torch import load_model, save_model
 
+from tamrin import hub
 from tamrin.configs import ConfigError
+from tamrin.models import Model
+from tamrin.models.base import HUB_NON_MODEL_FILES
 
 __all__ = [
     "WEIGHTS_NAME",
@@ -38,8 +41,6 @@ WEIGHTS_NAME = "model.safetensors"
 
 def is_tamrin_model(model: torch.nn.Module) -> bool:
     """Whether `model` is a tamrin `Model` (which saves its own config and preprocessor)."""
-    from tamrin.models import Model
-
     return isinstance(model, Model)
 
 
@@ -55,12 +56,8 @@ def prepare_model(model: torch.nn.Module, *, init_weights_from: str | None, comp
     if init_weights_from:
         directory = Path(init_weights_from)
         if not directory.exists():
-            from tamrin import hub
-
             if not hub.is_repo_id(init_weights_from):
                 raise FileNotFoundError(f"`init_weights_from={init_weights_from!r}`: no such directory or Hub repo id.")
-            from tamrin.models.base import HUB_NON_MODEL_FILES
-
             directory = hub.download(init_weights_from, ignore_patterns=HUB_NON_MODEL_FILES)  # weights only
         load_model_weights(model, directory)
     return cast(torch.nn.Module, torch.compile(model)) if compile else model
@@ -184,8 +181,6 @@ def _class_defines_compute_loss(model_class: type) -> bool:
     method = getattr(model_class, "compute_loss", None)
     if not callable(method):
         return False
-    from tamrin.models import Model
-
     return method is not Model.compute_loss
 
 

@@ -23,8 +23,9 @@ from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model
 from tamrin.trainer import building
 from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl, TrainerView
 from tamrin.trainer.checkpoint import Checkpointer
+from tamrin.trainer.checkpoint.publishing import push_trainer_to_hub
 from tamrin.trainer.config import TrainerConfig
-from tamrin.trainer.logs.logger import TrainingLogger
+from tamrin.trainer.logs.logger import TrainingLogger, load_logs
 from tamrin.trainer.logs.progress import resolve_progress_mode
 from tamrin.trainer.loss_tracking import LossTracker
 from tamrin.trainer.modeling import adopt_data_preprocessor, forward_keys, prepare_model
@@ -217,12 +218,8 @@ class TrainerParts:
 
     def load_csv_logs(self) -> Any:
         """The run's CSV logs as a pandas DataFrame, one row per logged step."""
-        from tamrin.trainer.logs.logger import load_logs
-
         return load_logs(self.logs_dir)
 
     def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool = False, **kwargs: Any) -> str:
         """Push the trained model, configs, state and logs to the Hub in one commit (see tamrin.hub)."""
-        from tamrin.trainer.checkpoint.publishing import push_trainer_to_hub
-
         return push_trainer_to_hub(self, repo_id, commit_message=commit_message, private=private, **kwargs)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import random
 
+import accelerate
 import numpy as np
 import torch
 from accelerate import Accelerator
 
 from tamrin.configs import ConfigError
 from tamrin.trainer.config import TrainerConfig
+from tamrin.version import __version__
 
 __all__ = ["build_accelerator", "check_supported_engine", "seed_everything", "run_info", "config_hash"]
 
@@ -84,13 +86,9 @@ def config_hash(config: TrainerConfig) -> str:
 
 def run_info(config: TrainerConfig, world_size: int, global_step: int) -> dict[str, object]:
     """What a checkpoint manifest records besides its files."""
-    import accelerate
-
-    import tamrin
-
     return {
         "global_step": global_step,
-        "tamrin_version": tamrin.__version__,
+        "tamrin_version": __version__,
         "torch_version": str(torch.__version__),
         "accelerate_version": accelerate.__version__,
         "world_size": world_size,

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tamrin import hub
 from tamrin.configs import ConfigError
 from tamrin.trainer.checkpoint import files
 from tamrin.trainer.checkpoint.resume_rules import apply_current_optimizer_settings, warn_config_differences
@@ -151,8 +152,6 @@ def _checkpoint_source(request: str) -> Path:
     path = Path(request)
     if path.is_dir():
         return path
-    from tamrin import hub  # the Hub client is only needed for a repo id
-
     if not path.exists() and hub.is_repo_id(request):
         return hub.download(request)
     raise FileNotFoundError(f"`resume_from_checkpoint={request!r}`: no such checkpoint directory or Hub repo id.")

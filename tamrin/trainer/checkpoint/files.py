@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -24,10 +23,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from tamrin.trainer.checkpoint.manifest import MANIFEST, sha256_of
 from tamrin.trainer.checkpoint.store import CheckpointStore
 
 __all__ = [
-    "MANIFEST",
+    "MANIFEST",  # re-exported: where a checkpoint lists its files
     "TRAIN_DIR",
     "CheckpointInfo",
     "CheckpointWriteError",
@@ -41,10 +41,8 @@ __all__ = [
     "read_manifest",
     "rotate_checkpoints",
     "remove_stale_directories",
-    "write_manifest",
 ]
 
-MANIFEST = "manifest.yaml"
 TRAIN_DIR = "train"
 STEP_WIDTH = 8
 _TMP_PREFIX = ".tmp-"
@@ -63,25 +61,6 @@ class CheckpointInfo:
 
     path: Path
     global_step: int
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_manifest(directory: Path, info: dict[str, Any]) -> None:
-    """Record every file's size and sha256 (and `info`) in `directory/manifest.yaml`."""
-    files = {
-        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
-        for path in sorted(directory.rglob("*"))
-        if path.is_file() and path.name != MANIFEST
-    }
-    manifest = OmegaConf.create({**info, "files": files})
-    (directory / MANIFEST).write_text(OmegaConf.to_yaml(manifest), encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -218,7 +197,7 @@ def verify_checkpoint(directory: Path, *, check_hashes: bool = True) -> str | No
             return f"{path} is missing"
         if path.stat().st_size != expected["size"]:
             return f"{path} is truncated or altered ({path.stat().st_size} bytes, expected {expected['size']})"
-        if check_hashes and _sha256(path) != expected["sha256"]:
+        if check_hashes and sha256_of(path) != expected["sha256"]:
             return f"{path} is damaged (its sha256 differs from the manifest)"
     return None
 

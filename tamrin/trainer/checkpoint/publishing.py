@@ -33,9 +33,12 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 
 from tamrin import hub
-from tamrin.trainer.checkpoint.files import MANIFEST, TRAIN_DIR, read_manifest, write_manifest
+from tamrin.trainer.checkpoint.files import TRAIN_DIR, read_manifest
+from tamrin.trainer.checkpoint.manifest import MANIFEST, write_manifest
 from tamrin.trainer.checkpoint.state_files import LOGS_DIR, is_resume_only
-from tamrin.trainer.logs.logger import CSV_FILENAME
+from tamrin.trainer.logs.logger import CSV_FILENAME, load_logs
+from tamrin.trainer.logs.review import summarize_logs
+from tamrin.version import __version__
 
 __all__ = ["push_trainer_to_hub", "push_checkpoint_to_hub", "push_staged_folder", "best_metrics", "model_card"]
 
@@ -272,7 +275,6 @@ class _RunFacts:
 
 def model_card(facts: _RunFacts, repo_id: str) -> str:
     """The README.md of a push: `tamrin.hub.render_model_card` with the run's metrics and settings."""
-    import tamrin
 
     return hub.render_model_card(
         repo_id=repo_id,
@@ -280,7 +282,7 @@ def model_card(facts: _RunFacts, repo_id: str) -> str:
         model_name=repo_id.split("/")[-1],
         best_metrics=best_metrics(facts.logs_csv, facts.state, facts.trainer_config.get("metric_for_best_model")),
         training_settings=facts.settings(),
-        library_version=tamrin.__version__,
+        library_version=__version__,
     )
 
 
@@ -297,9 +299,6 @@ def best_metrics(logs_csv: Path, state: Mapping[str, Any], metric_for_best_model
     """
     metrics: dict[str, float] = {}
     if logs_csv.is_file():
-        from tamrin.trainer.logs.logger import load_logs
-        from tamrin.trainer.logs.review import summarize_logs
-
         logs = load_logs(logs_csv)
         columns = [c for c in logs.columns if c.startswith("evaluation.")]
         row = logs[logs["step"] == state.get("best_step")][columns] if columns else logs.iloc[0:0]

@@ -16,6 +16,9 @@ from typing import Any
 
 import torch
 
+from tamrin.trainer.checkpoint.manifest import write_manifest
+from tamrin.trainer.modeling import save_model_weights
+
 __all__ = ["CheckpointStore", "load_torch", "save_torch"]
 
 
@@ -58,8 +61,6 @@ class CheckpointStore:
 
     def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
         """model.safetensors and the model's config/preprocessor files."""
-        from tamrin.trainer.modeling import save_model_weights
-
         save_model_weights(model, directory)
 
     def copy_file(self, source: Path, destination: Path) -> None:
@@ -67,8 +68,6 @@ class CheckpointStore:
 
     def write_manifest(self, directory: Path, info: dict[str, Any]) -> None:
         """Write `directory/manifest.yaml` (each file's size and sha256, plus `info`): the last file written."""
-        from tamrin.trainer.checkpoint.files import write_manifest
-
         write_manifest(directory, info)
 
     # -- making it durable ---------------------------------------------------------------------------
