@@ -200,11 +200,6 @@ def test_gradient_accumulation_with_full_windows_matches_hf(tmp_path: Path) -> N
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: the epoch's last, short accumulation window is divided by gradient_accumulation_steps, "
-    "not by the batches it holds",
-)
 def test_gradient_accumulation_with_a_short_last_window_matches_hf(tmp_path: Path) -> None:
     """3 batches an epoch, 2 per update: each epoch's second update has one batch, which HF divides by 1.
 

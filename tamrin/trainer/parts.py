@@ -29,7 +29,12 @@ from tamrin.trainer.logs.logger import TrainingLogger, load_logs
 from tamrin.trainer.logs.progress import resolve_progress_mode
 from tamrin.trainer.loss_tracking import LossTracker
 from tamrin.trainer.modeling import adopt_data_preprocessor, forward_keys, prepare_model
-from tamrin.trainer.runtime import build_accelerator, check_supported_engine, seed_everything
+from tamrin.trainer.runtime import (
+    build_accelerator,
+    check_accelerator_accumulation,
+    check_supported_engine,
+    seed_everything,
+)
 from tamrin.trainer.state import TrainerState
 from tamrin.trainer.steps import EpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
 
@@ -57,6 +62,7 @@ class TrainerParts:
             raise TypeError(f"`config` must be a TrainerConfig, got {type(config).__name__}.")
         self.config = config
         self.accelerator = accelerator or build_accelerator(config)
+        check_accelerator_accumulation(self.accelerator, config)
         check_supported_engine(self.accelerator)
         seed_everything(config.seed)
         self.train_dataset = train_dataset
@@ -91,6 +97,8 @@ class TrainerParts:
         self._eval_loaders: dict[int, DataLoader] = {}
         self._last_logs: dict[str, float] = {}
         self._update_due = True
+        self._window = 1  # batches in the current accumulation window (the loss divisor)
+        self._accelerate_divisor = self.accelerator.gradient_accumulation_steps  # accelerate's backward divides by it
         self._position = EpochPosition()  # the training loader's place in its epoch (resume-aware)
 
     @property

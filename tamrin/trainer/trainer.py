@@ -94,8 +94,20 @@ class Trainer(TrainerParts):
             loss = self.compute_loss(outputs, batch)
             if loss.dim() > 0:  # per-sample losses: their mean is the batch loss
                 loss = loss.mean()
-            self._backward(loss)  # accelerate's backward, or loss.backward() where that is all it does
+            self.backward(loss)
         return loss.detach()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate a batch's loss, scaled for its accumulation window (call it from an override).
+
+        The gradient of an update is the mean of its batches' gradients: each loss is divided by the
+        number of batches its window really holds, so the epoch's short last window counts as much as
+        a full one (the HF Trainer does the same). Token-level losses are averaged per batch first.
+        """
+        window, divisor = self._window, self._accelerate_divisor
+        if window != divisor:  # an Accelerator passed in with the config's accumulation divides by it
+            loss = loss / window if divisor == 1 else loss * (divisor / window)
+        self._backward(loss)  # accelerate's backward, or loss.backward() where that is all it does
 
     def clip_gradients(self) -> None:
         """Clip the gradients to `max_grad_norm` (if set); the pre-clip norm stays on the device."""
@@ -198,6 +210,8 @@ class Trainer(TrainerParts):
                 self._update_due = self._plan.is_update_step(
                     self.state.epoch_step + 1, self.state.global_step + 1, last_batch=self._position.next_is_last()
                 )
+                if self._plan.accumulation > 1:
+                    self._window = self._window_size()
                 loss = self.training_step(batch)
                 self._advance(loss)
                 if self._update_due:
@@ -211,6 +225,14 @@ class Trainer(TrainerParts):
             progress.close()
         if not epoch_ended:  # stopped after the step's save (e.g. by a callback's on_save)
             self.callbacks.fire("on_epoch_end", self)
+
+    def _window_size(self) -> int:
+        """The batches in the accumulation window of the coming step (the epoch's or run's end cuts it short)."""
+        state, plan = self.state, self._plan
+        last = state.epoch_step + self._position.batches_left()
+        if plan.max_steps is not None:
+            last = min(last, state.epoch_step + plan.max_steps - state.global_step)
+        return plan.window_size(state.epoch_step + 1, last)
 
     def _advance(self, loss: torch.Tensor) -> None:
         """Count the step, move the global sample position, and track the loss (no host sync)."""
