@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
+from tamrin.trainer.callbacks import Callback
 
 
 class Line(nn.Module):
@@ -140,3 +141,52 @@ def test_an_optimization_step_override_as_hezar_documents_keeps_counting_and_sch
     assert overridden.state.optimizer_steps == plain.state.optimizer_steps == 8
     assert overridden.optimizer.param_groups[0]["lr"] == plain.optimizer.param_groups[0]["lr"]
     assert overridden.unwrapped_model.w.item() == pytest.approx(plain.unwrapped_model.w.item(), rel=1e-6)
+
+
+# -- the LR schedule's cadence ----------------------------------------------------------------------
+class Rates(Callback):
+    """The learning rate each update uses."""
+
+    def __init__(self) -> None:
+        self.used: list[float] = []
+
+    def on_step_begin(self, trainer) -> None:
+        self.used.append(trainer.optimizer.param_groups[0]["lr"])
+
+
+def test_lr_scheduling_steps_on_a_warmup_schedule_warns_that_it_does_not_apply(tmp_path):
+    with pytest.warns(UserWarning, match=r"`lr_scheduling_steps=5` does not apply to lr_scheduler='linear'"):
+        Trainer(Line(), config(tmp_path, lr_scheduler="linear", lr_scheduling_steps=5), train_dataset=Pairs(4))
+
+
+def test_the_first_line_of_a_run_says_when_the_scheduler_steps(tmp_path, capsys):
+    cfg = config(tmp_path, lr_scheduler="exponential", lr_scheduler_kwargs={"gamma": 0.5}, progress="plain")
+    Trainer(Line(), cfg, train_dataset=Pairs(4)).train()
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.endswith("LR scheduler 'exponential' steps once per epoch.")
+
+
+def test_lr_scheduling_steps_counts_training_steps_as_hezar_does(tmp_path):
+    """Accumulation 2, lr_scheduling_steps=3: the scheduler steps after the updates whose window holds
+    step 3, 6, 9, ... (Hezar counts batches), not every third update."""
+    rates = Rates()
+    cfg = config(
+        tmp_path,
+        gradient_accumulation_steps=2,
+        lr_scheduler="exponential",
+        lr_scheduler_kwargs={"gamma": 0.5},
+        lr_scheduling_steps=3,
+        learning_rate=1.0,
+    )
+    Trainer(Line(), cfg, train_dataset=Pairs(12), callbacks=[rates]).train()
+    # steps 1-2 (update 1), 3-4 (update 2: holds step 3), 5-6 (holds 6), 7-8, 9-10 (holds 9), 11-12 (holds 12)
+    assert rates.used == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25, 0.125, 0.125]
+
+
+def test_cosine_annealing_per_epoch_spans_the_run_in_epochs(tmp_path):
+    """T_max defaults to the scheduler steps of the run (4 epochs), so the LR reaches 0 at the end."""
+    cfg = config(tmp_path, lr_scheduler="cosine_annealing", num_epochs=4, learning_rate=1.0)
+    trainer = Trainer(Line(), cfg, train_dataset=Pairs(3))
+    trainer.train()
+    assert trainer.lr_scheduler.T_max == 4
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)

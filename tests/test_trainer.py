@@ -727,7 +727,8 @@ class LearningRates(Callback):
 
 @pytest.mark.parametrize("warmup_steps", [3, 0.3])
 def test_linear_schedule_with_warmup_gives_the_expected_learning_rates(tmp_path, warmup_steps):
-    """10 updates, 3 of warmup: lr * (k+1)/4 while warming up, then linear decay to 0 after the last."""
+    """10 updates, 3 of warmup: lr * k/3 while warming up (HF's get_linear_schedule_with_warmup: the
+    first update at 0), then linear decay to 0 after the last."""
     rates = LearningRates()
     trainer = make_trainer(
         tmp_path,
@@ -739,7 +740,7 @@ def test_linear_schedule_with_warmup_gives_the_expected_learning_rates(tmp_path,
         callbacks=[rates],
     )
     trainer.train()
-    expected = [0.1 * ((k + 1) / 4 if k < 3 else 1 - (k - 3) / 7) for k in range(10)]
+    expected = [0.1 * (k / 3 if k < 3 else 1 - (k - 3) / 7) for k in range(10)]
     assert rates.per_update == pytest.approx(expected, rel=1e-12)
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-15)
 

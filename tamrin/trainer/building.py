@@ -7,6 +7,7 @@ Trainer: each function gets exactly what it uses.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,7 +20,7 @@ from tamrin.metrics_handlers import MetricsHandler, build_metrics_handler
 from tamrin.trainer.callbacks import Callback, EarlyStopping
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import metrics_context
-from tamrin.trainer.optim import PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
+from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
 from tamrin.trainer.steps import StepPlan
 
 __all__ = [
@@ -94,12 +95,22 @@ def build_config_lr_scheduler(
     name = config.lr_scheduler
     if name is None:
         return None
+    if config.lr_scheduling_steps is not None and name not in EPOCH_SCHEDULERS | PLATEAU_SCHEDULERS:
+        warnings.warn(
+            f"`lr_scheduling_steps={config.lr_scheduling_steps}` does not apply to lr_scheduler={name!r}: its "
+            "lengths (warmup_steps, the decay) are in optimizer updates and it steps after every update. "
+            "lr_scheduling_steps paces Hezar's epoch-style schedulers: " + ", ".join(sorted(EPOCH_SCHEDULERS)) + ".",
+            stacklevel=4,
+        )
     kwargs = dict(config.lr_scheduler_kwargs)
     if name in PLATEAU_SCHEDULERS:
         kwargs.setdefault("mode", "max" if maximize else "min")
     total = plan.total_updates if plan else 1
     warmup = plan.warmup_steps if plan else 0
-    return build_lr_scheduler(name, optimizer, total_updates=total, warmup_steps=warmup, kwargs=kwargs)
+    scheduler_steps = plan.scheduler_steps(config.lr_scheduling_steps) if plan else None
+    return build_lr_scheduler(
+        name, optimizer, total_updates=total, warmup_steps=warmup, kwargs=kwargs, scheduler_steps=scheduler_steps
+    )
 
 
 def build_task_metrics_handler(config: TrainerConfig, model: torch.nn.Module, gather: Callable) -> MetricsHandler:

@@ -121,6 +121,11 @@ class StepPlan:
         """
         return epoch_step % self.accumulation == 0 or last_batch or self.reached_max_steps(global_step)
 
+    def scheduler_steps(self, lr_scheduling_steps: int | None) -> int:
+        """How often an epoch-style scheduler steps: each `lr_scheduling_steps` steps, else each epoch end."""
+        every = lr_scheduling_steps or self.steps_per_epoch
+        return max(1, self.total_steps // every)
+
     def window_size(self, epoch_step: int, last_epoch_step: int) -> int:
         """How many batches the accumulation window of the `epoch_step`-th batch (1-based) holds.
 

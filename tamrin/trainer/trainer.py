@@ -25,7 +25,7 @@ from tamrin.trainer.modeling import (
     load_model_weights,
     loss_from_outputs,
 )
-from tamrin.trainer.optim import PLATEAU_SCHEDULERS
+from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, scheduler_cadence
 from tamrin.trainer.parts import TrainerParts
 from tamrin.trainer.steps import StepPlan
 
@@ -125,11 +125,24 @@ class Trainer(TrainerParts):
         optimizer.zero_grad(set_to_none=True)
 
     def lr_scheduling_step(self) -> None:
-        """Step the LR scheduler every `lr_scheduling_steps` updates (plateau: after evaluations)."""
-        if self.lr_scheduler is None or self.config.lr_scheduler in PLATEAU_SCHEDULERS:
+        """Step the LR scheduler after an update, by the rule `optim.scheduler_cadence` states.
+
+        Per-update schedules (warmup, one_cycle, ...) step after every update; Hezar's epoch-style
+        ones once per epoch, or once per `lr_scheduling_steps` steps crossed by this update's window;
+        reduce_on_plateau after evaluations (not here).
+        """
+        scheduler, name, every = self.lr_scheduler, self.config.lr_scheduler, self.config.lr_scheduling_steps
+        if scheduler is None or name in PLATEAU_SCHEDULERS:
             return
-        if self.state.optimizer_steps % (self.config.lr_scheduling_steps or 1) == 0:
-            self.lr_scheduler.step()
+        if name not in EPOCH_SCHEDULERS and (every is None or name is not None):
+            scheduler.step()
+        elif every is None:
+            if self._position.at_end():  # the epoch's last update
+                scheduler.step()
+        else:  # each multiple of `every` among the steps of this update's window
+            step = self.state.global_step
+            for _ in range(step // every - (step - self._window) // every):
+                scheduler.step()
 
     def evaluation_step(self, batch: Any) -> None:
         """Forward one evaluation batch; hand the loss and outputs to the metrics handler.
@@ -160,7 +173,8 @@ class Trainer(TrainerParts):
         if self.progress_mode != "none":
             processes, start = self.accelerator.num_processes, self.state.global_step
             print(describe_run(self.plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
-                               num_processes=processes, start_step=start), flush=True)  # fmt: skip
+                               num_processes=processes, start_step=start, lr_schedule=self._lr_cadence()),
+                  flush=True)  # fmt: skip
         self.callbacks.fire("on_train_begin", self)
         try:
             while self.state.epoch < self._plan.num_epochs and not self._finished():
@@ -173,6 +187,11 @@ class Trainer(TrainerParts):
         if self.config.load_best_model_at_end and self.state.best_checkpoint:
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
         return dict(self._last_logs)
+
+    def _lr_cadence(self) -> str:
+        if self.lr_scheduler is None:
+            return ""
+        return scheduler_cadence(self.config.lr_scheduler, self.config.lr_scheduling_steps)
 
     @property
     def _plan(self) -> StepPlan:
