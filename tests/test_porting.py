@@ -14,7 +14,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
@@ -190,3 +190,140 @@ def test_cosine_annealing_per_epoch_spans_the_run_in_epochs(tmp_path):
     trainer.train()
     assert trainer.lr_scheduler.T_max == 4
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+# -- what a training_step override may return --------------------------------------------------------
+class ReturnsDict(Trainer):
+    """The HF / Lightning habit: return a dict holding the loss."""
+
+    def training_step(self, batch):
+        outputs = self.forward(batch)
+        self.backward(outputs["loss"])
+        return {"loss": outputs["loss"].detach(), "logits": outputs["logits"]}
+
+
+class ReturnsFloat(Trainer):
+    def training_step(self, batch):
+        outputs = self.forward(batch)
+        self.backward(outputs["loss"])
+        return outputs["loss"].item()
+
+
+class ReturnsNothing(Trainer):
+    def training_step(self, batch):
+        self.backward(self.forward(batch)["loss"])
+
+
+@pytest.mark.parametrize("trainer_class", [ReturnsDict, ReturnsFloat])
+def test_a_training_step_returning_a_dict_or_a_float_trains_and_logs_its_loss(tmp_path, trainer_class):
+    plain = Trainer(Line(), config(tmp_path / "plain", log_steps=2), train_dataset=Pairs(4))
+    plain.train()
+    trainer = trainer_class(Line(), config(tmp_path / "run", log_steps=2), train_dataset=Pairs(4))
+    trainer.train()
+    assert trainer.unwrapped_model.w.item() == plain.unwrapped_model.w.item()
+    assert trainer.load_csv_logs()["train.loss"].tolist() == pytest.approx(plain.load_csv_logs()["train.loss"].tolist())
+
+
+def test_a_training_step_returning_nothing_is_a_clear_error(tmp_path):
+    trainer = ReturnsNothing(Line(), config(tmp_path), train_dataset=Pairs(4))
+    with pytest.raises(TypeError, match=r"training_step returned NoneType; it must return the step's loss"):
+        trainer.train()
+
+
+# -- a plain DataLoader from create_train_dataloader ----------------------------------------------------
+class ShuffledLoader(Trainer):
+    """docs/training.md invites this override: a plain DataLoader with shuffle=True."""
+
+    def __init__(self, *args: Any, generator: bool = True, **kwargs: Any) -> None:
+        self.with_generator = generator
+        super().__init__(*args, **kwargs)
+
+    def create_train_dataloader(self, dataset):
+        generator = torch.Generator() if self.with_generator else None
+        return DataLoader(dataset, batch_size=2, shuffle=True, generator=generator)
+
+
+class StopAtStep(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.state.global_step == self.step:
+            trainer.control.should_save = trainer.control.should_stop = True
+
+
+def test_a_plain_shuffled_dataloader_trains_and_resumes_exactly_mid_epoch(tmp_path):
+    cfg = {"num_epochs": 3, "batch_size": 2, "save_steps": 100}
+    with pytest.warns(UserWarning, match=r"sampler \(RandomSampler\) cannot start mid-epoch.*resume is exact"):
+        straight = ShuffledLoader(Line(), config(tmp_path / "a", **cfg), train_dataset=Pairs(8))
+    straight.train()
+    with pytest.warns(UserWarning):
+        first = ShuffledLoader(Line(), config(tmp_path / "b", **cfg), train_dataset=Pairs(8), callbacks=[StopAtStep(7)])
+    first.train()
+    with pytest.warns(UserWarning):
+        resumed = ShuffledLoader(
+            Line(), config(tmp_path / "b", resume_from_checkpoint=True, **cfg), train_dataset=Pairs(8)
+        )
+    resumed.train()
+    assert resumed.state.global_step == straight.state.global_step == 12
+    assert resumed.unwrapped_model.w.item() == straight.unwrapped_model.w.item()
+    manifest = (tmp_path / "b" / "run" / "checkpoints" / "00000007" / "manifest.yaml").read_text()
+    assert "cannot start mid-epoch" in manifest
+
+
+def test_a_dataloader_without_a_generator_warns_that_its_resume_is_not_exact(tmp_path):
+    with pytest.warns(UserWarning, match=r"drawn from the global random state.*generator=torch.Generator\(\)"):
+        ShuffledLoader(Line(), config(tmp_path), train_dataset=Pairs(8), generator=False)
+
+
+# -- callbacks at resume ----------------------------------------------------------------------------------
+class Counter(Callback):
+    """A stateful callback: counts steps, and a checkpoint keeps the count."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, trainer) -> None:
+        self.steps += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = state["steps"]
+
+
+class Printer(Callback):
+    """A callback without state (a monitor a user adds or drops between runs)."""
+
+    def on_log(self, trainer, logs) -> None:
+        pass
+
+
+def interrupted_run(tmp_path: Path, callbacks: list[Callback]) -> None:
+    Trainer(
+        Line(), config(tmp_path, num_epochs=2), train_dataset=Pairs(4), callbacks=[*callbacks, StopAtStep(3)]
+    ).train()
+
+
+def test_callbacks_without_state_may_change_between_a_run_and_its_resume(tmp_path):
+    counter = Counter()
+    interrupted_run(tmp_path, [counter])
+    resumed_counter = Counter()
+    resumed = Trainer(
+        Line(),
+        config(tmp_path, num_epochs=2, resume_from_checkpoint=True),
+        train_dataset=Pairs(4),
+        callbacks=[Printer(), resumed_counter],  # a new stateless callback, and StopAtStep gone
+    )
+    resumed.train()
+    assert resumed_counter.steps == 8  # 3 before the stop, 5 after: the state came back
+
+
+def test_a_stateful_callback_missing_at_resume_is_named(tmp_path):
+    interrupted_run(tmp_path, [Counter()])
+    resumed = Trainer(Line(), config(tmp_path, num_epochs=2, resume_from_checkpoint=True), train_dataset=Pairs(4))
+    with pytest.raises(
+        ValueError, match=r"holds the state of callback\(s\) \['Counter'\], which this trainer does not"
+    ):
+        resumed.train()

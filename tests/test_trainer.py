@@ -647,20 +647,10 @@ def test_callback_state_is_saved_in_checkpoints_and_restored_on_resume(tmp_path)
     first = StepCounter()
     make_trainer(tmp_path / "resumed", callbacks=[first, StopAt(6)], **settings).train()
     assert (first.steps, first.updates) == (6, 1)
-    resumed_counter, recorder = StepCounter(), Recorder()
-    resumed = make_trainer(
-        tmp_path / "resumed",
-        callbacks=[resumed_counter, StopAt(None), recorder],
-        resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoints" / "00000006"),
-        **settings,
-    )
-    with pytest.raises(ValueError, match="Resume with the same callbacks"):
-        resumed.train()  # a checkpoint of two callbacks does not fit three
-
     resumed_counter = StepCounter()
     resumed = make_trainer(
         tmp_path / "resumed",
-        callbacks=[resumed_counter, StopAt(None)],
+        callbacks=[Recorder(), resumed_counter, StopAt(None)],  # a stateless Recorder more: no obstacle
         resume_from_checkpoint=True,
         **settings,
     )

@@ -36,7 +36,7 @@ from tamrin.trainer.runtime import (
     seed_everything,
 )
 from tamrin.trainer.state import TrainerState
-from tamrin.trainer.steps import EpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
+from tamrin.trainer.steps import SkippingEpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
 
 __all__ = ["TrainerParts"]
 
@@ -99,7 +99,11 @@ class TrainerParts:
         self._update_due = True
         self._window = 1  # batches in the current accumulation window (the loss divisor)
         self._accelerate_divisor = self.accelerator.gradient_accumulation_steps  # accelerate's backward divides by it
-        self._position = EpochPosition()  # the training loader's place in its epoch (resume-aware)
+        self._position = building.epoch_position_for(  # the training loader's place in its epoch (resume-aware)
+            self.train_dataloader, num_processes=self.accelerator.num_processes
+        )
+        if isinstance(self._position, SkippingEpochPosition):
+            self.checkpointer.notes["resume"] = self._position.note
 
     @property
     def is_main_process(self) -> bool:

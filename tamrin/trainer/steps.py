@@ -7,7 +7,9 @@ Trainer never rewrites the user's config and every count means one thing (see Tr
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tamrin.configs import ConfigError
@@ -159,8 +161,12 @@ class EpochPosition:
         self.num_batches = 0
         self.last_step = 0
 
-    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int) -> None:
-        """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch."""
+    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int, done_steps: int = 0) -> None:
+        """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch.
+
+        `done_steps` (batches of the epoch already trained) is for samplers that cannot start at a
+        position (`SkippingEpochPosition`); a RangedSampler starts at `position` itself.
+        """
         sampler: Any = loader.sampler  # a RangedSampler (or one with its interface)
         sampler.set_epoch(epoch)
         sampler.set_start_index(position)
@@ -169,6 +175,10 @@ class EpochPosition:
         self.steps = 0
         self.num_batches = len(loader)
         self.last_step = self._first_step_at_end()  # fixed for the epoch; asked twice a step otherwise
+
+    def batches(self) -> Iterable[Any]:
+        """The batches of the epoch from the resumed position (the loader itself: it starts there)."""
+        return self.loader
 
     def advance(self) -> int:
         """Count one batch; returns the global sample position after it."""
@@ -205,3 +215,46 @@ class EpochPosition:
             else:
                 low = middle + 1
         return low
+
+
+RESUMABLE_SAMPLER_METHODS = ("set_epoch", "set_start_index", "position_after", "end_index")
+"""What the loop uses of a training sampler to start mid-epoch in O(1) (RangedSampler has them all)."""
+
+
+def can_start_mid_epoch(sampler: Any) -> bool:
+    """Whether `sampler` offers RangedSampler's interface (so a resume starts at a sample in O(1))."""
+    return all(hasattr(sampler, name) for name in RESUMABLE_SAMPLER_METHODS)
+
+
+class SkippingEpochPosition(EpochPosition):
+    """The position of a loader whose sampler cannot start mid-epoch (a plain torch sampler).
+
+    A resumed epoch skips its first `done_steps` batches by loading them, as the HF Trainer does
+    (O(k), not O(1)). The order repeats, and the resume is exact, when the sampler's order depends
+    only on the epoch: a `set_epoch` (DistributedSampler) or the loader's `generator`, which is
+    reseeded per epoch here. A sampler that draws from the global RNG gives another order.
+    """
+
+    def __init__(self, note: str = "") -> None:
+        super().__init__()
+        self.note = note  # how this sampler resumes, in words (recorded in each checkpoint's manifest)
+        self.skip = 0
+
+    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int, done_steps: int = 0) -> None:
+        set_epoch = getattr(loader.sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        if loader.generator is not None:
+            loader.generator.manual_seed(seed * 1_000_003 + epoch)
+        self.loader = loader
+        self.skip = done_steps
+        self.steps = 0
+        self.num_batches = len(loader)
+        self.last_step = self.num_batches - done_steps
+
+    def batches(self) -> Iterable[Any]:
+        return itertools.islice(self.loader, self.skip, None)
+
+    def advance(self) -> int:
+        self.steps += 1
+        return (self.skip + self.steps) * (self.loader.batch_size or 1)

@@ -24,6 +24,7 @@ from tamrin.trainer.modeling import (
     generation_inputs,
     load_model_weights,
     loss_from_outputs,
+    step_loss,
 )
 from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, scheduler_cadence
 from tamrin.trainer.parts import TrainerParts
@@ -213,7 +214,13 @@ class Trainer(TrainerParts):
         on_epoch_end fires once, from `_after_step` before the epoch's last save.
         """
         loader = self._loader
-        self._position.start(loader, epoch=epoch, position=self.state.epoch_samples, seed=self.config.seed)
+        self._position.start(
+            loader,
+            epoch=epoch,
+            position=self.state.epoch_samples,
+            seed=self.config.seed,
+            done_steps=self.state.epoch_step,
+        )
         progress = Progress(
             self.progress_mode,
             total=self._plan.steps_per_epoch,
@@ -223,7 +230,7 @@ class Trainer(TrainerParts):
         self.model.train()
         epoch_ended = False
         try:
-            for batch in loader:
+            for batch in self._position.batches():
                 self.callbacks.fire("on_step_begin", self)
                 batch = self.prepare_input_batch(batch)
                 self._update_due = self._plan.is_update_step(
@@ -231,7 +238,7 @@ class Trainer(TrainerParts):
                 )
                 if self._plan.accumulation > 1:
                     self._window = self._window_size()
-                loss = self.training_step(batch)
+                loss = step_loss(self.training_step(batch), self.accelerator.device)
                 self._advance(loss)
                 if self._update_due:
                     self._update()
