@@ -685,7 +685,7 @@ def test_on_epoch_end_fires_before_the_epoch_end_checkpoint_so_a_resume_keeps_it
     first = EpochCounter()
     make_trainer(tmp_path / "resumed", callbacks=[first, StopAt(5)], **settings).train()
     saved = load_torch(tmp_path / "resumed" / "checkpoints" / "00000005" / "train" / "callbacks.pt")
-    assert saved["0:EpochCounter"] == {"ended": 1}  # the epoch-end checkpoint holds epoch 1's on_epoch_end
+    assert saved["EpochCounter"] == {"ended": 1}  # the epoch-end checkpoint holds epoch 1's on_epoch_end
 
     resumed = EpochCounter()
     make_trainer(
