@@ -30,7 +30,7 @@ from tamrin.datasets.synthetic_text import (  # registers "synthetic_sentiment",
 )
 from tamrin.datasets.tagging import SequenceLabelingConfig, SequenceLabelingDataset  # registers "sequence_labeling"
 from tamrin.datasets.text import TextClassificationConfig, TextClassificationDataset  # registers "text_classification"
-from tamrin.datasets.tokenizer import TextPreprocessor, Tokenizer
+from tamrin.preprocessors.tokenizer import TextPreprocessor, Tokenizer
 
 __all__ = [
     "CTCCollator",

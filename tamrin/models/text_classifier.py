@@ -43,7 +43,7 @@ def load_text_preprocessor(model: Model, directory: str | os.PathLike) -> None:
     Raises:
         ConfigError: the saved vocabulary or labels differ from the model config's.
     """
-    from tamrin.datasets.tokenizer import TextPreprocessor
+    from tamrin.preprocessors.tokenizer import TextPreprocessor
 
     if not TextPreprocessor.exists(directory):
         return
