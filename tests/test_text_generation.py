@@ -19,7 +19,7 @@ from tamrin.datasets import (
 )
 from tamrin.metrics_handlers import build_metrics_handler
 from tamrin.models import CharVocabulary, Model, TextGenerator, build_model
-from tamrin.models.char_vocabulary import IGNORE_INDEX
+from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX
 
 ROWS = [
     {"prompt": "rev abc:", "target": "c b a"},

@@ -31,8 +31,8 @@ from torch.nn import functional as F
 
 from tamrin.configs import ConfigError, check_range
 from tamrin.models.base import Model, ModelConfig
-from tamrin.models.char_vocabulary import IGNORE_INDEX, CharVocabulary, charset_problem
 from tamrin.models.registry import register_model
+from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary, charset_problem
 
 __all__ = ["CharVocabulary", "TextGenerator", "TextGeneratorConfig", "DEFAULT_CHARSET", "IGNORE_INDEX"]
 

@@ -8,6 +8,15 @@ import it from here and never from each other: models, datasets and metrics hand
 
 from __future__ import annotations
 
+from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
 from tamrin.preprocessors.tokenizer import PAD_TOKEN, TOKENIZER_MODELS, UNK_TOKEN, TextPreprocessor, Tokenizer
 
-__all__ = ["PAD_TOKEN", "TOKENIZER_MODELS", "TextPreprocessor", "Tokenizer", "UNK_TOKEN"]
+__all__ = [
+    "CharVocabulary",
+    "IGNORE_INDEX",
+    "PAD_TOKEN",
+    "TOKENIZER_MODELS",
+    "TextPreprocessor",
+    "Tokenizer",
+    "UNK_TOKEN",
+]
