@@ -1,4 +1,4 @@
-"""Reading dataset rows from local files (CSV, JSONL, Parquet) or a Hugging Face `datasets` object, and images.
+"""Reading dataset rows from local files (CSV, JSONL, Parquet) or a Hugging Face `datasets` object.
 
 Every reader returns a list of row dicts after checking that each row has the required columns,
 so a task dataset never meets a half-filled row: the error names the file, the row (1-based, as an
@@ -16,7 +16,7 @@ from typing import Any
 
 from tamrin.configs import ConfigError
 
-__all__ = ["FILE_FORMATS", "is_missing", "open_image", "read_records", "records_from_hf"]
+__all__ = ["FILE_FORMATS", "is_missing", "read_records", "records_from_hf"]
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 """File suffix -> reader; `.json` files hold one JSON object per line (JSON Lines)."""
@@ -116,17 +116,3 @@ def _check_columns(rows: list[dict[str, Any]], required: Sequence[str], source: 
                 f"{source}: {where} has no value for column(s) {missing}; every row needs "
                 f"{list(required)} (its columns: {sorted(row)})."
             )
-
-
-def open_image(source: Any) -> Any:
-    """A PIL image from a path (or the image itself); an unreadable file is a ConfigError naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(source, Image.Image):
-        return source
-    try:
-        with Image.open(source) as image:
-            image.load()
-            return image
-    except (OSError, UnidentifiedImageError) as err:
-        raise ConfigError(f"Cannot read image {str(source)!r}: {err}") from err

@@ -19,9 +19,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from tamrin.configs import check_choice, check_range
-from tamrin.datasets.files import open_image
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
+from tamrin.preprocessors.images import open_image
 
 __all__ = ["CRNN", "CRNNConfig", "CharsetPreprocessor", "ctc_greedy_decode", "DEFAULT_CHARSET"]
 

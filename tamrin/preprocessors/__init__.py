@@ -9,9 +9,14 @@ import it from here and never from each other: models, datasets and metrics hand
 from __future__ import annotations
 
 from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
+from tamrin.preprocessors.images import IMAGE_CHANNELS, ImagePreprocessor, check_image_settings, open_image
 from tamrin.preprocessors.tokenizer import PAD_TOKEN, TOKENIZER_MODELS, UNK_TOKEN, TextPreprocessor, Tokenizer
 
 __all__ = [
+    "IMAGE_CHANNELS",
+    "ImagePreprocessor",
+    "check_image_settings",
+    "open_image",
     "CharVocabulary",
     "IGNORE_INDEX",
     "PAD_TOKEN",
