@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
 from tamrin.preprocessors.images import IMAGE_CHANNELS, ImagePreprocessor, check_image_settings, open_image
+from tamrin.preprocessors.padding import pad_sequences, pad_token_ids
 from tamrin.preprocessors.tokenizer import PAD_TOKEN, TOKENIZER_MODELS, UNK_TOKEN, TextPreprocessor, Tokenizer
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "ImagePreprocessor",
     "check_image_settings",
     "open_image",
+    "pad_sequences",
+    "pad_token_ids",
     "CharVocabulary",
     "IGNORE_INDEX",
     "PAD_TOKEN",
