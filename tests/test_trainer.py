@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
-from tamrin.datasets.samplers import RangedSampler
+from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 from tamrin.trainer.callbacks import EVENTS, Callback
 from tamrin.trainer.checkpointing import list_checkpoints, load_torch
 from tamrin.trainer.config import resolve_steps

@@ -20,7 +20,7 @@ from tamrin.datasets.generation import (
 )
 from tamrin.datasets.images import ImageFolderConfig, ImageFolderDataset
 from tamrin.datasets.plates import SyntheticPlatesConfig, SyntheticPlatesDataset
-from tamrin.datasets.samplers import RangedSampler
+from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 from tamrin.datasets.shapes import SyntheticShapesConfig, SyntheticShapesDataset
 from tamrin.datasets.synthetic_text import (  # registers "synthetic_sentiment", "synthetic_ner"
     SyntheticNERConfig,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from tamrin.datasets.samplers import RangedSampler
+from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 from tamrin.metrics_handlers import MetricsHandler, build_metrics_handler
 from tamrin.trainer.callbacks import Callback, EarlyStopping
 from tamrin.trainer.modeling import metrics_context

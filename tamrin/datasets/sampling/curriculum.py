@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from tamrin.configs import ConfigError, suggest
-from tamrin.datasets.samplers import _CHUNK, _FIRST_CHUNK, _MASK64, RangedSampler, _KeyedPermutation, _splitmix64
+from tamrin.datasets.sampling.ranged_sampler import (
+    _CHUNK,
+    _FIRST_CHUNK,
+    _MASK64,
+    RangedSampler,
+    _KeyedPermutation,
+    _splitmix64,
+)
 
 __all__ = [
     "PACINGS",
