@@ -22,8 +22,8 @@ from tamrin.datasets import (
     TokenLabelCollator,
     build_dataset,
 )
-from tamrin.datasets.tagging import align_labels
-from tamrin.datasets.text import IGNORE_INDEX
+from tamrin.datasets.tasks.sequence_labeling import align_labels
+from tamrin.datasets.tasks.text_classification import IGNORE_INDEX
 from tamrin.models import Model, build_model
 from tamrin.recipes import load_recipe
 from tamrin.runner import FINAL_MODEL_DIR, build_model_for_data, evaluate_from_recipe, train_from_recipe

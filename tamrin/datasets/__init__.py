@@ -11,14 +11,6 @@ from tamrin.datasets.base import (
     register_dataset,
 )
 from tamrin.datasets.collators import CTCCollator, ImageCollator, TextCollator, TokenLabelCollator
-from tamrin.datasets.generation import (
-    GenerationCollator,
-    SyntheticGenerationConfig,
-    SyntheticGenerationDataset,
-    TextGenerationConfig,
-    TextGenerationDataset,
-)
-from tamrin.datasets.images import ImageFolderConfig, ImageFolderDataset
 from tamrin.datasets.plates import SyntheticPlatesConfig, SyntheticPlatesDataset
 from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 from tamrin.datasets.shapes import SyntheticShapesConfig, SyntheticShapesDataset
@@ -28,8 +20,22 @@ from tamrin.datasets.synthetic_text import (  # registers "synthetic_sentiment",
     SyntheticSentimentConfig,
     SyntheticSentimentDataset,
 )
-from tamrin.datasets.tagging import SequenceLabelingConfig, SequenceLabelingDataset  # registers "sequence_labeling"
-from tamrin.datasets.text import TextClassificationConfig, TextClassificationDataset  # registers "text_classification"
+from tamrin.datasets.tasks.image_classification import ImageFolderConfig, ImageFolderDataset
+from tamrin.datasets.tasks.sequence_labeling import (  # registers "sequence_labeling"
+    SequenceLabelingConfig,
+    SequenceLabelingDataset,
+)
+from tamrin.datasets.tasks.text_classification import (  # registers "text_classification"
+    TextClassificationConfig,
+    TextClassificationDataset,
+)
+from tamrin.datasets.tasks.text_generation import (
+    GenerationCollator,
+    SyntheticGenerationConfig,
+    SyntheticGenerationDataset,
+    TextGenerationConfig,
+    TextGenerationDataset,
+)
 from tamrin.preprocessors.tokenizer import TextPreprocessor, Tokenizer
 
 __all__ = [

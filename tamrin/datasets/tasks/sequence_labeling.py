@@ -17,7 +17,7 @@ from tamrin.configs import ConfigError
 from tamrin.datasets.base import register_dataset
 from tamrin.datasets.collators import TokenLabelCollator
 from tamrin.datasets.files import read_records
-from tamrin.datasets.text import (
+from tamrin.datasets.tasks.text_classification import (
     IGNORE_INDEX,
     TextEncodingConfig,
     _check_files,
