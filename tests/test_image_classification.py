@@ -10,7 +10,7 @@ import torch
 
 from tamrin.configs import ConfigError
 from tamrin.datasets import ImageFolderDataset, SyntheticShapesDataset, build_dataset
-from tamrin.datasets.shapes import SHAPES
+from tamrin.datasets.synthetic.shapes import SHAPES
 from tamrin.models import ImageClassifier, ImagePreprocessor, Model, build_model
 
 

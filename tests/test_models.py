@@ -15,7 +15,7 @@ from torch import nn
 
 import tamrin
 from tamrin.configs import ConfigError
-from tamrin.datasets.plates import PLATE_CHARSET
+from tamrin.datasets.synthetic.plates import PLATE_CHARSET
 from tamrin.models import (
     CRNN,
     MODELS,
@@ -212,7 +212,7 @@ def test_crnn_config_validation_names_fields() -> None:
 
 
 def test_crnn_defaults_match_the_plates_dataset() -> None:
-    from tamrin.datasets.plates import SyntheticPlatesConfig
+    from tamrin.datasets.synthetic.plates import SyntheticPlatesConfig
 
     model, data = CRNNConfig(), SyntheticPlatesConfig()
     assert model.charset == PLATE_CHARSET == data.charset

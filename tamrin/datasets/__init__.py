@@ -11,10 +11,10 @@ from tamrin.datasets.base import (
     register_dataset,
 )
 from tamrin.datasets.collators import CTCCollator, ImageCollator, TextCollator, TokenLabelCollator
-from tamrin.datasets.plates import SyntheticPlatesConfig, SyntheticPlatesDataset
 from tamrin.datasets.sampling.ranged_sampler import RangedSampler
-from tamrin.datasets.shapes import SyntheticShapesConfig, SyntheticShapesDataset
-from tamrin.datasets.synthetic_text import (  # registers "synthetic_sentiment", "synthetic_ner"
+from tamrin.datasets.synthetic.plates import SyntheticPlatesConfig, SyntheticPlatesDataset
+from tamrin.datasets.synthetic.shapes import SyntheticShapesConfig, SyntheticShapesDataset
+from tamrin.datasets.synthetic.text import (  # registers "synthetic_sentiment", "synthetic_ner"
     SyntheticNERConfig,
     SyntheticNERDataset,
     SyntheticSentimentConfig,

@@ -27,7 +27,7 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.files import FILE_FORMATS, read_records, records_from_hf
-from tamrin.datasets.splits import draw_in_split, split_id
+from tamrin.datasets.synthetic.splits import draw_in_split, split_id
 from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
 
 __all__ = [

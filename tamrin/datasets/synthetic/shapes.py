@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import register_dataset
-from tamrin.datasets.splits import MAX_TRIES, SPLITS, draw_in_split, split_id
+from tamrin.datasets.synthetic.splits import MAX_TRIES, SPLITS, draw_in_split, split_id
 from tamrin.datasets.tasks.image_classification import ImageClassificationDataset, ImageDatasetConfig
 
 __all__ = ["SHAPES", "SPLITS", "SyntheticShapesConfig", "SyntheticShapesDataset"]
