@@ -4,7 +4,7 @@ The layers, each in its own place:
 
     base.py        Dataset, DatasetConfig, the DATASETS registry, build_dataset
     collators.py   items -> batches
-    files.py       rows from CSV / TSV / JSONL / Parquet files or a Hugging Face dataset
+    readers.py     rows from CSV / TSV / JSONL / Parquet files or a Hugging Face dataset
     sampling/      RangedSampler, CurriculumSampler and the keyed permutation they shuffle with
     tasks/         the user's own data for each built-in task (text, tags, generation, image folders)
     synthetic/     generated demo data (plates, shapes, sentences, string tasks)

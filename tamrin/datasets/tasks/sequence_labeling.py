@@ -16,7 +16,7 @@ from typing import Any
 from tamrin.configs import ConfigError
 from tamrin.datasets.base import register_dataset
 from tamrin.datasets.collators import TokenLabelCollator
-from tamrin.datasets.files import read_records
+from tamrin.datasets.readers import read_records
 from tamrin.datasets.tasks.text_classification import (
     IGNORE_INDEX,
     TextEncodingConfig,

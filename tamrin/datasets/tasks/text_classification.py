@@ -20,7 +20,7 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import TextCollator
-from tamrin.datasets.files import FILE_FORMATS, is_missing, read_records, records_from_hf
+from tamrin.datasets.readers import FILE_FORMATS, is_missing, read_records, records_from_hf
 from tamrin.preprocessors.tokenizer import TOKENIZER_MODELS, TextPreprocessor, Tokenizer
 
 __all__ = [

@@ -26,7 +26,7 @@ import torch
 
 from tamrin.configs import ConfigError, check_choice
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
-from tamrin.datasets.files import FILE_FORMATS, read_records, records_from_hf
+from tamrin.datasets.readers import FILE_FORMATS, read_records, records_from_hf
 from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
 
 __all__ = ["GenerationCollator", "PairDataset", "TextGenerationConfig", "TextGenerationDataset", "encode_pair"]
