@@ -137,8 +137,7 @@ class _Tracer(Callback):
 
 def main(spec_path: str) -> int:
     """Run the process SPEC.json describes; returns the exit code."""
-    from tamrin.recipes import load_recipe
-    from tamrin.runner import build_trainer
+    from tamrin.recipes import build_trainer, load_recipe
     from tamrin.trainer.modeling import load_model_weights, save_model_weights
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))

@@ -286,8 +286,7 @@ def test_misused_generation_inputs_fail_clearly() -> None:
 
 # -- the recipe ------------------------------------------------------------------------------------
 def test_the_recipe_trains_evaluates_and_saves(tmp_path: Path) -> None:
-    from tamrin.recipes import load_recipe
-    from tamrin.runner import train_from_recipe
+    from tamrin.recipes import load_recipe, train_from_recipe
 
     overrides = [
         f"trainer.output_dir={tmp_path}",

@@ -21,8 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin.recipes import load_recipe
-    from tamrin.runner import evaluate_from_recipe, find_run_recipe, resolve_model_dir
+    from tamrin.recipes import evaluate_from_recipe, find_run_recipe, load_recipe, resolve_model_dir
 
     target = Path(args.target)
     if target.is_dir():

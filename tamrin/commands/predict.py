@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tamrin.models import Model
-    from tamrin.runner import resolve_model_dir
+    from tamrin.recipes import resolve_model_dir
 
     model = Model.load(resolve_model_dir(Path(args.model_dir)))
     for start in range(0, len(args.inputs), BATCH_SIZE):

@@ -33,7 +33,7 @@ def find_push_source(output_dir: str | Path) -> Path:
     Raises:
         FileNotFoundError: `output_dir` holds neither (the message says where it looked).
     """
-    from tamrin.runner import FINAL_MODEL_DIR
+    from tamrin.recipes import FINAL_MODEL_DIR
     from tamrin.trainer.checkpointing import MANIFEST, latest_valid_checkpoint, verify_checkpoint
 
     output_dir = Path(output_dir)

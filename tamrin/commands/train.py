@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(OmegaConf.to_yaml(recipe), end="")
         return 0
-    from tamrin.runner import train_from_recipe
+    from tamrin.recipes import train_from_recipe
 
     train_from_recipe(recipe)
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tamrin.recipes import dataset_spec
+from tamrin.recipes.loading import dataset_spec
 
 __all__ = [
     "build_trainer",
