@@ -1,7 +1,8 @@
 """Recipes: one YAML file that names the task, model, data, trainer settings and callbacks, and running it.
 
     loading.py   find, load, override and validate a recipe (`load_recipe`)
-    running.py   build its Trainer, train, evaluate, and find a run's files (`train_from_recipe`)
+    building.py  build the Trainer it describes: datasets, the model fitted to them, callbacks
+    running.py   train it, evaluate a trained model, find a run's files (`train_from_recipe`)
 
 The packaged recipes (*.yaml) live beside these modules; `tamrin train` with no recipe runs
 `default.yaml`. This is what the `tamrin` commands call; a script can run a recipe the same way.
@@ -9,6 +10,7 @@ The packaged recipes (*.yaml) live beside these modules; `tamrin train` with no 
 
 from __future__ import annotations
 
+from tamrin.recipes.building import build_model_for_data, build_trainer
 from tamrin.recipes.loading import (
     DEFAULT_RECIPE,
     RECIPE_SECTIONS,
@@ -21,8 +23,6 @@ from tamrin.recipes.loading import (
 from tamrin.recipes.running import (
     FINAL_MODEL_DIR,
     RECIPE_FILENAME,
-    build_model_for_data,
-    build_trainer,
     evaluate_from_recipe,
     find_run_recipe,
     resolve_model_dir,

@@ -1,4 +1,4 @@
-"""Recipes: one YAML file that names the task, model, data, trainer settings and callbacks.
+"""Loading a recipe: one YAML file that names the task, model, data, trainer settings and callbacks.
 
 A recipe has the sections `task`, `model`, `dataset`, `trainer` and optionally `eval_dataset` and
 `callbacks`. `key=value` overrides address them by section (`trainer.batch_size=64`). The packaged
@@ -16,8 +16,20 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tamrin.configs import ConfigError, suggest
+from tamrin.datasets import get_dataset_class
+from tamrin.models import get_model_class
+from tamrin.trainer.callbacks import registered_callbacks
+from tamrin.trainer.config import TrainerConfig
 
-__all__ = ["RECIPE_SECTIONS", "available_recipes", "recipe_path", "load_recipe", "dataset_spec", "DEFAULT_RECIPE"]
+__all__ = [
+    "RECIPE_SECTIONS",
+    "available_recipes",
+    "recipe_path",
+    "load_recipe",
+    "dataset_spec",
+    "validate_recipe",
+    "DEFAULT_RECIPE",
+]
 
 RECIPE_SECTIONS = ("task", "model", "dataset", "eval_dataset", "trainer", "callbacks")
 REQUIRED_SECTIONS = ("task", "model", "dataset", "trainer")
@@ -125,11 +137,6 @@ def dataset_spec(recipe: dict[str, Any] | DictConfig, section: str) -> tuple[dic
 
 def validate_recipe(recipe: dict[str, Any]) -> None:
     """Validate each section with its config class, so a bad recipe fails before any work."""
-    from tamrin.datasets import get_dataset_class
-    from tamrin.models import get_model_class
-    from tamrin.trainer.callbacks import registered_callbacks
-    from tamrin.trainer.config import TrainerConfig
-
     TrainerConfig.from_dict(recipe["trainer"])
     for section in ("model", "dataset", "eval_dataset"):
         if recipe.get(section) is None:
