@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin.verify_resume import DEFAULT_STEPS, VerifyResumeError, verify_resume
+    from tamrin.tools.verify_resume import DEFAULT_STEPS, VerifyResumeError, verify_resume
 
     recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
     try:

@@ -1,8 +1,8 @@
 """One process of `tamrin verify-resume`: train a recipe and record every step exactly.
 
-    python -m tamrin.verify_resume_job SPEC.json
+    python -m tamrin.tools.verify_resume.job SPEC.json
 
-SPEC.json (written by `tamrin.verify_resume`) names the recipe, its overrides, the modules to import,
+SPEC.json (written by `tamrin.tools.verify_resume`) names the recipe, its overrides, the modules to import,
 the steps, the step to stop at with a checkpoint, and whether to save or load the initial weights
 (in `run_dir/../initial`). The run writes into `run_dir`: `output/` (its checkpoints and logs),
 `trace.jsonl` (one JSON record per step: the loss as float.hex, and a sha256 of every weight and
@@ -84,7 +84,7 @@ def rng_fingerprints() -> dict[str, str]:
     return states
 
 
-# -- one verification process (python -m tamrin.verify_resume SPEC.json) ------------------------
+# -- one verification process (python -m tamrin.tools.verify_resume.job SPEC.json) ---------------
 class _Tracer(Callback):
     """Records the loss, weights, optimizer state and random states after every step (a host sync
     per step: this is a verification run), and ends the run with a checkpoint at `stop_at`."""
