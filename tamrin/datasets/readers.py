@@ -7,6 +7,7 @@ editor shows it: the CSV header is line 1) and the columns that are missing.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -55,8 +56,6 @@ def records_from_hf(dataset: Any, required_columns: Sequence[str] = ()) -> list[
 
 
 def _read_delimited(path: Path, delimiter: str) -> tuple[list[dict[str, Any]], int]:
-    import csv
-
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         rows = [{k: v for k, v in row.items() if k is not None} for row in reader]
@@ -88,7 +87,7 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
 
 
 def _read_parquet(path: Path) -> tuple[list[dict[str, Any]], int]:
-    import pandas as pd
+    import pandas as pd  # pandas: ~0.25 s to import, needed only for Parquet files
 
     try:
         frame = pd.read_parquet(path)

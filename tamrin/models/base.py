@@ -217,7 +217,7 @@ class Model(nn.Module):
         directory = Path(path)
         # Hub hook: a name that is not on disk but looks like "user/repo" is fetched from the Hub.
         if not directory.exists():
-            from tamrin import hub
+            from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
             if hub.is_repo_id(str(path)):
                 # the model only: a pushed run's optimizer state (train/) and logs stay on the Hub
@@ -239,7 +239,7 @@ class Model(nn.Module):
 
     def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, private: bool = False) -> str:
         """Upload the saved model (weights, config, preprocessor) to a Hub repo in one commit."""
-        from tamrin import hub
+        from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         with tempfile.TemporaryDirectory() as staging:
             self.save(staging)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
@@ -117,8 +118,6 @@ class CharsetPreprocessor:
 
     def __call__(self, images: Any) -> torch.Tensor:
         """Turn one PIL image or a list of them into pixel values of shape (B, 1, H, W)."""
-        from PIL import Image
-
         images = [images] if isinstance(images, Image.Image) else list(images)
         size = (self.image_width, self.image_height)
         arrays = [

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from tamrin.configs import Config, ConfigError, check_choice, check_range
 
@@ -80,8 +81,6 @@ class ImagePreprocessor(Config):
 
     def transform(self, image: Any) -> torch.Tensor:
         """One PIL image -> `(in_channels, image_size, image_size)` float32 pixel values."""
-        from PIL import Image
-
         size = (self.image_size, self.image_size)
         image = image.convert(IMAGE_CHANNELS[self.in_channels])
         if image.size != size:
@@ -93,16 +92,12 @@ class ImagePreprocessor(Config):
 
     def __call__(self, images: Any) -> torch.Tensor:
         """A PIL image or a list of them (or of image paths) -> `(B, C, H, W)` pixel values."""
-        from PIL import Image
-
         images = [images] if isinstance(images, (Image.Image, str, os.PathLike)) else list(images)
         return torch.stack([self.transform(open_image(image)) for image in images])
 
 
 def open_image(source: Any) -> Any:
     """A PIL image from a path (or the image itself); an unreadable file is a ConfigError naming it."""
-    from PIL import Image, UnidentifiedImageError
-
     if isinstance(source, Image.Image):
         return source
     try:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Any
 
 import numpy as np
+import torch
 
 from tamrin.configs import ConfigError, suggest
 from tamrin.datasets.sampling.keyed_permutation import CHUNK, FIRST_CHUNK, MASK64, KeyedPermutation, splitmix64
@@ -320,8 +321,6 @@ class CurriculumSampler(RangedSampler):
 
     def state_dict(self) -> dict[str, Any]:
         """RangedSampler's state plus the run length and the scores (a float64 tensor)."""
-        import torch
-
         return {**super().state_dict(), "total_steps": self.total_steps, "scores": torch.from_numpy(self.scores.copy())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
