@@ -42,7 +42,7 @@ def row(step: int) -> dict[str, float]:
 
 
 def time_tamrin(n: int) -> dict[str, float]:
-    from tamrin.trainer.logging import TrainingLogger
+    from tamrin.trainer.logs.logger import TrainingLogger
 
     with tempfile.TemporaryDirectory() as logs_dir:
         logger = TrainingLogger(logs_dir, columns=["train.loss", "learning_rate"])

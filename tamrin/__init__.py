@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from tamrin.configs import Config, ConfigError  # noqa: E402
 from tamrin.trainer.config import TrainerConfig  # noqa: E402
-from tamrin.trainer.log_review import plot_logs  # noqa: E402
-from tamrin.trainer.logging import load_logs  # noqa: E402
+from tamrin.trainer.logs.logger import load_logs  # noqa: E402
+from tamrin.trainer.logs.review import plot_logs  # noqa: E402
 from tamrin.trainer.trainer import Trainer  # noqa: E402
+from tamrin.version import __version__  # noqa: E402
 
 __all__ = ["Config", "ConfigError", "Trainer", "TrainerConfig", "__version__", "load_logs", "plot_logs"]

@@ -41,8 +41,8 @@ import torch
 from resume_job import Data, Net
 
 from tamrin import Trainer, TrainerConfig
-from tamrin.trainer import checkpointing
 from tamrin.trainer.callbacks import Callback
+from tamrin.trainer.checkpoint import files as checkpointing
 
 POINTS = ("file-begin", "file-partial", "file-end", "manifest", "published", "rotation")
 

@@ -19,8 +19,8 @@ from resume_job import Data, KillAt, Net
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.trainer.callbacks import EarlyStopping
-from tamrin.trainer.curriculum_callbacks import SelfPacedCurriculum
-from tamrin.trainer.monitors import GradientNormLogger, LearningRateMonitor
+from tamrin.trainer.callbacks.curriculum import SelfPacedCurriculum
+from tamrin.trainer.callbacks.monitors import GradientNormLogger, LearningRateMonitor
 
 
 def main(argv: list[str]) -> None:

@@ -13,8 +13,8 @@ from resume_job import Data, Net
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
 from tamrin.trainer.callbacks import EVENTS, Callback, EarlyStopping, build_callback
-from tamrin.trainer.curriculum_callbacks import Curriculum, SelfPacedCurriculum
-from tamrin.trainer.monitors import GradientNormLogger, LearningRateMonitor
+from tamrin.trainer.callbacks.curriculum import Curriculum, SelfPacedCurriculum
+from tamrin.trainer.callbacks.monitors import GradientNormLogger, LearningRateMonitor
 
 
 class EventRecorder(Callback):

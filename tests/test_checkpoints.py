@@ -23,20 +23,20 @@ from torch.utils.data import Dataset
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
-from tamrin.trainer import checkpointing
 from tamrin.trainer.callbacks import Callback
-from tamrin.trainer.checkpointing import (
+from tamrin.trainer.checkpoint import CheckpointStore
+from tamrin.trainer.checkpoint.files import (
     atomic_directory,
     checkpoint_name,
     latest_valid_checkpoint,
     list_checkpoints,
-    load_torch,
     read_manifest,
     remove_stale_directories,
     rotate_checkpoints,
     verify_checkpoint,
-    write_manifest,
 )
+from tamrin.trainer.checkpoint.manifest import write_manifest
+from tamrin.trainer.checkpoint.store import load_torch
 
 TRAIN_FILES = ("trainer_config.yaml", "trainer_state.yaml", "optimizer.pt", "lr_scheduler.pt", "rng_state.pt")
 
@@ -189,22 +189,25 @@ def test_save_total_limit_keeps_the_newest_and_the_best_and_the_best_is_loaded_a
 # -- crash safety ---------------------------------------------------------------------------------
 
 
-def test_a_save_that_fails_midway_leaves_no_new_checkpoint_and_the_previous_one_usable(tmp_path, monkeypatch):
-    real_save_torch = checkpointing.save_torch
-    calls = []
+class DiskFullOnFifthWrite(CheckpointStore):
+    """A store whose fifth torch file write fails like a full disk (inside the second checkpoint)."""
 
-    def disk_full_on_fifth_call(obj: Any, path: Path) -> None:
-        calls.append(path.name)
-        if len(calls) == 5:  # inside the second checkpoint (optimizer, rng, callbacks per checkpoint)
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def save_torch(self, obj: Any, path: Path) -> None:
+        self.calls.append(path.name)
+        if len(self.calls) == 5:  # optimizer, callbacks, rng per checkpoint: the 5th is in the second one
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real_save_torch(obj, path)
+        super().save_torch(obj, path)
 
-    monkeypatch.setattr(checkpointing, "save_torch", disk_full_on_fifth_call)
+
+def test_a_save_that_fails_midway_leaves_no_new_checkpoint_and_the_previous_one_usable(tmp_path):
     trainer = make_trainer(tmp_path, save_steps=2, callbacks=[LoadSpy()])
+    trainer.checkpointer.store = DiskFullOnFifthWrite()
     with pytest.raises(OSError) as info:
         trainer.train()
     assert info.value.errno == errno.ENOSPC
-    monkeypatch.undo()
 
     checkpoints = tmp_path / "checkpoints"
     assert names(checkpoints) == ["00000002"]  # no 00000004, no hidden staging directory

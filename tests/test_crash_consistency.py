@@ -30,7 +30,8 @@ from safetensors.torch import load_file
 from test_resume import assert_same_run
 
 from tamrin import TrainerConfig
-from tamrin.trainer.checkpointing import TRAIN_DIR, load_torch, verify_checkpoint
+from tamrin.trainer.checkpoint.files import TRAIN_DIR, verify_checkpoint
+from tamrin.trainer.checkpoint.store import load_torch
 from tamrin.trainer.state import TrainerState
 
 JOB = Path(__file__).with_name("crash_job.py")

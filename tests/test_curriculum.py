@@ -17,8 +17,8 @@ from resume_job import Data, Net
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
 from tamrin.datasets.sampling.curriculum import CurriculumSampler, LinearPacing, RootPacing, StepPacing, build_pacing
-from tamrin.trainer.checkpointing import load_torch
-from tamrin.trainer.curriculum_callbacks import Curriculum, SelfPacedCurriculum
+from tamrin.trainer.callbacks.curriculum import Curriculum, SelfPacedCurriculum
+from tamrin.trainer.checkpoint.store import load_torch
 
 JOB = Path(__file__).with_name("curriculum_job.py")
 

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -23,17 +24,17 @@ from tamrin.configs import ConfigError
 from tamrin.hub import is_repo_id
 from tamrin.models import Model, ModelConfig
 from tamrin.recipes import load_recipe
-from tamrin.trainer import checkpointing
 from tamrin.trainer.callbacks import Callback
-from tamrin.trainer.checkpointing import (
+from tamrin.trainer.checkpoint import CheckpointStore
+from tamrin.trainer.checkpoint.files import (
     MANIFEST,
     CheckpointWriteError,
     checkpoint_name,
     read_manifest,
     verify_checkpoint,
-    write_manifest,
 )
-from tamrin.trainer.logging import CSV_FILENAME, load_logs
+from tamrin.trainer.checkpoint.manifest import write_manifest
+from tamrin.trainer.logs.logger import CSV_FILENAME, load_logs
 from tamrin.trainer.nonfinite import NonFiniteLossError
 
 
@@ -174,14 +175,16 @@ def test_nan_policy_skip_drops_that_update_and_counts_it_in_the_logs(tmp_path, a
 
 
 # -- a full disk ---------------------------------------------------------------------------------
-def _fail_like_a_full_disk(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the save of the checkpoint at step 4 fail as a full disk makes each writer fail."""
-    save_torch = checkpointing.save_torch
+class FullDiskAtStep4(CheckpointStore):
+    """A store whose writes into the checkpoint of step 4 fail as a full disk makes each writer fail."""
 
-    def failing_save_torch(obj, path):
-        if path.parent.parent.name != ".tmp-00000004":
-            return save_torch(obj, path)
-        if where == "oserror":  # half the file is on disk, then the write fails
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def save_torch(self, obj: Any, path: Path) -> None:
+        if path.parent.parent.name != ".tmp-00000004" or self.where == "safetensors":
+            return super().save_torch(obj, path)
+        if self.where == "oserror":  # half the file is on disk, then the write fails
             path.write_bytes(b"\x00" * 10)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         try:  # torch.save: a RuntimeError whose context is the OSError of the file write
@@ -189,22 +192,16 @@ def _fail_like_a_full_disk(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
         except OSError:
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
 
-    def failing_save_weights(model, directory):
-        if Path(directory).name == ".tmp-00000004":  # safetensors: its own error type, the errno in the text
+    def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
+        if self.where == "safetensors" and Path(directory).name == ".tmp-00000004":  # its own error type
             raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
-        return save_weights(model, directory)
-
-    from tamrin.trainer import checkpoint_io
-
-    save_weights = checkpoint_io.save_model_weights
-    monkeypatch.setattr(checkpointing, "save_torch", failing_save_torch)
-    monkeypatch.setattr(checkpoint_io, "save_model_weights", failing_save_weights)
+        return super().save_weights(model, directory)
 
 
 @pytest.mark.parametrize("where", ["oserror", "torch.save", "safetensors"])
-def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_says_what_and_where(tmp_path, monkeypatch, where):
-    _fail_like_a_full_disk(where, monkeypatch)
+def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_says_what_and_where(tmp_path, where):
     trainer = make_trainer(tmp_path, save_steps=2, max_steps=6, callbacks=[Recorder()])
+    trainer.checkpointer.store = FullDiskAtStep4(where)
     with pytest.raises(CheckpointWriteError) as caught:
         trainer.train()
 
@@ -216,7 +213,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_says_what_and_
     assert checkpoint_dirs(tmp_path) == ["00000002"]  # no half-written or hidden leftovers
     assert verify_checkpoint(tmp_path / "checkpoints" / "00000002") is None
 
-    monkeypatch.undo()  # space was freed: the same run resumes from the previous checkpoint
+    # space was freed: the same run resumes from the previous checkpoint
     recorder = Recorder()
     make_trainer(tmp_path, save_steps=2, max_steps=6, resume_from_checkpoint=True, callbacks=[recorder]).train()
     assert recorder.loaded == "00000002"

@@ -1,4 +1,4 @@
-"""Tests for TrainingLogger, load_logs, summarize_logs and plot_logs (tamrin.trainer.logging)."""
+"""Tests for TrainingLogger, load_logs, summarize_logs and plot_logs (tamrin.trainer.logs.logger)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tamrin.trainer.log_review import plot_logs, summarize_logs
-from tamrin.trainer.logging import CSV_FILENAME, TrainingLogger, load_logs
+from tamrin.trainer.logs.logger import CSV_FILENAME, TrainingLogger, load_logs
+from tamrin.trainer.logs.review import plot_logs, summarize_logs
 
 COLUMNS = ["train.loss", "learning_rate", "evaluation.loss", "evaluation.f1"]
 

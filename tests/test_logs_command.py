@@ -10,9 +10,9 @@ import pytest
 
 import tamrin
 from tamrin.cli import main
-from tamrin.trainer import log_review
-from tamrin.trainer import logging as tamrin_logging
-from tamrin.trainer.logging import CSV_FILENAME, TrainingLogger, load_logs
+from tamrin.trainer.logs import logger as tamrin_logging
+from tamrin.trainer.logs import review as log_review
+from tamrin.trainer.logs.logger import CSV_FILENAME, TrainingLogger, load_logs
 
 COLUMNS = ["train.loss", "learning_rate", "evaluation.loss", "evaluation.f1"]
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tamrin.trainer.checkpointing import load_torch
+from tamrin.trainer.checkpoint.store import load_torch
 
 JOB = Path(__file__).with_name("resume_job.py")
 

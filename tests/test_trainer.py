@@ -23,7 +23,8 @@ from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
 from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 from tamrin.trainer.callbacks import EVENTS, Callback
-from tamrin.trainer.checkpointing import list_checkpoints, load_torch
+from tamrin.trainer.checkpoint.files import list_checkpoints
+from tamrin.trainer.checkpoint.store import load_torch
 from tamrin.trainer.config import resolve_steps
 
 # -- tiny models and data -----------------------------------------------------------------------

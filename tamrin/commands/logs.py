@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tamrin.trainer import log_review
-from tamrin.trainer.logging import load_logs
+from tamrin.trainer.logs import review as log_review
+from tamrin.trainer.logs.logger import load_logs
 
 if TYPE_CHECKING:
     import pandas as pd

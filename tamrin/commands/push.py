@@ -15,9 +15,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from tamrin.recipes import FINAL_MODEL_DIR
-from tamrin.trainer.checkpointing import MANIFEST, TRAIN_DIR, latest_valid_checkpoint, verify_checkpoint
-from tamrin.trainer.logging import CSV_FILENAME
-from tamrin.trainer.publishing import push_checkpoint_to_hub
+from tamrin.trainer.checkpoint.files import MANIFEST, TRAIN_DIR, latest_valid_checkpoint, verify_checkpoint
+from tamrin.trainer.checkpoint.publishing import push_checkpoint_to_hub
+from tamrin.trainer.logs.logger import CSV_FILENAME
 
 __all__ = ["register", "find_push_source"]
 

@@ -16,6 +16,7 @@ from pathlib import PurePath
 from typing import Any
 
 from tamrin.configs import Config, check_choice, check_range
+from tamrin.metrics_handlers import available_tasks
 from tamrin.trainer.optim import LR_SCHEDULERS, OPTIMIZERS
 
 __all__ = ["TrainerConfig", "resolve_steps", "MIXED_PRECISION_CHOICES", "NAN_POLICIES", "PROGRESS_CHOICES"]
@@ -122,8 +123,6 @@ class TrainerConfig(Config):
     progress: str = "auto"
 
     def validate(self) -> list[str | None]:
-        from tamrin.metrics_handlers import available_tasks
-
         return [
             check_choice("task", self.task, available_tasks()),
             None if self.output_dir else "`output_dir` must be a non-empty path.",

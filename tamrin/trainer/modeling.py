@@ -12,12 +12,15 @@ import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_model, save_model
 
+from tamrin import hub
 from tamrin.configs import ConfigError
+from tamrin.models import Model
+from tamrin.models.base import HUB_NON_MODEL_FILES
 
 __all__ = [
     "WEIGHTS_NAME",
@@ -38,8 +41,6 @@ WEIGHTS_NAME = "model.safetensors"
 
 def is_tamrin_model(model: torch.nn.Module) -> bool:
     """Whether `model` is a tamrin `Model` (which saves its own config and preprocessor)."""
-    from tamrin.models import Model
-
     return isinstance(model, Model)
 
 
@@ -55,15 +56,11 @@ def prepare_model(model: torch.nn.Module, *, init_weights_from: str | None, comp
     if init_weights_from:
         directory = Path(init_weights_from)
         if not directory.exists():
-            from tamrin import hub
-
             if not hub.is_repo_id(init_weights_from):
                 raise FileNotFoundError(f"`init_weights_from={init_weights_from!r}`: no such directory or Hub repo id.")
-            from tamrin.models.base import HUB_NON_MODEL_FILES
-
             directory = hub.download(init_weights_from, ignore_patterns=HUB_NON_MODEL_FILES)  # weights only
         load_model_weights(model, directory)
-    return torch.compile(model) if compile else model
+    return cast(torch.nn.Module, torch.compile(model)) if compile else model
 
 
 def adopt_data_preprocessor(model: torch.nn.Module, preprocessor: Any) -> None:
@@ -113,7 +110,7 @@ def loss_from_outputs(model: torch.nn.Module, outputs: Any, batch: Any) -> torch
         ValueError: neither exists; the message says how to provide a loss.
     """
     if _defines_compute_loss(model):
-        return model.compute_loss(outputs, batch)
+        return cast(Any, model).compute_loss(outputs, batch)
     loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
     if isinstance(loss, torch.Tensor):
         return loss
@@ -172,7 +169,7 @@ def metrics_context(model: torch.nn.Module) -> dict[str, Any]:
 
 
 def _defines_compute_loss(model: torch.nn.Module) -> bool:
-    return _class_defines_compute_loss(type(model))
+    return _class_defines_compute_loss(type(model))  # type: ignore[arg-type]  # classes are hashable
 
 
 @functools.cache
@@ -184,8 +181,6 @@ def _class_defines_compute_loss(model_class: type) -> bool:
     method = getattr(model_class, "compute_loss", None)
     if not callable(method):
         return False
-    from tamrin.models import Model
-
     return method is not Model.compute_loss
 
 
@@ -194,7 +189,7 @@ def save_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if is_tamrin_model(model):
-        model.save(directory)
+        cast(Any, model).save(directory)
         return
     save_model(model, str(directory / WEIGHTS_NAME))  # handles tied/shared tensors
     config = getattr(model, "config", None)

@@ -2,6 +2,8 @@
 
 Optimizers by name (adam, adamw, sgd); any `torch.optim.Optimizer` passed to the Trainer is used as
 is. Schedulers by name: the torch schedulers Hezar lists plus `linear` and `cosine` with warmup.
+Both are `tamrin.registry.Registry` instances: register a new one with
+`OPTIMIZERS.add("lion", Lion)` or `@LR_SCHEDULERS.register("my_schedule")` before the config is built.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch.optim import lr_scheduler as torch_schedulers
 
 from tamrin.configs import ConfigError, check_choice
+from tamrin.registry import Registry
 
 __all__ = [
     "OPTIMIZERS",
@@ -23,11 +26,10 @@ __all__ = [
     "build_lr_scheduler",
 ]
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-}
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.add("adam", torch.optim.Adam)
+OPTIMIZERS.add("adamw", torch.optim.AdamW)
+OPTIMIZERS.add("sgd", torch.optim.SGD)
 
 
 def _warmup_then(decay: Callable[[float], float]) -> Callable[..., torch_schedulers.LambdaLR]:
@@ -53,19 +55,18 @@ def _warmup_then(decay: Callable[[float], float]) -> Callable[..., torch_schedul
     return factory
 
 
-LR_SCHEDULERS: dict[str, Callable[..., Any]] = {
-    "linear": _warmup_then(lambda progress: 1.0 - progress),
-    "cosine": _warmup_then(lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress))),
-    "constant": _warmup_then(lambda progress: 1.0),
-    "reduce_on_plateau": torch_schedulers.ReduceLROnPlateau,
-    "step": torch_schedulers.StepLR,
-    "multi_step": torch_schedulers.MultiStepLR,
-    "exponential": torch_schedulers.ExponentialLR,
-    "cosine_annealing": torch_schedulers.CosineAnnealingLR,
-    "cyclic": torch_schedulers.CyclicLR,
-    "one_cycle": torch_schedulers.OneCycleLR,
-    "polynomial": torch_schedulers.PolynomialLR,
-}
+LR_SCHEDULERS: Registry[Callable[..., Any]] = Registry("lr_scheduler")
+LR_SCHEDULERS.add("linear", _warmup_then(lambda progress: 1.0 - progress))
+LR_SCHEDULERS.add("cosine", _warmup_then(lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress))))
+LR_SCHEDULERS.add("constant", _warmup_then(lambda progress: 1.0))
+LR_SCHEDULERS.add("reduce_on_plateau", torch_schedulers.ReduceLROnPlateau)
+LR_SCHEDULERS.add("step", torch_schedulers.StepLR)
+LR_SCHEDULERS.add("multi_step", torch_schedulers.MultiStepLR)
+LR_SCHEDULERS.add("exponential", torch_schedulers.ExponentialLR)
+LR_SCHEDULERS.add("cosine_annealing", torch_schedulers.CosineAnnealingLR)
+LR_SCHEDULERS.add("cyclic", torch_schedulers.CyclicLR)
+LR_SCHEDULERS.add("one_cycle", torch_schedulers.OneCycleLR)
+LR_SCHEDULERS.add("polynomial", torch_schedulers.PolynomialLR)
 """Scheduler names. linear/cosine/constant take `warmup_steps`; the others take their torch kwargs."""
 
 PLATEAU_SCHEDULERS = frozenset({"reduce_on_plateau"})

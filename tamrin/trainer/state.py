@@ -37,16 +37,16 @@ class TrainerState:
         best_metric: the best value of `metric_for_best_model` so far.
         best_step: the global step at which `best_metric` was reached.
         best_checkpoint: the checkpoint directory of the best step, if one was saved.
-        last_log_step: the global step of the last log row (logs are never written twice).
-        last_eval_step: the global step of the last evaluation.
         world_size: processes of the run that wrote this state.
     """
 
     serialized_attributes: ClassVar[tuple[str, ...]] = (
         "epoch", "epoch_step", "epoch_samples", "global_step", "optimizer_steps", "skipped_updates",
         "loss_sum", "loss_count", "nonfinite_losses", "best_metric", "best_step",
-        "best_checkpoint", "last_log_step", "last_eval_step", "world_size",
+        "best_checkpoint", "world_size",
     )  # fmt: skip
+    retired_attributes: ClassVar[tuple[str, ...]] = ("last_log_step", "last_eval_step")
+    """Written by earlier versions and never read: ignored when an older checkpoint is loaded."""
 
     epoch: int = 0
     epoch_step: int = 0
@@ -60,8 +60,6 @@ class TrainerState:
     best_metric: float | None = None
     best_step: int | None = None
     best_checkpoint: str | None = None
-    last_log_step: int = 0
-    last_eval_step: int = 0
     world_size: int = 1
 
     def end_epoch(self) -> None:
@@ -93,7 +91,7 @@ class TrainerState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the serialized attributes; a missing or unknown key is an error (strict)."""
         missing = [name for name in self.serialized_attributes if name not in state]
-        unknown = [name for name in state if name not in self.serialized_attributes]
+        unknown = [n for n in state if n not in self.serialized_attributes and n not in self.retired_attributes]
         if missing or unknown:
             raise ValueError(f"Trainer state does not match TrainerState: missing {missing}, unknown {unknown}.")
         for name in self.serialized_attributes:
@@ -107,5 +105,8 @@ class TrainerState:
     def load(cls, path: str | os.PathLike) -> TrainerState:
         """Read a state written by `save`."""
         state = cls()
-        state.load_state_dict(OmegaConf.to_container(OmegaConf.load(path)))
+        values = OmegaConf.to_container(OmegaConf.load(Path(path)))
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} is not a trainer state: it holds a {type(values).__name__}, not a mapping.")
+        state.load_state_dict({str(key): value for key, value in values.items()})
         return state

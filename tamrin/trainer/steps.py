@@ -121,6 +121,15 @@ class StepPlan:
         """
         return epoch_step % self.accumulation == 0 or last_batch or self.reached_max_steps(global_step)
 
+    def window_size(self, epoch_step: int, last_epoch_step: int) -> int:
+        """How many batches the accumulation window of the `epoch_step`-th batch (1-based) holds.
+
+        Windows start every `accumulation` batches of an epoch; the last one of an epoch (or of the
+        run, at max_steps) is cut short at `last_epoch_step`, the index of the epoch's final batch.
+        """
+        start = (epoch_step - 1) // self.accumulation * self.accumulation + 1
+        return min(start + self.accumulation - 1, last_epoch_step) - start + 1
+
     def due(self, interval: int | None, global_step: int, *, end_of_epoch: bool, end_of_run: bool) -> bool:
         """Whether an event with this interval (None: each epoch end) falls on `global_step`.
 
@@ -140,15 +149,16 @@ class EpochPosition:
     """
 
     def __init__(self) -> None:
-        self.loader: DataLoader | None = None
+        self.loader: Any = None  # the DataLoader of the epoch in progress
         self.steps = 0
         self.num_batches = 0
         self.last_step = 0
 
     def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int) -> None:
         """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch."""
-        loader.sampler.set_epoch(epoch)
-        loader.sampler.set_start_index(position)
+        sampler: Any = loader.sampler  # a RangedSampler (or one with its interface)
+        sampler.set_epoch(epoch)
+        sampler.set_start_index(position)
         loader.generator.manual_seed(seed * 1_000_003 + epoch)
         self.loader = loader
         self.steps = 0
@@ -159,6 +169,10 @@ class EpochPosition:
         """Count one batch; returns the global sample position after it."""
         self.steps += 1
         return self.loader.sampler.position_after(self.steps)
+
+    def batches_left(self) -> int:
+        """Batches of this epoch still to come, the next one included."""
+        return self.last_step - self.steps
 
     def next_is_last(self) -> bool:
         """Whether the next batch is the epoch's last (its accumulation window must end with it)."""

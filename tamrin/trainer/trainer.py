@@ -1,49 +1,38 @@
 """The Trainer: the training loop and its overridable steps, nothing else.
 
-The parts it builds (components.py), checkpoint files, logs, step arithmetic, the loss tracker, the
-model contract, callbacks and progress output live in their own modules beside this one; this file
-only says in which order they happen.
+The Trainer holds its parts (a Checkpointer, a TrainingLogger, a LossTracker, a CallbackHandler,
+a StepPlan), built by its base `TrainerParts` (parts.py, with the `create_*` extension points and
+save/load); what each part does lives in its own module (checkpoint/, logs/, callbacks/,
+building.py, steps.py, modeling.py). This file only says in which order things happen.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader
 
-from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model
-from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl
-from tamrin.trainer.checkpoint_io import CheckpointingMixin
-from tamrin.trainer.components import ComponentsMixin
-from tamrin.trainer.config import TrainerConfig
-from tamrin.trainer.logging import TrainingLogger
-from tamrin.trainer.loss_tracking import LossTracker
+from tamrin.trainer import building
+from tamrin.trainer.logs.logger import TrainingLogger
+from tamrin.trainer.logs.progress import Progress, describe_run
 from tamrin.trainer.modeling import (
-    adopt_data_preprocessor,
     batch_size_of,
     call_model,
-    forward_keys,
     generation_inputs,
     load_model_weights,
     loss_from_outputs,
-    prepare_model,
 )
 from tamrin.trainer.optim import PLATEAU_SCHEDULERS
-from tamrin.trainer.progress import Progress, describe_run, resolve_progress_mode
-from tamrin.trainer.runtime import build_accelerator, check_supported_engine, seed_everything
-from tamrin.trainer.state import TrainerState
-from tamrin.trainer.steps import EpochPosition, StepPlan
+from tamrin.trainer.parts import TrainerParts
+from tamrin.trainer.steps import StepPlan
 
 __all__ = ["Trainer"]
 
 
-class Trainer(ComponentsMixin, CheckpointingMixin):
+class Trainer(TrainerParts):
     """Trains a model as `config` says; subclass it and override a step to change one thing.
 
     The loop, with the overridable methods and the callback events where they run::
@@ -59,10 +48,12 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
                         on_step_begin
                         batch = prepare_input_batch(batch)
                         loss = training_step(batch)              # forward -> compute_loss -> backward
-                        if the accumulation window ends:
-                            optimization_step()                  # clip, step, zero_grad; on_optimizer_step
-                            LR scheduler step
-                        on_step_end
+                        if the accumulation window ends:         # the loop's bookkeeping, around the steps:
+                            (nan_policy="skip": drop a window that saw a NaN/inf loss)
+                            clip_gradients()                     # max_grad_norm
+                            optimization_step()                  # optimizer.step(); optimizer.zero_grad()
+                            count the update; lr_scheduling_step(); on_optimizer_step
+                        on_step_end(loss)
                         at log_steps:  log(...)                  # on_log
                         at eval_steps: evaluate() -> log(...)    # on_evaluate (epoch end if None)
                         if the epoch ends (or the run stops):
@@ -71,75 +62,11 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             on_train_end; load the best model if asked
             return the final logs
 
-    `evaluate(dataset)` runs `create_eval_dataloader` and `evaluation_step` per batch. The `create_*`
-    methods (loaders, sampler, optimizer, scheduler, metrics handler) are in components.py and
-    `save` / `load_checkpoint` in checkpoint_io.py: both are Trainer methods to override like these.
+    `evaluate(dataset)` runs `create_eval_dataloader` and `evaluation_step` per batch. Counting,
+    scheduling, NaN checks and events happen in the loop, so an override of any step does only that
+    step. The `create_*` methods build the parts once, in `__init__`; `save` / `load_checkpoint`
+    go through `self.checkpointer` (the state-file table in checkpoint/state_files.py).
     """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        config: TrainerConfig,
-        train_dataset: Any = None,
-        eval_dataset: Any = None,
-        data_collator: Any = None,
-        preprocessor: Any = None,
-        metrics_handler: MetricsHandler | None = None,
-        optimizer: torch.optim.Optimizer | None = None,
-        lr_scheduler: Any = None,
-        accelerator: Accelerator | None = None,
-        callbacks: Iterable[Callback] | None = None,
-    ) -> None:
-        if not isinstance(config, TrainerConfig):
-            raise TypeError(f"`config` must be a TrainerConfig, got {type(config).__name__}.")
-        self.config = config
-        self.accelerator = accelerator or build_accelerator(config)
-        check_supported_engine(self.accelerator)
-        seed_everything(config.seed)
-        self.train_dataset = train_dataset
-        self.eval_dataset = eval_dataset
-        self.data_collator = data_collator or getattr(train_dataset, "data_collator", None)
-        self.preprocessor = preprocessor
-        self.output_dir = Path(config.output_dir)
-        self.checkpoints_dir = self.output_dir / config.checkpoints_dir
-        self.logs_dir = self.output_dir / config.logs_dir
-        self.state = TrainerState(world_size=self.accelerator.num_processes)
-        self.control = TrainerControl()
-        adopt_data_preprocessor(model, preprocessor or getattr(train_dataset, "preprocessor", None))
-        self.model = prepare_model(model, init_weights_from=config.init_weights_from, compile=config.compile)
-        for dataset in (train_dataset, eval_dataset):  # e.g. rows longer than the model's context: fail now
-            getattr(dataset, "check_model", lambda model: None)(model)
-        self._forward_keys = forward_keys(self.model)
-        # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
-        self.callbacks = CallbackHandler(self._default_callbacks() + list(callbacks or ()))
-        self.train_dataloader = self._checked_train_dataloader(train_dataset)
-        loader = self.train_dataloader
-        self.plan = StepPlan.from_config(config, len(loader)) if loader is not None else None
-        self.optimizer = optimizer or self.create_optimizer()
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
-        self.metrics_handler = metrics_handler or self.create_metrics_handler()
-        check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
-        self.lr_scheduler = lr_scheduler if lr_scheduler is not None else self.create_lr_scheduler()
-        self.progress_mode = resolve_progress_mode(config.progress, is_main_process=self.is_main_process)
-        self.logger: TrainingLogger | None = None
-        self._eval_loaders: dict[int, DataLoader] = {}
-        self._loss_tracker = LossTracker(self.accelerator.device)
-        self._last_logs: dict[str, float] = {}
-        self._update_due = True
-        self.grad_norm: torch.Tensor | None = None  # pre-clip norm of the last update (max_grad_norm set)
-        self._position = EpochPosition()  # the training loader's place in its epoch (resume-aware)
-
-    @property
-    def is_main_process(self) -> bool:
-        return self.accelerator.is_main_process
-
-    @property
-    def unwrapped_model(self) -> torch.nn.Module:
-        """The model without its DDP / compile wrappers (cached: accelerate's unwrap costs ~0.1 ms a call)."""
-        if getattr(self, "_unwrapped_for", None) is not self.model:
-            self._unwrapped = self.accelerator.unwrap_model(self.model)
-            self._unwrapped_for = self.model
-        return self._unwrapped
 
     # -- the steps of one batch --------------------------------------------------------------------
     def prepare_input_batch(self, batch: Any) -> Any:
@@ -167,24 +94,35 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             loss = self.compute_loss(outputs, batch)
             if loss.dim() > 0:  # per-sample losses: their mean is the batch loss
                 loss = loss.mean()
-            self.accelerator.backward(loss)
+            self.backward(loss)
         return loss.detach()
 
-    def optimization_step(self) -> None:
-        """Clip gradients to max_grad_norm, step the optimizer and clear the gradients.
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate a batch's loss, scaled for its accumulation window (call it from an override).
 
-        With nan_policy="skip", a window that saw a NaN/inf loss is dropped instead (counted in
-        `state.skipped_updates` and logged as `train.skipped_updates`).
+        The gradient of an update is the mean of its batches' gradients: each loss is divided by the
+        number of batches its window really holds, so the epoch's short last window counts as much as
+        a full one (the HF Trainer does the same). Token-level losses are averaged per batch first.
         """
-        if self.config.nan_policy == "skip" and not self._loss_tracker.close_window():
-            self.optimizer.zero_grad(set_to_none=True)
-            self.state.skipped_updates += 1
-            return
-        if self.config.max_grad_norm is not None:  # the returned norm stays on the device (no sync)
+        window, divisor = self._window, self._accelerate_divisor
+        if window != divisor:  # an Accelerator passed in with the config's accumulation divides by it
+            loss = loss / window if divisor == 1 else loss * (divisor / window)
+        self._backward(loss)  # accelerate's backward, or loss.backward() where that is all it does
+
+    def clip_gradients(self) -> None:
+        """Clip the gradients to `max_grad_norm` (if set); the pre-clip norm stays on the device."""
+        if self.config.max_grad_norm is not None:
             self.grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.state.optimizer_steps += 1
+
+    def optimization_step(self) -> None:
+        """Step the optimizer and clear the gradients (Hezar's minimum: override freely).
+
+        The loop around it counts the update, steps the LR scheduler, drops NaN windows
+        (nan_policy="skip") and fires on_optimizer_step, whatever an override does here.
+        """
+        optimizer = self._step_optimizer  # `self.optimizer`, or the torch optimizer it wraps (same work, ~50 µs less)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     def lr_scheduling_step(self) -> None:
         """Step the LR scheduler every `lr_scheduling_steps` updates (plateau: after evaluations)."""
@@ -203,18 +141,19 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         loss = self.compute_loss(outputs, batch)
         self.metrics_handler.update_loss(loss.detach(), batch_size_of(batch))
         if self.config.evaluate_with_generate:
-            outputs = self.unwrapped_model.generate(**generation_inputs(batch, self._forward_keys))
+            generate = self.unwrapped_model.generate  # evaluate_with_generate: the model must define generate()
+            outputs = generate(**generation_inputs(batch, self._forward_keys))  # type: ignore[operator]
         self.metrics_handler.update(outputs, batch)
 
     # -- the loops ----------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
         """Train as configured (resuming if asked); returns the final logs."""
-        if self.train_dataloader is None:
+        if self.train_dataloader is None or self.plan is None:
             raise ValueError("Trainer.train() needs a `train_dataset`.")
         resumed = self._resume_if_requested()
         self.logger = TrainingLogger(
             self.logs_dir,
-            columns=self._log_columns(),
+            columns=building.log_columns(self.config, self.metrics_handler.metric_names),
             resume_step=self.state.global_step if resumed else None,
             enabled=self.is_main_process,
         )
@@ -224,7 +163,7 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
                                num_processes=processes, start_step=start), flush=True)  # fmt: skip
         self.callbacks.fire("on_train_begin", self)
         try:
-            while self.state.epoch < self.plan.num_epochs and not self._finished():
+            while self.state.epoch < self._plan.num_epochs and not self._finished():
                 self.callbacks.fire("on_epoch_begin", self)
                 self.inner_training_loop(self.state.epoch)
             self._check_losses_finite()
@@ -235,21 +174,32 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
         return dict(self._last_logs)
 
+    @property
+    def _plan(self) -> StepPlan:
+        """The step plan of a Trainer that has training data (train() checked that it has)."""
+        assert self.plan is not None, "only a Trainer with a train_dataset has a step plan"
+        return self.plan
+
+    @property
+    def _loader(self) -> DataLoader:
+        assert self.train_dataloader is not None, "only a Trainer with a train_dataset has a training loader"
+        return self.train_dataloader
+
     def _finished(self) -> bool:
-        return self.control.should_stop or self.plan.reached_max_steps(self.state.global_step)
+        return self.control.should_stop or self._plan.reached_max_steps(self.state.global_step)
 
     def inner_training_loop(self, epoch: int) -> None:
         """One epoch, from the sampler's resumed position to its end (or max_steps / a stop).
 
         on_epoch_end fires once, from `_after_step` before the epoch's last save.
         """
-        loader = self.train_dataloader
+        loader = self._loader
         self._position.start(loader, epoch=epoch, position=self.state.epoch_samples, seed=self.config.seed)
         progress = Progress(
             self.progress_mode,
-            total=self.plan.steps_per_epoch,
+            total=self._plan.steps_per_epoch,
             initial=self.state.epoch_step,
-            description=f"Epoch {epoch + 1}/{self.plan.num_epochs}",
+            description=f"Epoch {epoch + 1}/{self._plan.num_epochs}",
         )
         self.model.train()
         epoch_ended = False
@@ -257,16 +207,16 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             for batch in loader:
                 self.callbacks.fire("on_step_begin", self)
                 batch = self.prepare_input_batch(batch)
-                self._update_due = self.plan.is_update_step(
+                self._update_due = self._plan.is_update_step(
                     self.state.epoch_step + 1, self.state.global_step + 1, last_batch=self._position.next_is_last()
                 )
+                if self._plan.accumulation > 1:
+                    self._window = self._window_size()
                 loss = self.training_step(batch)
                 self._advance(loss)
                 if self._update_due:
-                    self.optimization_step()
-                    self.lr_scheduling_step()
-                    self.callbacks.fire("on_optimizer_step", self)
-                self.callbacks.fire("on_step_end", self)
+                    self._update()
+                self.callbacks.fire_step_end(self, loss)
                 progress.update()
                 epoch_ended = self._after_step(progress)
                 if epoch_ended or self._finished():
@@ -276,13 +226,37 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         if not epoch_ended:  # stopped after the step's save (e.g. by a callback's on_save)
             self.callbacks.fire("on_epoch_end", self)
 
+    def _window_size(self) -> int:
+        """The batches in the accumulation window of the coming step (the epoch's or run's end cuts it short)."""
+        state, plan = self.state, self._plan
+        last = state.epoch_step + self._position.batches_left()
+        if plan.max_steps is not None:
+            last = min(last, state.epoch_step + plan.max_steps - state.global_step)
+        return plan.window_size(state.epoch_step + 1, last)
+
     def _advance(self, loss: torch.Tensor) -> None:
         """Count the step, move the global sample position, and track the loss (no host sync)."""
         state = self.state
         state.global_step += 1
         state.epoch_step += 1
         state.epoch_samples = self._position.advance()
-        self._loss_tracker.add(loss, state)
+        self.loss_tracker.add(loss, state)
+
+    def _update(self) -> None:
+        """End an accumulation window: the bookkeeping around `clip_gradients` and `optimization_step`.
+
+        With nan_policy="skip", a window that saw a NaN/inf loss is dropped instead (counted in
+        `state.skipped_updates` and logged as `train.skipped_updates`).
+        """
+        if self.config.nan_policy == "skip" and not self.loss_tracker.close_window():
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped_updates += 1
+        else:
+            self.clip_gradients()
+            self.optimization_step()
+            self.state.optimizer_steps += 1
+        self.lr_scheduling_step()
+        self.callbacks.fire("on_optimizer_step", self)
 
     def _after_step(self, progress: Progress) -> bool:
         """Log, evaluate, end the epoch and save when due; returns True when this epoch's loop ends.
@@ -294,15 +268,15 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         step = self.state.global_step
         if end_of_epoch:
             self.state.end_epoch()
-        end_of_run = self.plan.reached_max_steps(step) or (end_of_epoch and self.state.epoch >= self.plan.num_epochs)
+        end_of_run = self._plan.reached_max_steps(step) or (end_of_epoch and self.state.epoch >= self._plan.num_epochs)
         when = {"end_of_epoch": end_of_epoch, "end_of_run": end_of_run}
-        log_due = self.plan.due(self.plan.log_steps, step, **when)
+        log_due = self._plan.due(self._plan.log_steps, step, **when)
         evaluate_due = (
             self.config.do_evaluate
             and self.eval_dataset is not None
-            and (self.plan.due(self.plan.eval_steps, step, **when) or self.control.should_evaluate)
+            and (self._plan.due(self._plan.eval_steps, step, **when) or self.control.should_evaluate)
         )
-        save_due = self.plan.due(self.plan.save_steps, step, **when) or self.control.should_save
+        save_due = self._plan.due(self._plan.save_steps, step, **when) or self.control.should_save
         if log_due or evaluate_due or save_due:
             self._check_losses_finite()
         if log_due:
@@ -317,18 +291,18 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
             self.callbacks.fire("on_epoch_end", self)
         if save_due or self.control.should_save:
             self.control.should_save = False
-            self._save_checkpoint()
+            self.save_checkpoint()
         return epoch_over
 
     def _check_losses_finite(self) -> None:
         """With nan_policy="stop", raise if any loss since the start was NaN/inf (a host sync)."""
         if self.config.nan_policy == "stop":
-            self._loss_tracker.raise_if_nonfinite(self._last_checkpoint_hint)
+            self.loss_tracker.raise_if_nonfinite(self.checkpointer.last_checkpoint_hint)
 
     def _training_logs(self) -> dict[str, float]:
         """The mean training loss since the last log and the learning rate (a host sync, by design)."""
         logs = {"learning_rate": float(self.optimizer.param_groups[0]["lr"])}
-        mean_loss = self._loss_tracker.take_mean(self.state)
+        mean_loss = self.loss_tracker.take_mean(self.state)
         if mean_loss is not None:
             logs["train.loss"] = mean_loss
         if self.config.nan_policy == "skip":
@@ -337,7 +311,6 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
 
     def _evaluate_during_training(self, step: int) -> None:
         metrics = {f"evaluation.{key}": value for key, value in self.evaluate().items()}
-        self.state.last_eval_step = step
         value = metrics.get(self.config.metric_for_best_model)
         if self.state.improve_best(value, step, maximize=self._maximize_best_metric()) and (
             self.config.load_best_model_at_end or self.config.save_total_limit
@@ -383,18 +356,5 @@ class Trainer(ComponentsMixin, CheckpointingMixin):
         """Write `logs` at `step` to the CSV and TensorBoard logs (main process) and tell callbacks."""
         if self.logger is not None:
             self.logger.log(logs, step=step, epoch=self.state.epoch)
-        self.state.last_log_step = step
         self._last_logs.update(logs)
         self.callbacks.fire("on_log", self, logs=logs)
-
-    def load_csv_logs(self) -> Any:
-        """The run's CSV logs as a pandas DataFrame, one row per logged step."""
-        from tamrin.trainer.logging import load_logs
-
-        return load_logs(self.logs_dir)
-
-    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool = False, **kwargs: Any) -> str:
-        """Push the trained model, configs, state and logs to the Hub in one commit (see tamrin.hub)."""
-        from tamrin.trainer.publishing import push_trainer_to_hub
-
-        return push_trainer_to_hub(self, repo_id, commit_message=commit_message, private=private, **kwargs)

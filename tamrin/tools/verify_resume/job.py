@@ -96,16 +96,8 @@ class _Tracer(Callback):
         self.parameter_names: list[str] = []
 
     def attach(self, trainer: Any) -> None:
-        """Join `trainer`'s callbacks (last) and keep each step's loss as `training_step` returns it."""
-        training_step = trainer.training_step
-
-        def traced_training_step(batch: Any) -> Any:
-            loss = training_step(batch)
-            self.loss = float(loss)
-            return loss
-
-        trainer.training_step = traced_training_step
-        trainer.callbacks.callbacks.append(self)
+        """Join `trainer`'s callbacks (last); on_step_end receives each step's loss."""
+        trainer.add_callback(self)
 
     def on_train_begin(self, trainer: Any) -> None:
         by_id = {id(p): name for name, p in trainer.unwrapped_model.named_parameters()}
@@ -115,7 +107,8 @@ class _Tracer(Callback):
         if trainer.state.global_step > 0:  # what the checkpoint restored
             self.write({"event": "loaded", "step": trainer.state.global_step, **self._snapshot(trainer)})
 
-    def on_step_end(self, trainer: Any) -> None:
+    def on_step_end(self, trainer: Any, loss: Any = None) -> None:
+        self.loss = float(loss) if loss is not None else None  # a host sync each step: this is a verification run
         loss = self.loss.hex() if self.loss is not None else "none"
         self.write({"step": trainer.state.global_step, "loss": loss, **self._snapshot(trainer)})
         if trainer.state.global_step == self.stop_at:

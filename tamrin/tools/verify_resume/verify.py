@@ -285,10 +285,13 @@ def _compare_final(workdir: Path, parameter_names: list[str], step: int) -> Dive
     """Compare the final saved files of the straight and resumed runs, value by value, bitwise."""
     from safetensors.torch import load_file
 
-    from tamrin.trainer.checkpointing import TRAIN_DIR, load_torch
+    from tamrin.trainer.checkpoint.state_files import STATE_FILES
+    from tamrin.trainer.checkpoint.store import load_torch
 
-    files = [("model.safetensors", "weight")] + [
-        (f"{TRAIN_DIR}/{name}", "optimizer state") for name in ("optimizer.pt", "lr_scheduler.pt")
+    files = [
+        (entry.name, "weight" if entry.name.endswith(".safetensors") else "optimizer state")
+        for entry in STATE_FILES
+        if entry.compared
     ]
     for filename, what in files:
         left_path, right_path = (workdir / run / FINAL / filename for run in ("straight", "resumed"))

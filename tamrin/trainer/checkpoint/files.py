@@ -1,11 +1,11 @@
-"""Crash-safe checkpoints: atomic directories, a verifying manifest, rotation, RNG and safe loading.
+"""Crash-safe checkpoint directories: atomic writes, a verifying manifest, listing and rotation.
 
 A checkpoint is written into a hidden temporary directory beside its final place; every file is
 flushed to disk, then `manifest.yaml` (each file's size and sha256, the step, versions, world size
 and a hash of the trainer config) is written last, and the directory is renamed into place. So a
 checkpoint directory exists only when complete, a killed save leaves the previous one untouched,
 and a damaged one (truncated or missing file) is detected by its manifest and skipped with a
-warning. Nothing is read back with a full unpickle: `torch.load(..., weights_only=True)` only.
+warning. Every write, rename and deletion goes through a `CheckpointStore` (store.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import os
-import random
 import re
 import shutil
 import warnings
@@ -23,12 +21,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from omegaconf import OmegaConf
 
+from tamrin.trainer.checkpoint.manifest import MANIFEST, sha256_of
+from tamrin.trainer.checkpoint.store import CheckpointStore
+
 __all__ = [
-    "MANIFEST",
+    "MANIFEST",  # re-exported: where a checkpoint lists its files
     "TRAIN_DIR",
     "CheckpointInfo",
     "CheckpointWriteError",
@@ -42,13 +41,8 @@ __all__ = [
     "read_manifest",
     "rotate_checkpoints",
     "remove_stale_directories",
-    "capture_rng_state",
-    "restore_rng_state",
-    "save_torch",
-    "load_torch",
 ]
 
-MANIFEST = "manifest.yaml"
 TRAIN_DIR = "train"
 STEP_WIDTH = 8
 _TMP_PREFIX = ".tmp-"
@@ -69,45 +63,8 @@ class CheckpointInfo:
     global_step: int
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file and directory below `directory` to disk before the rename publishes it."""
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-    for folder in [directory, *[p for p in directory.rglob("*") if p.is_dir()]]:
-        _fsync_directory(folder)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_manifest(directory: Path, info: dict[str, Any]) -> None:
-    """Record every file's size and sha256 (and `info`) in `directory/manifest.yaml`."""
-    files = {
-        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
-        for path in sorted(directory.rglob("*"))
-        if path.is_file() and path.name != MANIFEST
-    }
-    manifest = OmegaConf.create({**info, "files": files})
-    (directory / MANIFEST).write_text(OmegaConf.to_yaml(manifest), encoding="utf-8")
-
-
 @contextlib.contextmanager
-def atomic_directory(final: Path, info: dict[str, Any]) -> Iterator[Path]:
+def atomic_directory(final: Path, info: dict[str, Any], store: CheckpointStore | None = None) -> Iterator[Path]:
     """Yield a temporary directory; on success write its manifest and rename it to `final`.
 
     If `final` already exists (a step redone after a resume), it is replaced: it is first moved
@@ -118,31 +75,33 @@ def atomic_directory(final: Path, info: dict[str, Any]) -> Iterator[Path]:
     Args:
         final: where the complete directory must appear.
         info: what the manifest records besides the files (step, versions, world size, ...).
+        store: does the writing, renaming and deleting (default: the local file system).
     """
+    store = store or CheckpointStore()
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f"{_TMP_PREFIX}{final.name}"
     if staging.exists():
-        shutil.rmtree(staging)
+        store.remove_tree(staging)
     staging.mkdir()
     old = final.parent / f"{_OLD_PREFIX}{final.name}"
     try:
         yield staging
-        write_manifest(staging, info)
-        _fsync_tree(staging)
+        store.write_manifest(staging, info)
+        store.flush_tree(staging)
         if final.exists():
             if old.exists():
-                shutil.rmtree(old)
-            os.rename(final, old)
-        os.rename(staging, final)
-        _fsync_directory(final.parent)
+                store.remove_tree(old)
+            store.rename(final, old)
+        store.rename(staging, final)
+        store.flush_directory(final.parent)
         if old.exists():
-            shutil.rmtree(old)
+            store.remove_tree(old)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # cleanup after a failure goes around the store
         if old.exists() and not final.exists():  # failed between the two renames: put the old one back
             with contextlib.suppress(OSError):
-                os.rename(old, final)
+                store.rename(old, final)
         raise
 
 
@@ -172,7 +131,9 @@ def os_error_in(err: BaseException) -> OSError | None:
     context is the OSError of the file write, safetensors an error that ends "(os error 28)".
     """
     seen: set[int] = set()
-    while err is not None and id(err) not in seen:
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        err = current
         seen.add(id(err))
         if isinstance(err, OSError):
             return err
@@ -180,7 +141,7 @@ def os_error_in(err: BaseException) -> OSError | None:
         if match:
             number = int(match.group(1))
             return OSError(number, os.strerror(number))
-        err = err.__cause__ or err.__context__
+        current = err.__cause__ or err.__context__
     return None
 
 
@@ -193,7 +154,7 @@ def checkpoint_write_error(err: OSError, path: Path, checkpoints_dir: Path | Non
         checkpoints_dir: the run's checkpoints folder, to name the checkpoint a resume would use.
     """
     path = Path(path)
-    reason, fix = _WRITE_ERRORS.get(err.errno, (err.strerror or str(err), "Fix the cause above"))
+    reason, fix = _WRITE_ERRORS.get(err.errno or 0, (err.strerror or str(err), "Fix the cause above"))
     where = f" (at {err.filename})" if getattr(err, "filename", None) else ""
     latest = list_checkpoints(checkpoints_dir) if checkpoints_dir else []
     previous = (
@@ -220,7 +181,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ValueError(f"{path} cannot be read: {err}") from err
     if not isinstance(manifest, dict) or "files" not in manifest or "global_step" not in manifest:
         raise ValueError(f"{path} is not a tamrin checkpoint manifest")
-    return manifest
+    return {str(key): value for key, value in manifest.items()}
 
 
 def verify_checkpoint(directory: Path, *, check_hashes: bool = True) -> str | None:
@@ -236,7 +197,7 @@ def verify_checkpoint(directory: Path, *, check_hashes: bool = True) -> str | No
             return f"{path} is missing"
         if path.stat().st_size != expected["size"]:
             return f"{path} is truncated or altered ({path.stat().st_size} bytes, expected {expected['size']})"
-        if check_hashes and _sha256(path) != expected["sha256"]:
+        if check_hashes and sha256_of(path) != expected["sha256"]:
             return f"{path} is damaged (its sha256 differs from the manifest)"
     return None
 
@@ -276,7 +237,12 @@ def latest_valid_checkpoint(checkpoints_dir: Path) -> Path | None:
     return None
 
 
-def rotate_checkpoints(checkpoints_dir: Path, limit: int | None, keep: Iterable[Path | str | None] = ()) -> list[Path]:
+def rotate_checkpoints(
+    checkpoints_dir: Path,
+    limit: int | None,
+    keep: Iterable[Path | str | None] = (),
+    store: CheckpointStore | None = None,
+) -> list[Path]:
     """Delete the oldest checkpoints beyond `limit`, never the newest one nor those in `keep`.
 
     Returns:
@@ -291,91 +257,22 @@ def rotate_checkpoints(checkpoints_dir: Path, limit: int | None, keep: Iterable[
     removable = [info.path for info in checkpoints if info.path.resolve() not in protected]
     excess = len(checkpoints) - limit
     deleted = removable[: max(0, excess)]
+    store = store or CheckpointStore()
     for path in deleted:
-        doomed = path.parent / f"{_DELETE_PREFIX}{path.name}"
-        if doomed.exists():  # the leftover of an earlier killed deletion
-            shutil.rmtree(doomed)
-        os.rename(path, doomed)  # a kill during the deletion leaves a hidden leftover, not a damaged checkpoint
-        shutil.rmtree(doomed)
+        store.delete_checkpoint(path, f"{_DELETE_PREFIX}{path.name}")
     return deleted
 
 
-def remove_stale_directories(checkpoints_dir: Path) -> None:
+def remove_stale_directories(checkpoints_dir: Path, store: CheckpointStore | None = None) -> None:
     """Remove leftovers of killed saves and deletions (hidden temporary, moved-aside, doomed directories)."""
     checkpoints_dir = Path(checkpoints_dir)
     if not checkpoints_dir.is_dir():
         return
+    store = store or CheckpointStore()
     for path in checkpoints_dir.iterdir():
         if path.is_dir() and path.name.startswith((_TMP_PREFIX, _OLD_PREFIX, _DELETE_PREFIX)):
             final = checkpoints_dir / path.name.split("-", 1)[1]
             if path.name.startswith(_OLD_PREFIX) and not final.exists():
-                os.rename(path, final)  # killed between the two renames: the old one is the complete one
+                store.rename(path, final)  # killed between the two renames: the old one is the complete one
             else:
-                shutil.rmtree(path)
-
-
-# -- random number generators ------------------------------------------------------------------
-def capture_rng_state() -> dict[str, Any]:
-    """Every RNG state of this process, in types that `torch.load(weights_only=True)` accepts."""
-    version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": {"version": version, "state": list(internal), "gauss": gauss},
-        "numpy": {
-            "key": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if hasattr(torch, "mps") and torch.backends.mps.is_available():
-        state["mps"] = torch.mps.get_rng_state()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `capture_rng_state` captured."""
-    python = state["python"]
-    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
-    numpy_state = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            numpy_state["key"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached_gaussian"],
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "mps" in state and hasattr(torch, "mps") and torch.backends.mps.is_available():
-        torch.mps.set_rng_state(state["mps"])
-
-
-# -- tensors on disk ---------------------------------------------------------------------------
-def save_torch(obj: Any, path: Path) -> None:
-    """Save optimizer/scheduler/RNG state with torch.save (read back with weights_only=True).
-
-    Through a Python file object, so that a failed write (a full disk) keeps its OSError as the
-    context of torch's error (a path given to torch.save loses it).
-    """
-    with open(path, "wb") as handle:
-        torch.save(obj, handle)
-
-
-def load_torch(path: Path) -> Any:
-    """Load with `weights_only=True`: a pickle that would run code is refused, never executed."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise ValueError(
-                f"Refusing to load {path}: it holds Python objects that only a full unpickle could build, "
-                "which could run arbitrary code. tamrin checkpoints hold tensors and plain values only."
-            ) from err
-        raise
+                store.remove_tree(path)

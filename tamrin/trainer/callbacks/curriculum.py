@@ -13,7 +13,7 @@ import hashlib
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,11 +21,9 @@ from torch.utils.data import DataLoader, Subset
 
 from tamrin.configs import ConfigError
 from tamrin.datasets.sampling.curriculum import CurriculumSampler, Pacing, build_pacing
-from tamrin.trainer.callbacks import Callback, register_callback
+from tamrin.trainer.callbacks.base import Callback, TrainerView
+from tamrin.trainer.callbacks.registry import register_callback
 from tamrin.trainer.modeling import call_model, forward_keys
-
-if TYPE_CHECKING:
-    from tamrin.trainer.trainer import Trainer
 
 __all__ = ["Curriculum", "SelfPacedCurriculum", "per_sample_loss"]
 
@@ -48,7 +46,7 @@ class Curriculum(Callback):
         self._saved_digest: str | None = None
         self._shown_eligible: int | None = None
 
-    def create_train_sampler(self, trainer: Trainer, dataset: Any) -> CurriculumSampler:
+    def create_train_sampler(self, trainer: TrainerView, dataset: Any) -> CurriculumSampler:
         """The Trainer's training sampler (called once, while the Trainer is built)."""
         config = trainer.config
         self.sampler = CurriculumSampler(
@@ -66,7 +64,7 @@ class Curriculum(Callback):
     def _initial_scores(self, dataset: Any) -> Any:
         return self.scores
 
-    def on_train_begin(self, trainer: Trainer) -> None:
+    def on_train_begin(self, trainer: TrainerView) -> None:
         if trainer.train_dataloader is None or trainer.train_dataloader.sampler is not self.sampler:
             raise ConfigError(
                 f"{type(self).__name__} supplies the training sampler, but the Trainer uses "
@@ -75,7 +73,7 @@ class Curriculum(Callback):
             )
         self.sampler.set_total_steps(trainer.plan.total_steps)
 
-    def on_log(self, trainer: Trainer, logs: dict[str, float]) -> None:
+    def on_log(self, trainer: TrainerView, logs: dict[str, float]) -> None:
         if "learning_rate" not in logs or self.sampler is None:  # only the training logs
             return
         step = max(trainer.state.global_step - 1, 0)  # the step just trained
@@ -96,7 +94,7 @@ class Curriculum(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._saved_digest = state["scores_digest"]
 
-    def on_load(self, trainer: Trainer, path: str) -> None:
+    def on_load(self, trainer: TrainerView, path: str) -> None:
         if self._saved_digest and self.sampler is not None and self._saved_digest != _digest(self.sampler.scores):
             warnings.warn(
                 f"The difficulty scores differ from those of the checkpoint {path}; the current ones win, so the "
@@ -145,15 +143,17 @@ class SelfPacedCurriculum(Curriculum):
         self.last_scored_epoch = 0  # the given scores stand for epoch 0's scoring
         return self.scores
 
-    def on_epoch_begin(self, trainer: Trainer) -> None:
+    def on_epoch_begin(self, trainer: TrainerView) -> None:
         epoch = trainer.state.epoch
         if epoch % self.every or epoch == self.last_scored_epoch:
             return
+        if self.sampler is None:
+            raise RuntimeError(f"{type(self).__name__} has no sampler: the Trainer did not ask it for one.")
         self.sampler.set_scores(self.score(trainer))
         self.last_scored_epoch = epoch
 
     @torch.inference_mode()
-    def score(self, trainer: Trainer) -> np.ndarray:
+    def score(self, trainer: TrainerView) -> np.ndarray:
         """Each training sample's loss under the current model; processes score a shard each."""
         dataset, model = trainer.train_dataset, trainer.unwrapped_model
         world, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
@@ -189,11 +189,11 @@ class SelfPacedCurriculum(Curriculum):
         if state["scores"] is not None and self.sampler is not None:
             self.sampler.set_scores(state["scores"])
 
-    def on_load(self, trainer: Trainer, path: str) -> None:
+    def on_load(self, trainer: TrainerView, path: str) -> None:
         """The saved scores were restored by `load_state_dict` (nothing to compare)."""
 
 
-def per_sample_loss(trainer: Trainer, outputs: Any, batch: Any, loss_fn: Callable | None = None) -> torch.Tensor:
+def per_sample_loss(trainer: TrainerView, outputs: Any, batch: Any, loss_fn: Callable | None = None) -> torch.Tensor:
     """One loss per sample of `batch`, as a float tensor of shape [batch] (see SelfPacedCurriculum).
 
     Raises:

@@ -7,14 +7,12 @@ Both write at the Trainer's log steps only, next to `train.loss` in the same row
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from tamrin.trainer.callbacks import Callback, register_callback
-
-if TYPE_CHECKING:
-    from tamrin.trainer.trainer import Trainer
+from tamrin.trainer.callbacks.base import Callback, TrainerView
+from tamrin.trainer.callbacks.registry import register_callback
 
 __all__ = ["GradientNormLogger", "LearningRateMonitor"]
 
@@ -40,7 +38,7 @@ class LearningRateMonitor(Callback):
         self.log_momentum = log_momentum
         self.log_weight_decay = log_weight_decay
 
-    def on_log(self, trainer: Trainer, logs: dict[str, float]) -> None:
+    def on_log(self, trainer: TrainerView, logs: dict[str, float]) -> None:
         if not _is_training_log(logs):
             return
         values: dict[str, float] = {}
@@ -72,16 +70,16 @@ class GradientNormLogger(Callback):
 
     def __init__(self, key: str = "train.grad_norm") -> None:
         self.key = key
-        self._trainer: Trainer | None = None
+        self._trainer: TrainerView | None = None
         self._norm: torch.Tensor | float | None = None
         self._handle: Any = None
 
-    def on_train_begin(self, trainer: Trainer) -> None:
+    def on_train_begin(self, trainer: TrainerView) -> None:
         self._trainer = trainer
         optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
         self._handle = optimizer.register_step_pre_hook(self._before_update)
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerView) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
@@ -97,7 +95,7 @@ class GradientNormLogger(Callback):
         if grads:
             self._norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
-    def on_log(self, trainer: Trainer, logs: dict[str, float]) -> None:
+    def on_log(self, trainer: TrainerView, logs: dict[str, float]) -> None:
         if not _is_training_log(logs) or self._norm is None:
             return
         value = float(self._norm)  # the host read, at a log step only
@@ -111,7 +109,7 @@ class GradientNormLogger(Callback):
         self._norm = state["pending_norm"]
 
 
-def _log_before_next_update(trainer: Trainer) -> bool:
+def _log_before_next_update(trainer: TrainerView) -> bool:
     """Whether a log can come before the optimizer's next update (conservative: True when unsure).
 
     Called while the current step's update runs: `global_step` and `epoch_step` count this step.

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tamrin.trainer.logging import _FIXED_COLUMNS, _unique, _with_step_column
+from tamrin.trainer.logs.logger import FIXED_COLUMNS, unique, with_step_column
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,12 +45,12 @@ def summarize_logs(df: pd.DataFrame, objectives: Mapping[str, str] | None = None
     import pandas as pd
 
     objectives = dict(objectives or {})
-    for name, objective in objectives.items():
-        if objective not in ("min", "max"):
-            raise ValueError(f"`objectives[{name!r}]={objective!r}` must be 'min' or 'max'")
-    df = _with_step_column(df).sort_values("step", kind="stable").reset_index(drop=True)
+    for name, given in objectives.items():
+        if given not in ("min", "max"):
+            raise ValueError(f"`objectives[{name!r}]={given!r}` must be 'min' or 'max'")
+    df = with_step_column(df).sort_values("step", kind="stable").reset_index(drop=True)
     records = []
-    for column in (c for c in df.columns if c not in _FIXED_COLUMNS):
+    for column in (c for c in df.columns if c not in FIXED_COLUMNS):
         values = pd.to_numeric(df[column], errors="coerce").dropna()
         objective = _objective(column, objectives)
         empty = dict.fromkeys(("last", "last_step", "best", "best_step"))  # None reads as NaN / <NA>
@@ -89,8 +89,8 @@ def plot_logs(dfs: Mapping[str, pd.DataFrame] | pd.DataFrame, keys: Iterable[str
     runs = {"run": dfs} if isinstance(dfs, pd.DataFrame) else dict(dfs)
     if not runs:
         raise ValueError("plot_logs needs at least one run, got an empty mapping")
-    runs = {name: _with_step_column(df) for name, df in runs.items()}
-    available = _unique(c for df in runs.values() for c in df.columns if c not in _FIXED_COLUMNS)
+    runs = {name: with_step_column(df) for name, df in runs.items()}
+    available = unique(c for df in runs.values() for c in df.columns if c not in FIXED_COLUMNS)
     if keys is None:
         # A stable sort into groups: train.*, learning_rate, evaluation.*, the rest.
         keys = sorted(available, key=lambda k: (k[:6] != "train.", k != "learning_rate", k[:5] != "eval"))

@@ -12,15 +12,15 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CSV_FILENAME", "TrainingLogger", "load_logs"]
+__all__ = ["CSV_FILENAME", "FIXED_COLUMNS", "TrainingLogger", "load_logs", "unique", "with_step_column"]
 
 CSV_FILENAME = "training_logs.csv"
-_FIXED_COLUMNS = ("step", "epoch")
+FIXED_COLUMNS = ("step", "epoch")
 
 
 class TrainingLogger:
@@ -72,7 +72,7 @@ class TrainingLogger:
         if not enabled:
             return
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        header, rows = list(_FIXED_COLUMNS), []
+        header, rows = list(FIXED_COLUMNS), cast(list[list[str]], [])
         if resume_step is not None and self.csv_path.exists():
             loaded = _read_rows(self.csv_path, repair=True)
             if loaded is not None:
@@ -81,7 +81,7 @@ class TrainingLogger:
                 rows = [row for row in rows if float(row[step_index]) <= resume_step]
         for key in columns or []:
             _check_key(key)
-        self._write_file(_unique([*header, *_FIXED_COLUMNS, *(columns or [])]), rows)
+        self._write_file(unique([*header, *FIXED_COLUMNS, *(columns or [])]), rows)
         self._writer = _open_summary_writer(self.logs_dir, resume_step)
 
     def log(self, logs: Mapping[str, Any], step: int, epoch: float | None = None) -> None:
@@ -249,7 +249,7 @@ def _valid_row(fields: list[str], width: int, step_index: int) -> bool:
 
 
 def _check_key(key: str) -> None:
-    if key in _FIXED_COLUMNS:
+    if key in FIXED_COLUMNS:
         raise ValueError(f"metric key {key!r} is reserved; pass it as the `{key}=` argument of log()")
     if not isinstance(key, str) or not key or "\n" in key or "\r" in key:
         raise ValueError(f"metric key {key!r} must be a non-empty string without line breaks")
@@ -294,7 +294,7 @@ def _resolve_csv_path(path: Path) -> Path:
     raise FileNotFoundError(f"no training logs found; tried: {', '.join(str(c) for c in candidates)}")
 
 
-def _with_step_column(df: pd.DataFrame) -> pd.DataFrame:
+def with_step_column(df: pd.DataFrame) -> pd.DataFrame:
     if "step" in df.columns:
         return df
     if df.index.name == "step":
@@ -302,5 +302,5 @@ def _with_step_column(df: pd.DataFrame) -> pd.DataFrame:
     raise ValueError(f"logs need a `step` column; got columns {list(df.columns)}")
 
 
-def _unique(items: Iterable[str]) -> list[str]:
+def unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))

@@ -33,15 +33,16 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 
 from tamrin import hub
-from tamrin.trainer.checkpointing import MANIFEST, TRAIN_DIR, read_manifest, write_manifest
-from tamrin.trainer.logging import CSV_FILENAME
+from tamrin.trainer.checkpoint.files import TRAIN_DIR, read_manifest
+from tamrin.trainer.checkpoint.manifest import MANIFEST, write_manifest
+from tamrin.trainer.checkpoint.state_files import LOGS_DIR, is_resume_only
+from tamrin.trainer.logs.logger import CSV_FILENAME, load_logs
+from tamrin.trainer.logs.review import summarize_logs
+from tamrin.version import __version__
 
 __all__ = ["push_trainer_to_hub", "push_checkpoint_to_hub", "push_staged_folder", "best_metrics", "model_card"]
 
-LOGS_DIR = "logs"  # where `Trainer.save` puts the CSV logs inside a checkpoint
 CARD_FILENAME = "README.md"
-RESUME_STATE_FILES = ("optimizer.pt", "lr_scheduler.pt", "scaler.pt", "callbacks.pt", "gradients.pt")
-"""Files of `train/` that only resuming needs (with `rng_state*.pt`); `push_optimizer=False` leaves them out."""
 CARD_SETTINGS = (
     "optimizer", "learning_rate", "weight_decay", "lr_scheduler", "warmup_steps", "batch_size",
     "gradient_accumulation_steps", "num_epochs", "max_steps", "max_grad_norm", "mixed_precision", "seed",
@@ -89,7 +90,6 @@ def push_trainer_to_hub(
         staging = trainer.save(Path(tmp) / "push")
 
         def upload() -> str:
-            _add_run_files(trainer, staging, push_model=push_model)
             return push_staged_folder(
                 staging,
                 repo_id,
@@ -180,26 +180,12 @@ def push_staged_folder(
 
 
 # -- staging --------------------------------------------------------------------------------------
-def _add_run_files(trainer: Any, staging: Path, *, push_model: bool) -> None:
-    """Add what `Trainer.save` does not write: the Trainer's own preprocessor."""
-    preprocessor = trainer.preprocessor
-    if not push_model or preprocessor is None or preprocessor is getattr(trainer.unwrapped_model, "preprocessor", None):
-        return  # a tamrin Model saves its own preprocessor with its weights
-    save = getattr(preprocessor, "save", None) or getattr(preprocessor, "save_pretrained", None)
-    if callable(save):
-        save(str(staging))
-
-
 def _leave_out(staging: Path, *, push_model: bool, push_optimizer: bool, push_logs: bool) -> None:
     doomed: list[Path] = []
     if not push_model:  # everything at the top that is not the run's state, logs, card or manifest
         doomed += [p for p in staging.iterdir() if p.name not in (TRAIN_DIR, LOGS_DIR, CARD_FILENAME, MANIFEST)]
     if not push_optimizer and (staging / TRAIN_DIR).is_dir():
-        doomed += [
-            p
-            for p in (staging / TRAIN_DIR).iterdir()
-            if p.name in RESUME_STATE_FILES or (p.name.startswith("rng_state") and p.suffix == ".pt")
-        ]
+        doomed += [p for p in (staging / TRAIN_DIR).iterdir() if is_resume_only(p.relative_to(staging).as_posix())]
     if not push_logs:
         doomed.append(staging / LOGS_DIR)
     for path in doomed:
@@ -289,7 +275,6 @@ class _RunFacts:
 
 def model_card(facts: _RunFacts, repo_id: str) -> str:
     """The README.md of a push: `tamrin.hub.render_model_card` with the run's metrics and settings."""
-    import tamrin
 
     return hub.render_model_card(
         repo_id=repo_id,
@@ -297,7 +282,7 @@ def model_card(facts: _RunFacts, repo_id: str) -> str:
         model_name=repo_id.split("/")[-1],
         best_metrics=best_metrics(facts.logs_csv, facts.state, facts.trainer_config.get("metric_for_best_model")),
         training_settings=facts.settings(),
-        library_version=tamrin.__version__,
+        library_version=__version__,
     )
 
 
@@ -314,9 +299,6 @@ def best_metrics(logs_csv: Path, state: Mapping[str, Any], metric_for_best_model
     """
     metrics: dict[str, float] = {}
     if logs_csv.is_file():
-        from tamrin.trainer.log_review import summarize_logs
-        from tamrin.trainer.logging import load_logs
-
         logs = load_logs(logs_csv)
         columns = [c for c in logs.columns if c.startswith("evaluation.")]
         row = logs[logs["step"] == state.get("best_step")][columns] if columns else logs.iloc[0:0]
@@ -340,7 +322,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    return data if isinstance(data, dict) else {}
+    return {str(key): value for key, value in data.items()} if isinstance(data, dict) else {}
 
 
 def _count_parameters(weights: Path) -> int | None:

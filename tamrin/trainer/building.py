@@ -1,0 +1,141 @@
+"""The parts a Trainer builds before its loop runs, as plain functions of explicit arguments.
+
+The Trainer's `create_*` methods (its extension points, as in Hezar and HF Trainer) call these; a
+subclass that overrides one method replaces one part and keeps the rest. Nothing here reads a
+Trainer: each function gets exactly what it uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from accelerate.utils import DistributedType
+from torch.utils.data import DataLoader
+
+from tamrin.datasets import RangedSampler
+from tamrin.metrics_handlers import MetricsHandler, build_metrics_handler
+from tamrin.trainer.callbacks import Callback, EarlyStopping
+from tamrin.trainer.config import TrainerConfig
+from tamrin.trainer.modeling import metrics_context
+from tamrin.trainer.optim import PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
+from tamrin.trainer.steps import StepPlan
+
+__all__ = [
+    "build_eval_dataloader",
+    "build_train_dataloader",
+    "build_train_sampler",
+    "default_callbacks",
+    "log_columns",
+    "build_config_optimizer",
+    "build_config_lr_scheduler",
+    "build_task_metrics_handler",
+    "direct_backward_and_optimizer",
+]
+
+
+def build_train_dataloader(
+    dataset: Any, sampler: Any, config: TrainerConfig, collator: Callable | None, device_type: str
+) -> DataLoader:
+    """A DataLoader over `dataset` drawing from `sampler` (which resumes mid-epoch in O(1)).
+
+    The loader has its own generator, reseeded each epoch, so creating its iterator never draws
+    from the global RNG (which dropout uses) and a resumed run draws the same numbers.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=collator,
+        num_workers=config.num_dataloader_workers,
+        generator=torch.Generator(),
+        pin_memory=device_type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def build_train_sampler(dataset: Any, config: TrainerConfig, *, num_replicas: int, rank: int) -> RangedSampler:
+    """The default training sampler: a seeded, resumable RangedSampler sharded over the processes."""
+    return RangedSampler(
+        dataset,
+        config.batch_size,
+        shuffle=config.dataloader_shuffle,
+        seed=config.seed,
+        num_replicas=num_replicas,
+        rank=rank,
+    )
+
+
+def build_eval_dataloader(dataset: Any, config: TrainerConfig, collator: Callable | None) -> DataLoader:
+    """A DataLoader over an evaluation dataset, in order (accelerate shards it across processes)."""
+    return DataLoader(
+        dataset,
+        batch_size=config.eval_batch_size or config.batch_size,
+        shuffle=False,
+        collate_fn=getattr(dataset, "data_collator", None) or collator,
+        num_workers=config.num_dataloader_workers,
+        generator=torch.Generator(),  # iterating never draws from the global RNG
+    )
+
+
+def build_config_optimizer(config: TrainerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer named in the config, over the model's trainable parameters."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    return build_optimizer(
+        config.optimizer, parameters, learning_rate=config.learning_rate, weight_decay=config.weight_decay
+    )
+
+
+def build_config_lr_scheduler(
+    config: TrainerConfig, optimizer: torch.optim.Optimizer, plan: StepPlan | None, *, maximize: bool
+) -> Any:
+    """The scheduler named in the config (None when none is named), sized by the step plan."""
+    name = config.lr_scheduler
+    if name is None:
+        return None
+    kwargs = dict(config.lr_scheduler_kwargs)
+    if name in PLATEAU_SCHEDULERS:
+        kwargs.setdefault("mode", "max" if maximize else "min")
+    total = plan.total_updates if plan else 1
+    warmup = plan.warmup_steps if plan else 0
+    return build_lr_scheduler(name, optimizer, total_updates=total, warmup_steps=warmup, kwargs=kwargs)
+
+
+def build_task_metrics_handler(config: TrainerConfig, model: torch.nn.Module, gather: Callable) -> MetricsHandler:
+    """The task's metrics handler, given what it needs from the model (never the trainer)."""
+    return build_metrics_handler(config.task, config.metrics, gather=gather, **metrics_context(model))
+
+
+def default_callbacks(config: TrainerConfig) -> list[Callback]:
+    """The callbacks the config asks for (early stopping), before the user's own."""
+    if config.early_stopping_patience is None:
+        return []
+    return [EarlyStopping(config.early_stopping_patience, config.early_stopping_min_delta)]
+
+
+def log_columns(config: TrainerConfig, metric_names: Iterable[str]) -> list[str]:
+    """The CSV columns known up front, so the log's header is rarely widened."""
+    names = ["loss", *(name for name in metric_names if name != "loss")]
+    skipped = ["train.skipped_updates"] if config.nan_policy == "skip" else []
+    return ["train.loss", "learning_rate", *skipped, *(f"evaluation.{name}" for name in names)]
+
+
+def direct_backward_and_optimizer(accelerator: Any, optimizer: Any) -> tuple[Callable[[torch.Tensor], None], Any]:
+    """`loss.backward` and the torch optimizer itself, where accelerate's wrappers add nothing to this run.
+
+    accelerate's `backward` divides the loss by its accumulation steps (1 here: tamrin accumulates
+    itself) and `AcceleratedOptimizer.step` / `zero_grad` look up an optional package and a
+    signature on every call (~40-60 µs a step on CPU). Without a GradScaler, DeepSpeed, Megatron
+    or XLA, and with accelerate's accumulation at 1, the direct calls do exactly the same work.
+    Otherwise (fp16, an accelerator configured for its own accumulation, ...) both stay accelerate's.
+    """
+    wrapped_engines = {DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM, DistributedType.XLA}
+    plain = (
+        getattr(accelerator, "scaler", None) is None
+        and accelerator.gradient_accumulation_steps == 1
+        and accelerator.distributed_type not in wrapped_engines
+    )
+    if not plain:
+        return accelerator.backward, optimizer
+    return torch.Tensor.backward, getattr(optimizer, "optimizer", optimizer)

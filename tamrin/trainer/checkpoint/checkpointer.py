@@ -1,0 +1,157 @@
+"""Checkpointer: the part of a Trainer that writes, finds, rotates and restores checkpoints.
+
+It holds the accelerator (which process writes, RNG gathering), the run's checkpoints and logs
+folders, and a `CheckpointStore` (every file-system operation, replaceable in tests). What goes into
+a checkpoint is the table in state_files.py; how a folder appears atomically is files.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tamrin import hub
+from tamrin.configs import ConfigError
+from tamrin.trainer.checkpoint import files
+from tamrin.trainer.checkpoint.resume_rules import apply_current_optimizer_settings, warn_config_differences
+from tamrin.trainer.checkpoint.rng import capture_rng_state
+from tamrin.trainer.checkpoint.state_files import STATE_FILES, TRAIN_DIR, Checkpointable, SaveContext
+from tamrin.trainer.checkpoint.store import CheckpointStore
+from tamrin.trainer.config import TrainerConfig
+from tamrin.trainer.runtime import run_info
+
+__all__ = ["Checkpointer"]
+
+
+class Checkpointer:
+    """Saves and restores a trainer's state as the `STATE_FILES` table says.
+
+    Args:
+        accelerator: the run's accelerate Accelerator (the main process writes; all gather RNG).
+        checkpoints_dir: where step checkpoints go (`{output_dir}/checkpoints`).
+        logs_dir: the run's logs folder (cleared with the checkpoints by `overwrite_output_dir`).
+        store: the file-system operations (default: the local file system).
+    """
+
+    def __init__(self, accelerator: Any, checkpoints_dir: Path, logs_dir: Path, store: CheckpointStore | None = None):
+        self.accelerator = accelerator
+        self.checkpoints_dir = Path(checkpoints_dir)
+        self.logs_dir = Path(logs_dir)
+        self.store = store or CheckpointStore()
+
+    # -- saving ------------------------------------------------------------------------------------
+    def save(self, trainer: Checkpointable, path: str | os.PathLike, *, include_logs: bool = True) -> Path:
+        """Write every state file into `path`, atomically (all processes call it; the main one writes).
+
+        Raises:
+            CheckpointWriteError: an OSError while writing (e.g. a full disk); nothing half-written is
+                left behind and the previous checkpoint is intact (the message names it).
+        """
+        path = Path(path)
+        context = SaveContext(self.store, self._gather_rng_states(), include_logs)
+        if self.accelerator.is_main_process:
+            info = run_info(trainer.config, self.accelerator.num_processes, trainer.state.global_step)
+            try:
+                with files.atomic_directory(path, info, self.store) as staging:
+                    (staging / TRAIN_DIR).mkdir()
+                    for entry in STATE_FILES:
+                        entry.save(trainer, staging, context)
+            except Exception as err:  # e.g. a full disk: say what happened, where, and that the last one is intact
+                os_error = files.os_error_in(err)
+                if os_error is None:
+                    raise
+                raise files.checkpoint_write_error(os_error, path, self.checkpoints_dir) from err
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def step_checkpoint_path(self, global_step: int) -> Path:
+        """Where the checkpoint of `global_step` goes (named by the step, zero-padded)."""
+        return self.checkpoints_dir / files.checkpoint_name(global_step)
+
+    def rotate(self, limit: int | None, keep: list[str | None]) -> None:
+        """Delete the oldest checkpoints beyond `limit` (never the newest nor those in `keep`)."""
+        if self.accelerator.is_main_process:
+            files.rotate_checkpoints(self.checkpoints_dir, limit, keep=keep, store=self.store)
+
+    def _gather_rng_states(self) -> list[dict[str, Any]]:
+        state = capture_rng_state()
+        if self.accelerator.num_processes == 1:
+            return [state]
+        from accelerate.utils import gather_object
+
+        return gather_object([state])
+
+    # -- restoring ---------------------------------------------------------------------------------
+    def load(self, trainer: Checkpointable, path: str | os.PathLike) -> None:
+        """Restore every state file of `path` into `trainer`, in the table's order."""
+        path = Path(path)
+        saved_config = TrainerConfig.load(path / TRAIN_DIR)
+        warn_config_differences(saved_config, trainer.config)
+        for entry in STATE_FILES:
+            if entry.load is not None:
+                entry.load(trainer, path, self.store)
+        apply_current_optimizer_settings(trainer, saved_config)
+
+    def resume_path(self, request: bool | str | None) -> Path | None:
+        """The checkpoint `resume_from_checkpoint` points to (None: start a new run).
+
+        True means the newest complete checkpoint of this run (damaged ones are skipped with a
+        warning); a string is a checkpoint directory or a Hub repo id.
+
+        Raises:
+            ValueError: the named checkpoint is damaged. FileNotFoundError: it does not exist.
+        """
+        if not request:
+            return None
+        if self.accelerator.is_main_process:
+            files.remove_stale_directories(self.checkpoints_dir, self.store)
+        self.accelerator.wait_for_everyone()
+        if request is True:
+            path = files.latest_valid_checkpoint(self.checkpoints_dir)
+            if path is None:
+                self.accelerator.print(f"No checkpoint in {self.checkpoints_dir}: starting a new run.")
+            return path
+        path = _checkpoint_source(str(request))
+        problem = files.verify_checkpoint(path)
+        if problem:
+            raise ValueError(f"Cannot resume from {path}: {problem}.")
+        return path
+
+    def clear_for_fresh_run(self, overwrite: bool) -> None:
+        """A fresh run must not meet another run's checkpoints: a later resume would pick theirs.
+
+        Raises:
+            ConfigError: the checkpoints dir holds checkpoints and `overwrite` is False.
+        """
+        existing = files.list_checkpoints(self.checkpoints_dir)
+        if not existing:
+            return
+        if not overwrite:
+            raise ConfigError(
+                f"{self.checkpoints_dir} holds checkpoints of an earlier run (latest: step "
+                f"{existing[-1].global_step}); a new run there would mix with them. Resume it with "
+                "`resume_from_checkpoint=True`, pick another `output_dir`, or set `overwrite_output_dir=True` "
+                "to delete them and their logs first."
+            )
+        if self.accelerator.is_main_process:
+            for directory in (self.checkpoints_dir, self.logs_dir):
+                if directory.exists():
+                    shutil.rmtree(directory)
+        self.accelerator.wait_for_everyone()
+
+    def last_checkpoint_hint(self) -> str:
+        """Where a user can go back to after a failure (read from disk only when an error is raised)."""
+        latest = files.list_checkpoints(self.checkpoints_dir)
+        return f"The last checkpoint is {latest[-1].path}." if latest else "No checkpoint was saved."
+
+
+def _checkpoint_source(request: str) -> Path:
+    """A local checkpoint directory, or a Hub repo id downloaded through the HF cache."""
+    path = Path(request)
+    if path.is_dir():
+        return path
+    if not path.exists() and hub.is_repo_id(request):
+        return hub.download(request)
+    raise FileNotFoundError(f"`resume_from_checkpoint={request!r}`: no such checkpoint directory or Hub repo id.")

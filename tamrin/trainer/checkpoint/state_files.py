@@ -1,0 +1,219 @@
+"""The one table of what a checkpoint holds: each file, how it is saved, how it is loaded.
+
+`STATE_FILES` is read in order by `Checkpointer.save` and `Checkpointer.load`, so save and load
+match by construction, and `trainer.save`, step checkpoints, `push_to_hub` (which files only a
+resume needs) and `tamrin verify-resume` (which files must be bitwise equal) all take their file
+lists from it. To add a piece of state, add one row here: a save function, a load function, and
+whether only a resume needs it.
+
+Layout of a checkpoint (the final `trainer.save(path)` has the same shape)::
+
+    model.safetensors  model_config.yaml  (the model's preprocessor files, or config.json)
+    (the Trainer's own preprocessor files, e.g. a transformers tokenizer)
+    train/trainer_config.yaml  trainer_state.yaml  dataset_config.yaml
+    train/optimizer.pt  lr_scheduler.pt  scaler.pt  callbacks.pt  gradients.pt  rng_state*.pt
+    logs/training_logs.csv     (trainer.save only; step checkpoints leave the logs in logs_dir)
+    manifest.yaml              (written last: size and sha256 of every file above)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from tamrin.trainer.checkpoint.files import TRAIN_DIR
+from tamrin.trainer.checkpoint.resume_rules import check_loaded_state, restore_process_rng
+from tamrin.trainer.checkpoint.store import CheckpointStore
+from tamrin.trainer.config import TrainerConfig
+from tamrin.trainer.logs.logger import CSV_FILENAME
+from tamrin.trainer.modeling import load_model_weights
+from tamrin.trainer.state import TrainerState
+
+__all__ = [
+    "LOGS_DIR",
+    "STATE_FILES",
+    "TRAIN_DIR",
+    "Checkpointable",
+    "SaveContext",
+    "StateFile",
+    "is_resume_only",
+    "rng_file",
+]
+
+LOGS_DIR = "logs"
+
+
+class Checkpointable(Protocol):
+    """What the table reads from and restores into (the Trainer satisfies it)."""
+
+    config: TrainerConfig
+    state: TrainerState
+    accelerator: Any
+    optimizer: Any
+    lr_scheduler: Any
+    callbacks: Any
+    loss_tracker: Any
+    train_dataset: Any
+    preprocessor: Any
+    logs_dir: Path
+
+    @property
+    def unwrapped_model(self) -> torch.nn.Module: ...
+
+
+@dataclasses.dataclass
+class SaveContext:
+    """What a save function needs besides the trainer: the store, every process's RNG, the flags."""
+
+    store: CheckpointStore
+    rng_states: list[dict[str, Any]]
+    include_logs: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class StateFile:
+    """One row of the table.
+
+    Attributes:
+        name: the path inside the checkpoint (a glob for a family of files, e.g. one per process).
+        save: writes the file(s) into the staging directory; may write nothing (no scheduler).
+        load: restores from a checkpoint directory; None for files read by people and tools only.
+        resume_only: only resuming needs it (left out by `push_to_hub(push_optimizer=False)`).
+        compared: `tamrin verify-resume` requires it bitwise equal between a straight and a resumed run.
+    """
+
+    name: str
+    save: Callable[[Checkpointable, Path, SaveContext], None]
+    load: Callable[[Checkpointable, Path, CheckpointStore], None] | None
+    resume_only: bool
+    compared: bool = False
+
+
+def rng_file(rank: int, world_size: int) -> str:
+    """The RNG file of process `rank` in a checkpoint of `world_size` processes."""
+    return "rng_state.pt" if world_size == 1 else f"rng_state_{rank}.pt"
+
+
+# -- the model and configs ------------------------------------------------------------------------
+def _save_model(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    context.store.save_weights(trainer.unwrapped_model, staging)
+
+
+def _load_model(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+    load_model_weights(trainer.unwrapped_model, directory)
+
+
+def _save_preprocessor(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    """The Trainer's own preprocessor (e.g. a transformers tokenizer), so a saved run reads raw inputs.
+
+    A tamrin Model saves the preprocessor it holds with its weights; this writes one only when the
+    Trainer was given another (or the model is not a tamrin Model).
+    """
+    preprocessor = trainer.preprocessor
+    if preprocessor is None or preprocessor is getattr(trainer.unwrapped_model, "preprocessor", None):
+        return
+    save = getattr(preprocessor, "save", None) or getattr(preprocessor, "save_pretrained", None)
+    if callable(save):
+        save(str(staging))
+
+
+def _save_trainer_config(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    trainer.config.save(staging / TRAIN_DIR)
+
+
+def _save_dataset_config(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    save = getattr(getattr(trainer.train_dataset, "config", None), "save", None)
+    if callable(save):  # a tamrin Dataset: its config travels with the run
+        save(staging / TRAIN_DIR)
+
+
+# -- progress and optimization state --------------------------------------------------------------
+def _save_state(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    trainer.loss_tracker.fold_into(trainer.state)  # the device-side running loss resumes from the state
+    trainer.state.save(staging / TRAIN_DIR / "trainer_state.yaml")
+
+
+def _load_state(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+    path = directory / TRAIN_DIR / "trainer_state.yaml"
+    state = TrainerState.load(path)
+    check_loaded_state(state, path)
+    trainer.state.load_state_dict(state.state_dict())
+
+
+def _torch_file(name: str, get: Callable[[Checkpointable], Any]) -> tuple[Callable[..., None], Callable[..., None]]:
+    """Save/load functions for `train/<name>` holding `get(trainer).state_dict()`, if `get` gives an object."""
+
+    def save(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+        part = get(trainer)
+        if part is not None:
+            context.store.save_torch(part.state_dict(), staging / TRAIN_DIR / name)
+
+    def load(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+        part = get(trainer)
+        if part is not None:
+            part.load_state_dict(store.load_torch(directory / TRAIN_DIR / name))
+
+    return save, load
+
+
+_save_optimizer, _load_optimizer = _torch_file("optimizer.pt", lambda t: t.optimizer)
+_save_scheduler, _load_scheduler = _torch_file("lr_scheduler.pt", lambda t: t.lr_scheduler)
+_save_scaler, _load_scaler = _torch_file("scaler.pt", lambda t: getattr(t.accelerator, "scaler", None))
+_save_callbacks, _load_callbacks = _torch_file("callbacks.pt", lambda t: t.callbacks)
+
+
+def _save_gradients(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    """A save inside an accumulation window keeps the window's gradients."""
+    gradients = {n: p.grad for n, p in trainer.unwrapped_model.named_parameters() if p.grad is not None}
+    if gradients:
+        context.store.save_torch(gradients, staging / TRAIN_DIR / "gradients.pt")
+
+
+def _load_gradients(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+    path = directory / TRAIN_DIR / "gradients.pt"
+    gradients = store.load_torch(path) if path.is_file() else {}
+    for name, parameter in trainer.unwrapped_model.named_parameters():
+        parameter.grad = gradients[name].to(parameter.device) if name in gradients else None
+
+
+def _save_rng(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    for rank, rng_state in enumerate(context.rng_states):
+        context.store.save_torch(rng_state, staging / TRAIN_DIR / rng_file(rank, len(context.rng_states)))
+
+
+def _load_rng(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+    restore_process_rng(trainer, directory / TRAIN_DIR, store, rng_file)
+
+
+def _save_logs(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    source = trainer.logs_dir / CSV_FILENAME
+    if context.include_logs and source.is_file():
+        (staging / LOGS_DIR).mkdir(exist_ok=True)
+        context.store.copy_file(source, staging / LOGS_DIR / CSV_FILENAME)
+
+
+# -- the table: save order = load order ------------------------------------------------------------
+STATE_FILES: tuple[StateFile, ...] = (
+    StateFile("model.safetensors", _save_model, _load_model, resume_only=False, compared=True),
+    StateFile("(preprocessor files)", _save_preprocessor, None, resume_only=False),
+    StateFile(f"{TRAIN_DIR}/trainer_config.yaml", _save_trainer_config, None, resume_only=False),
+    StateFile(f"{TRAIN_DIR}/dataset_config.yaml", _save_dataset_config, None, resume_only=False),
+    StateFile(f"{TRAIN_DIR}/optimizer.pt", _save_optimizer, _load_optimizer, resume_only=True, compared=True),
+    StateFile(f"{TRAIN_DIR}/lr_scheduler.pt", _save_scheduler, _load_scheduler, resume_only=True, compared=True),
+    StateFile(f"{TRAIN_DIR}/scaler.pt", _save_scaler, _load_scaler, resume_only=True),
+    StateFile(f"{TRAIN_DIR}/trainer_state.yaml", _save_state, _load_state, resume_only=False),
+    StateFile(f"{TRAIN_DIR}/callbacks.pt", _save_callbacks, _load_callbacks, resume_only=True),
+    StateFile(f"{TRAIN_DIR}/gradients.pt", _save_gradients, _load_gradients, resume_only=True),
+    StateFile(f"{TRAIN_DIR}/rng_state*.pt", _save_rng, _load_rng, resume_only=True),  # after the state: world size
+    StateFile(f"{LOGS_DIR}/{CSV_FILENAME}", _save_logs, None, resume_only=False),
+)
+
+
+def is_resume_only(relative_path: str) -> bool:
+    """Whether a file of a checkpoint (a posix path inside it) is one that only resuming needs."""
+    return any(entry.resume_only and fnmatch.fnmatchcase(relative_path, entry.name) for entry in STATE_FILES)
