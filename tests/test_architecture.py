@@ -34,14 +34,6 @@ FORBIDDEN = {  # importer package: what it must never import (at any level, insi
     "tamrin.recipes": ("tamrin.tools", "tamrin.commands", "tamrin.cli"),
 }
 
-# Private names that the lead is removing from tamrin/trainer in parallel (lead fixes): importer,
-# source module, name. Nothing outside tamrin/trainer may be added here.
-KNOWN_PRIVATE_IMPORTS = {
-    ("tamrin.trainer.log_review", "tamrin.trainer.logging", "_FIXED_COLUMNS"),
-    ("tamrin.trainer.log_review", "tamrin.trainer.logging", "_unique"),
-    ("tamrin.trainer.log_review", "tamrin.trainer.logging", "_with_step_column"),
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -200,8 +192,7 @@ def test_no_private_name_is_imported_from_another_module() -> None:
         for name in statement.names
         if name.startswith("_") and not name.startswith("__") and statement.module != statement.importer
     )
-    unexpected = [entry for entry in private if entry not in KNOWN_PRIVATE_IMPORTS]
-    assert not unexpected, f"Private names imported across modules (importer, module, name): {unexpected}"
+    assert not private, f"Private names imported across modules (importer, module, name): {private}"
 
 
 def test_a_private_module_is_imported_only_inside_its_own_package() -> None:
