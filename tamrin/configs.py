@@ -197,7 +197,7 @@ class Config(metaclass=_ConfigMeta):
             if not candidate.is_file():
                 raise FileNotFoundError(f"No {filename} in directory {local}.")
             return candidate
-        from tamrin import hub
+        from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         if hub.is_repo_id(str(path)):
             return hub.download_file(str(path), filename, revision=revision)
@@ -229,7 +229,7 @@ class Config(metaclass=_ConfigMeta):
         self, repo_id: str, *, filename: str | None = None, commit_message: str | None = None, private: bool = False
     ) -> str:
         """Upload this config as `filename` to a Hub repo in one commit; returns the commit sha."""
-        from tamrin import hub
+        from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         with tempfile.TemporaryDirectory() as staging:
             self.save(staging, filename)

@@ -16,7 +16,7 @@ from resume_job import Data, Net
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
-from tamrin.datasets.curriculum import CurriculumSampler, LinearPacing, RootPacing, StepPacing, build_pacing
+from tamrin.datasets.sampling.curriculum import CurriculumSampler, LinearPacing, RootPacing, StepPacing, build_pacing
 from tamrin.trainer.callbacks.curriculum import Curriculum, SelfPacedCurriculum
 from tamrin.trainer.checkpoint.store import load_torch
 

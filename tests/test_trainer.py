@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
-from tamrin.datasets.samplers import RangedSampler
+from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 from tamrin.trainer.callbacks import EVENTS, Callback
 from tamrin.trainer.checkpoint.files import list_checkpoints
 from tamrin.trainer.checkpoint.store import load_torch

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tamrin.recipes import evaluate_from_recipe, find_run_recipe, load_recipe, resolve_model_dir
+
 __all__ = ["register"]
 
 
@@ -21,9 +23,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin.recipes import load_recipe
-    from tamrin.runner import evaluate_from_recipe, find_run_recipe, resolve_model_dir
-
     target = Path(args.target)
     if target.is_dir():
         model_dir = resolve_model_dir(target)

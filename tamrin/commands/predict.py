@@ -11,6 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from tamrin.models import Model
+from tamrin.recipes import resolve_model_dir
+
 __all__ = ["register"]
 
 BATCH_SIZE = 32
@@ -25,9 +28,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin.models import Model
-    from tamrin.runner import resolve_model_dir
-
     model = Model.load(resolve_model_dir(Path(args.model_dir)))
     for start in range(0, len(args.inputs), BATCH_SIZE):
         chunk = args.inputs[start : start + BATCH_SIZE]

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from tamrin.configs import ConfigError
-from tamrin.datasets.curriculum import CurriculumSampler, Pacing, build_pacing
+from tamrin.datasets.sampling.curriculum import CurriculumSampler, Pacing, build_pacing
 from tamrin.trainer.callbacks.base import Callback, TrainerView
 from tamrin.trainer.callbacks.registry import register_callback
 from tamrin.trainer.modeling import call_model, forward_keys
