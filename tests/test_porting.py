@@ -327,3 +327,35 @@ def test_a_stateful_callback_missing_at_resume_is_named(tmp_path):
         ValueError, match=r"holds the state of callback\(s\) \['Counter'\], which this trainer does not"
     ):
         resumed.train()
+
+
+# -- compile=True -------------------------------------------------------------------------------------
+def test_a_compiled_model_trains_and_saves_its_own_parameter_names(tmp_path):
+    trainer = Trainer(Line(), config(tmp_path, compile=True), train_dataset=Pairs(4))
+    trainer.train()
+    path = trainer.save(tmp_path / "saved")
+    from safetensors.torch import load_file
+
+    assert list(load_file(path / "model.safetensors")) == ["w"]  # not "_orig_mod.w"
+    assert not isinstance(trainer.unwrapped_model, torch._dynamo.eval_frame.OptimizedModule)
+
+
+@pytest.mark.slow
+def test_a_packaged_recipe_trains_compiled_and_resumes_without_compile(tmp_path):
+    from safetensors.torch import load_file
+
+    from tamrin.cli import main
+    from tamrin.models import Model
+
+    common = [
+        "text_classification",
+        "dataset.num_samples=100",
+        f"trainer.output_dir={tmp_path}",
+        "trainer.progress=none",
+    ]
+    assert main(["train", *common, "trainer.compile=true", "trainer.num_epochs=1"]) == 0
+    checkpoint = sorted((tmp_path / "checkpoints").iterdir())[-1]
+    assert not any(name.startswith("_orig_mod") for name in load_file(checkpoint / "model.safetensors"))
+    resume = ["trainer.compile=false", "trainer.num_epochs=2", "trainer.resume_from_checkpoint=true"]
+    assert main(["train", *common, *resume]) == 0
+    assert Model.load(tmp_path / "model").predict(["a fine day"])  # the final model loads and reads raw text

@@ -79,7 +79,7 @@ class TrainerParts:
         self.model = prepare_model(model, init_weights_from=config.init_weights_from, compile=config.compile)
         for dataset in (train_dataset, eval_dataset):  # e.g. rows longer than the model's context: fail now
             getattr(dataset, "check_model", lambda model: None)(model)
-        self._forward_keys = forward_keys(self.model)
+        self._forward_keys = forward_keys(model)  # the model's own forward (a compiled one takes **kwargs)
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
         self.callbacks = CallbackHandler(building.default_callbacks(config) + list(callbacks or ()))
         self.train_dataloader = self._checked_train_dataloader(train_dataset)
@@ -113,7 +113,7 @@ class TrainerParts:
     def unwrapped_model(self) -> torch.nn.Module:
         """The model without its DDP / compile wrappers (cached: accelerate's unwrap costs ~0.1 ms a call)."""
         if getattr(self, "_unwrapped_for", None) is not self.model:
-            self._unwrapped = self.accelerator.unwrap_model(self.model)
+            self._unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
             self._unwrapped_for = self.model
         return self._unwrapped
 
