@@ -8,10 +8,11 @@ other config defaults) instead of a copy: the factory's defaults are those of te
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,16 @@ from tamrin import Trainer, TrainerConfig
 from tamrin.trainer.callbacks import EVENTS, Callback
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "JOB_MODEL",
+    "REGRESSION_SETTINGS",
     "TESTS_DIR",
     "EventRecorder",
     "RegressionData",
     "StopAt",
     "TinyRegressor",
     "job_command",
+    "job_env",
     "levenshtein",
     "make_config",
     "make_trainer",
@@ -101,23 +105,26 @@ class RegressionData(Dataset):
 
 
 # -- a Trainer in one call ------------------------------------------------------------------------
+# A regression run without a progress bar; every other field keeps TrainerConfig's default.
+REGRESSION_SETTINGS: dict[str, Any] = {"task": "regression", "metrics": ["mse"], "batch_size": 4, "progress": "none"}
+
+# The factory's default: one epoch of plain SGD, no shuffle, no log row before the end.
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "task": "regression",
-    "metrics": ["mse"],
-    "batch_size": 4,
+    **REGRESSION_SETTINGS,
     "num_epochs": 1,
     "optimizer": "sgd",
     "learning_rate": 0.05,
     "dataloader_shuffle": False,
     "log_steps": 1000,
     "seed": 0,
-    "progress": "none",
 }
 
 
-def make_config(output_dir: Path | str, **overrides: Any) -> TrainerConfig:
-    """A regression TrainerConfig: SGD, no shuffle, one epoch, no progress bar; `overrides` win."""
-    return TrainerConfig(**{"output_dir": str(output_dir), **DEFAULT_SETTINGS, **overrides})
+def make_config(
+    output_dir: Path | str, *, settings: Mapping[str, Any] = DEFAULT_SETTINGS, **overrides: Any
+) -> TrainerConfig:
+    """A TrainerConfig of `settings` (default: `DEFAULT_SETTINGS`) and `overrides`, which win."""
+    return TrainerConfig(**{"output_dir": str(output_dir), **settings, **overrides})
 
 
 def make_trainer(
@@ -128,12 +135,13 @@ def make_trainer(
     *,
     callbacks: Sequence[Callback] | None = None,
     trainer_class: type[Trainer] = Trainer,
-    model_options: dict[str, Any] | None = None,
+    model_options: Mapping[str, Any] | None = None,
     train_size: int = 20,
-    data_options: dict[str, Any] | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] = DEFAULT_SETTINGS,
     **overrides: Any,
 ) -> Trainer:
-    """A Trainer of `make_config(output_dir, **overrides)`.
+    """A Trainer of `make_config(output_dir, settings=settings, **overrides)`.
 
     Args:
         output_dir: the run's folder.
@@ -145,7 +153,9 @@ def make_trainer(
         model_options: the `TinyRegressor` arguments of the default model.
         train_size: the size of the default train dataset.
         data_options: the `RegressionData` arguments of the default train dataset.
-        **overrides: TrainerConfig fields over the defaults.
+        settings: the TrainerConfig fields to start from: `DEFAULT_SETTINGS`, or `REGRESSION_SETTINGS`
+            for TrainerConfig's own defaults.
+        **overrides: TrainerConfig fields over `settings`.
     """
     if model is None:
         model = tiny_regressor(**(model_options or {}))
@@ -153,7 +163,7 @@ def make_trainer(
         train = RegressionData(train_size, seed=0, **(data_options or {}))
     return trainer_class(
         model=model,
-        config=make_config(output_dir, **overrides),
+        config=make_config(output_dir, settings=settings, **overrides),
         train_dataset=train,
         eval_dataset=evaluation,
         callbacks=list(callbacks) if callbacks is not None else None,
@@ -217,7 +227,7 @@ for _event in EVENTS:  # every event, so that a new one is recorded without a ch
 
 # -- the job scripts (tests/jobs/) ----------------------------------------------------------------
 def job_command(job: str, *args: str) -> list[str]:
-    """The `-m jobs.<job> ARGS` part of a job's command line; run it with `cwd=TESTS_DIR`.
+    """The `-m jobs.<job> ARGS` part of a job's command line; run it with `env=job_env()`.
 
     Jobs run as modules of the `jobs` package so that they import `helpers` and `jobs.builder`
     the way the tests do; a launcher (torchrun) puts its own options before this.
@@ -225,11 +235,19 @@ def job_command(job: str, *args: str) -> list[str]:
     return ["-m", f"jobs.{job}", *args]
 
 
+def job_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) with tests/ first on PYTHONPATH, so that
+    `python -m jobs.<job>` finds the jobs from any working directory."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_job(job: str, output_dir: Path, *args: str, timeout: float = 300) -> int:
     """Run a job script to its end or its SIGKILL; returns 0 or -SIGKILL (anything else fails the test)."""
     result = subprocess.run(
         [sys.executable, *job_command(job, str(output_dir), *args)],
-        cwd=TESTS_DIR,
+        env=job_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -69,15 +69,16 @@ class Recorder(Callback):
         self.loaded = Path(path).name
 
 
-# The shared factory with this file's run: 24 noiseless samples, shuffled; a dropout MLP; AdamW; a log
-# row every step and no evaluation.
+# The shared factory with this file's run: 24 noiseless samples (shuffled: TrainerConfig's default); a
+# dropout MLP; AdamW; a log row every step and no evaluation.
 make_trainer = functools.partial(
     helpers.make_trainer,
     train_size=24,
     data_options={"noise": 0.0},
     model_options={"activation": None, "dropout": 0.2},
+    settings=helpers.REGRESSION_SETTINGS,
+    learning_rate=0.05,
     optimizer="adamw",
-    dataloader_shuffle=True,
     do_evaluate=False,
     log_steps=1,
     seed=7,

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import RegressionData, StopAt, make_trainer
+from helpers import REGRESSION_SETTINGS, RegressionData, StopAt, make_trainer
 from hub_server import HubServer, patch_hub_client, set_hub_offline
 from torch import nn
 
@@ -257,9 +257,9 @@ def test_offline_mode_with_a_warm_cache_needs_no_server(
 def regression_trainer(output_dir: Path, stop_at: int | None = None, **overrides) -> Trainer:
     """Shuffle, dropout, accumulation 2 and a warmup schedule: what an exact resume must carry over."""
     settings = {
-        "metric_for_best_model": "evaluation.mse", "num_epochs": 2, "gradient_accumulation_steps": 2,
-        "learning_rate": 0.01, "optimizer": "adamw", "lr_scheduler": "linear", "warmup_steps": 1, "log_steps": 2,
-        "seed": 11, "dataloader_shuffle": True,
+        **REGRESSION_SETTINGS, "metric_for_best_model": "evaluation.mse", "num_epochs": 2,
+        "gradient_accumulation_steps": 2, "learning_rate": 0.01, "optimizer": "adamw", "lr_scheduler": "linear",
+        "warmup_steps": 1, "log_steps": 2, "seed": 11,
     }  # fmt: skip
     return make_trainer(
         output_dir,
@@ -267,7 +267,8 @@ def regression_trainer(output_dir: Path, stop_at: int | None = None, **overrides
         evaluation=RegressionData(8, seed=1),
         callbacks=[StopAt(stop_at)],
         model_options={"hidden": 16, "activation": nn.ReLU, "dropout": 0.3},
-        **{**settings, **overrides},
+        settings=settings,
+        **overrides,
     )
 
 
