@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import levenshtein
 
 from tamrin.configs import ConfigError
 from tamrin.metrics_handlers import (
@@ -203,16 +204,6 @@ def text_data(n: int = 45, seed: int = 0) -> tuple[list[str], list[str]]:
             words = [rng.choice(WORDS) for _ in range(rng.randint(1, 9))]
         predictions.append(" ".join(words))
     return predictions, references
-
-
-def levenshtein(a, b) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
 
 
 def ngrams(tokens: list[str], n: int) -> Counter:
