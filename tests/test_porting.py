@@ -359,3 +359,46 @@ def test_a_packaged_recipe_trains_compiled_and_resumes_without_compile(tmp_path)
     resume = ["trainer.compile=false", "trainer.num_epochs=2", "trainer.resume_from_checkpoint=true"]
     assert main(["train", *common, *resume]) == 0
     assert Model.load(tmp_path / "model").predict(["a fine day"])  # the final model loads and reads raw text
+
+
+# -- metric_for_best_model as Hezar and HF write it -------------------------------------------------------
+class Always(Dataset):
+    """Evaluation data: the same 4 pairs as training."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        x = torch.tensor(float(index + 1))
+        return {"x": x, "labels": 2 * x}
+
+
+@pytest.mark.parametrize("name", ["mse", "eval_mse", "evaluation.mse"])
+def test_a_plain_or_hf_metric_name_means_the_evaluation_metric(tmp_path, name):
+    cfg = config(tmp_path, metrics=["mse"], do_evaluate=True, num_epochs=3, metric_for_best_model=name)
+    trainer = Trainer(Line(), cfg, train_dataset=Pairs(4), eval_dataset=Always())
+    trainer.train()
+    assert trainer.metric_for_best_model == "evaluation.mse"
+    logged = trainer.load_csv_logs().dropna(subset=["evaluation.mse"])
+    assert trainer.state.best_metric == pytest.approx(logged["evaluation.mse"].min())
+    assert trainer.state.best_step == int(logged.loc[logged["evaluation.mse"].idxmin(), "step"])
+
+
+def test_train_loss_as_the_best_metric_is_tracked_and_drives_early_stopping(tmp_path):
+    cfg = config(
+        tmp_path, metric_for_best_model="train.loss", log_steps=1, num_epochs=50, early_stopping_patience=2,
+        learning_rate=0.3,  # too large: the loss grows, so early stopping ends the run
+    )  # fmt: skip
+    trainer = Trainer(Line(), cfg, train_dataset=Pairs(4))
+    trainer.train()
+    losses = trainer.load_csv_logs()["train.loss"].tolist()
+    assert trainer.state.best_metric == pytest.approx(min(losses))
+    assert trainer.state.global_step < 200  # stopped early
+    assert trainer.state.global_step == losses.index(min(losses)) + 1 + 2  # two logs without improvement
+
+
+def test_evaluation_metrics_are_printed_after_each_evaluation(tmp_path, capsys):
+    cfg = config(tmp_path, metrics=["mse"], do_evaluate=True, num_epochs=2, progress="plain")
+    Trainer(Line(), cfg, train_dataset=Pairs(4), eval_dataset=Always()).train()
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Evaluation at step")]
+    assert len(printed) == 2 and "evaluation.mse=" in printed[0] and "evaluation.loss=" in printed[0]

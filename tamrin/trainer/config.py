@@ -62,7 +62,8 @@ class TrainerConfig(Config):
         do_evaluate: evaluate on the eval dataset (at each epoch end, or every eval_steps).
         evaluate_with_generate: evaluate with the model's `generate` (generative tasks).
         metrics: metric names, or mappings with options ({"name": "f1", "average": "macro"}).
-        metric_for_best_model: the logged metric that picks the best checkpoint, e.g.
+        metric_for_best_model: the logged metric that picks the best checkpoint (a plain name or
+            HF's `eval_` name means the evaluation metric: "cer" and "eval_cer" are "evaluation.cer"), e.g.
             "evaluation.f1" or "evaluation.loss".
         save_steps: save a checkpoint every this many steps (int or fraction; None: each epoch end).
         log_steps: log train loss and learning rate every this many steps (int or fraction).
@@ -205,11 +206,13 @@ def _check_subfolder(name: str, value: str) -> str | None:
 
 
 def _check_metric_name(name: str) -> str | None:
-    if "." in name and name.split(".", 1)[0] in ("evaluation", "train") and name.split(".", 1)[1]:
+    """A logged name ("evaluation.f1", "train.loss"), or Hezar's / HF's plain and `eval_` names ("f1", "eval_f1")."""
+    prefix, dot, metric = name.partition(".")
+    if (dot and prefix in ("evaluation", "train") and metric) or (not dot and name.removeprefix("eval_")):
         return None
     return (
-        f"`metric_for_best_model={name!r}` must name a logged metric with its prefix, "
-        f"e.g. 'evaluation.loss' or 'evaluation.f1'.{'' if '.' in name else f' Did you mean `evaluation.{name}`?'}"
+        f"`metric_for_best_model={name!r}` must name a logged metric: 'evaluation.<metric>' or 'train.loss' "
+        "(a plain 'f1' or HF's 'eval_f1' means 'evaluation.f1')."
     )
 
 

@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model
+from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model, logged_metric_name
 from tamrin.trainer import building
 from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl, TrainerView
 from tamrin.trainer.checkpoint import Checkpointer
@@ -88,7 +88,7 @@ class TrainerParts:
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         self._backward, self._step_optimizer = building.direct_backward_and_optimizer(self.accelerator, self.optimizer)
         self.metrics_handler = metrics_handler or self.create_metrics_handler()
-        check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
+        self.metric_for_best_model = check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
         self.lr_scheduler = lr_scheduler if lr_scheduler is not None else self.create_lr_scheduler()
         self.progress_mode = resolve_progress_mode(config.progress, is_main_process=self.is_main_process)
         self.logger: TrainingLogger | None = None
@@ -177,7 +177,8 @@ class TrainerParts:
     def _maximize_best_metric(self) -> bool:
         """Whether a larger metric_for_best_model is better (False before the metrics handler exists)."""
         handler = getattr(self, "metrics_handler", None)
-        return handler is not None and handler.objective(self.config.metric_for_best_model) == "maximize"
+        name = logged_metric_name(self.config.metric_for_best_model)
+        return handler is not None and handler.objective(name) == "maximize"
 
     def add_callback(self, callback: Callback) -> None:
         """Add a callback after the others (e.g. a tool that watches a run)."""

@@ -307,11 +307,13 @@ class Trainer(TrainerParts):
             self._check_losses_finite()
         if log_due:
             logs = self._training_logs()
+            self._track_best(logs, step)
             self.log(logs, step)
             progress.show(logs)
         if evaluate_due:
             self.control.should_evaluate = False
-            self._evaluate_during_training(step)
+            metrics = self._evaluate_during_training(step)
+            progress.report(f"Evaluation at step {step}", metrics)
         epoch_over = end_of_epoch or self._finished()  # after evaluating: early stopping may end the run
         if epoch_over:
             self.callbacks.fire("on_epoch_end", self)
@@ -335,17 +337,24 @@ class Trainer(TrainerParts):
             logs["train.skipped_updates"] = float(self.state.skipped_updates)
         return logs
 
-    def _evaluate_during_training(self, step: int) -> None:
+    def _evaluate_during_training(self, step: int) -> dict[str, float]:
         metrics = {f"evaluation.{key}": value for key, value in self.evaluate().items()}
-        value = metrics.get(self.config.metric_for_best_model)
+        self._track_best(metrics, step)
+        self.log(metrics, step)
+        self.callbacks.fire("on_evaluate", self, metrics=metrics)
+        return metrics
+
+    def _track_best(self, logs: dict[str, float], step: int) -> None:
+        """Follow metric_for_best_model in training or evaluation logs: the best step, reduce_on_plateau."""
+        value = logs.get(self.metric_for_best_model)
+        if value is None:
+            return
         if self.state.improve_best(value, step, maximize=self._maximize_best_metric()) and (
             self.config.load_best_model_at_end or self.config.save_total_limit
         ):
             self.control.should_save = True  # the best step always gets its own checkpoint
         if self.lr_scheduler is not None and self.config.lr_scheduler in PLATEAU_SCHEDULERS:
-            self.lr_scheduler.step(metrics[self.config.metric_for_best_model])
-        self.log(metrics, step)
-        self.callbacks.fire("on_evaluate", self, metrics=metrics)
+            self.lr_scheduler.step(value)
 
     @torch.inference_mode()
     def evaluate(self, dataset: Any = None) -> dict[str, float]:
