@@ -41,8 +41,16 @@ class ConfigError(ValueError):
 
 
 def suggest(name: str, valid: Iterable[str]) -> str:
-    """Return ' Did you mean `x`?' for the closest valid name, or '' when nothing is close."""
-    matches = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)
+    """Return ' Did you mean `x`?' for the closest valid name, or '' when nothing is close.
+
+    Close means a typo (similarity >= 0.75) or an abbreviation (the start of one valid name), not a
+    look-alike that means something else ('sequential' is not 'exponential').
+    """
+    valid = [str(v) for v in valid]
+    matches = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.75)
+    if not matches:
+        matches = [v for v in valid if len(str(name)) >= 3 and v.startswith(str(name))][:2]
+        matches = matches if len(matches) == 1 else []
     return f" Did you mean `{matches[0]}`?" if matches else ""
 
 

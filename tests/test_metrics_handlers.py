@@ -334,9 +334,10 @@ def test_objective_accepts_plain_and_logged_names():
 
 def test_check_metric_for_best_model():
     handler = build_metrics_handler("regression", ["mse", "r2"])
-    assert check_metric_for_best_model(handler, "evaluation.r2") == "maximize"
-    assert check_metric_for_best_model(handler, "evaluation.mse") == "minimize"
-    assert check_metric_for_best_model(handler, "train.loss") == "minimize"
+    assert check_metric_for_best_model(handler, "evaluation.r2") == "evaluation.r2"
+    assert check_metric_for_best_model(handler, "train.loss") == "train.loss"
+    assert handler.objective("evaluation.r2") == "maximize"
+    assert handler.objective("evaluation.mse") == handler.objective("train.loss") == "minimize"
     with pytest.raises(
         ConfigError,
         match=r"'evaluation.mae'.*Valid: 'evaluation.loss', 'evaluation.mse', "
@@ -345,7 +346,12 @@ def test_check_metric_for_best_model():
         check_metric_for_best_model(handler, "evaluation.mae")
     with pytest.raises(ConfigError, match=r"Did you mean `evaluation.mse`"):
         check_metric_for_best_model(handler, "evaluation.mser")
-    assert check_metric_for_best_model(None, "evaluation.loss") == "minimize"
+    assert check_metric_for_best_model(None, "evaluation.loss") == "evaluation.loss"
+    assert (
+        check_metric_for_best_model(handler, "mse")
+        == check_metric_for_best_model(handler, "eval_mse")
+        == "evaluation.mse"
+    )
 
 
 def test_sequence_labeling_needs_readable_id2label():

@@ -18,6 +18,7 @@ from typing import Any
 from tamrin.configs import Config, check_choice, check_range
 from tamrin.metrics_handlers import available_tasks
 from tamrin.trainer.optim import LR_SCHEDULERS, OPTIMIZERS
+from tamrin.trainer.peer_names import peer_name_problem
 
 __all__ = ["TrainerConfig", "resolve_steps", "MIXED_PRECISION_CHOICES", "NAN_POLICIES", "PROGRESS_CHOICES"]
 
@@ -127,16 +128,18 @@ class TrainerConfig(Config):
 
     def validate(self) -> list[str | None]:
         return [
-            check_choice("task", self.task, available_tasks()),
+            _check_name("task", self.task, available_tasks()),
             None if self.output_dir else "`output_dir` must be a non-empty path.",
             _check_device(self.device),
             check_range("num_epochs", self.num_epochs, minimum=1),
             _check_step_value("max_steps", self.max_steps, optional=True),
             check_range("num_dataloader_workers", self.num_dataloader_workers, minimum=0),
-            check_choice("optimizer", self.optimizer, OPTIMIZERS),
+            _check_name("optimizer", self.optimizer, OPTIMIZERS.names()),
             check_range("learning_rate", self.learning_rate, minimum=0, exclusive_minimum=True),
             check_range("weight_decay", self.weight_decay, minimum=0),
-            check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS, optional=True),
+            None
+            if self.lr_scheduler is None
+            else _check_name("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS.names()),
             check_range("lr_scheduling_steps", self.lr_scheduling_steps, minimum=1, optional=True),
             check_range("batch_size", self.batch_size, minimum=1),
             check_range("eval_batch_size", self.eval_batch_size, minimum=1, optional=True),
@@ -203,6 +206,13 @@ def _check_subfolder(name: str, value: str) -> str | None:
             "To write elsewhere, move output_dir."
         )
     return None
+
+
+def _check_name(field: str, value: Any, valid: list[str]) -> str | None:
+    """A registered name; a Hezar name tamrin lacks is said to be one (no misleading "did you mean")."""
+    return check_choice(field, value, valid) and (
+        peer_name_problem(field, value, valid) or check_choice(field, value, valid)
+    )
 
 
 def _check_metric_name(name: str) -> str | None:
