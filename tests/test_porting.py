@@ -402,3 +402,36 @@ def test_evaluation_metrics_are_printed_after_each_evaluation(tmp_path, capsys):
     Trainer(Line(), cfg, train_dataset=Pairs(4), eval_dataset=Always()).train()
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Evaluation at step")]
     assert len(printed) == 2 and "evaluation.mse=" in printed[0] and "evaluation.loss=" in printed[0]
+
+
+# -- names ported from Hezar --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("lr_scheduler", "sequential", r"`lr_scheduler='sequential'` is a Hezar name that tamrin does not support"),
+        ("task", "text_detection", r"`task='text_detection'` is a Hezar name that tamrin does not support"),
+        ("optimizer", "sdg", r"Hezar's spelling of SGD; tamrin's name is 'sgd'"),
+    ],
+)
+def test_a_hezar_name_tamrin_lacks_is_named_as_such_not_matched_to_a_look_alike(field, value, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        TrainerConfig(**{field: value})
+    assert "Did you mean" not in str(caught.value)
+
+
+def test_typos_and_abbreviations_still_get_a_suggestion():
+    with pytest.raises(ConfigError, match=r"Did you mean `exponential`"):
+        TrainerConfig(lr_scheduler="exponentail")
+    with pytest.raises(ConfigError, match=r"Did you mean `text_classification`"):
+        TrainerConfig(task="text_class")
+
+
+def test_hezars_torch_linear_schedule_is_linear_lr(tmp_path):
+    cfg = config(tmp_path, lr_scheduler="linear_lr", lr_scheduler_kwargs={"start_factor": 0.5, "total_iters": 2},
+                 num_epochs=3)  # fmt: skip
+    trainer = Trainer(Line(), cfg, train_dataset=Pairs(2))
+    trainer.train()
+    assert type(trainer.lr_scheduler).__name__ == "LinearLR" and trainer.lr_scheduler.last_epoch == 3  # per epoch
+    with pytest.raises(ConfigError, match=r"torch's LinearLR and ConstantLR \(Hezar's 'linear' and 'constant'\)"):
+        Trainer(Line(), config(tmp_path / "b", lr_scheduler="linear", lr_scheduler_kwargs={"start_factor": 0.5}),
+                train_dataset=Pairs(2))  # fmt: skip
