@@ -435,3 +435,47 @@ def test_hezars_torch_linear_schedule_is_linear_lr(tmp_path):
     with pytest.raises(ConfigError, match=r"torch's LinearLR and ConstantLR \(Hezar's 'linear' and 'constant'\)"):
         Trainer(Line(), config(tmp_path / "b", lr_scheduler="linear", lr_scheduler_kwargs={"start_factor": 0.5}),
                 train_dataset=Pairs(2))  # fmt: skip
+
+
+# -- init_weights_from a model with another head ----------------------------------------------------------
+class Classifier(nn.Module):
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        logits = self.head(torch.relu(self.body(x)))
+        return {"logits": logits, "loss": nn.functional.cross_entropy(logits, labels)}
+
+
+class Features(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"x": torch.full((4,), float(index)), "labels": torch.tensor(index % 2)}
+
+
+def test_init_weights_from_a_model_with_another_head_loads_the_body_and_names_the_head(tmp_path):
+    from safetensors.torch import save_model
+
+    torch.manual_seed(1)
+    pretrained = Classifier(classes=3)
+    (tmp_path / "pretrained").mkdir()
+    save_model(pretrained, str(tmp_path / "pretrained" / "model.safetensors"))
+    cfg = config(tmp_path, task="text_classification", init_weights_from=str(tmp_path / "pretrained"))
+    with pytest.warns(UserWarning, match=r"loaded 2 of 4 tensors; 2 keep their fresh initialisation: "
+                      r"\['head.bias', 'head.weight'\] \(shape differs: head.bias \(3,\) -> \(5,\)"):  # fmt: skip
+        trainer = Trainer(Classifier(classes=5), cfg, train_dataset=Features())
+    assert torch.equal(trainer.unwrapped_model.body.weight, pretrained.body.weight)
+
+
+def test_init_weights_from_a_wholly_different_model_is_refused(tmp_path):
+    from safetensors.torch import save_model
+
+    (tmp_path / "other").mkdir()
+    save_model(nn.Sequential(nn.Linear(2, 2)), str(tmp_path / "other" / "model.safetensors"))
+    cfg = config(tmp_path, task="text_classification", init_weights_from=str(tmp_path / "other"))
+    with pytest.raises(RuntimeError, match=r"No tensor of .* fits Classifier \(by name and shape\)"):
+        Trainer(Classifier(classes=2), cfg, train_dataset=Features())
