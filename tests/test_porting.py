@@ -479,3 +479,76 @@ def test_init_weights_from_a_wholly_different_model_is_refused(tmp_path):
     cfg = config(tmp_path, task="text_classification", init_weights_from=str(tmp_path / "other"))
     with pytest.raises(RuntimeError, match=r"No tensor of .* fits Classifier \(by name and shape\)"):
         Trainer(Classifier(classes=2), cfg, train_dataset=Features())
+
+
+# -- HF habits: label_names, remove_unused_columns, compute_loss ---------------------------------------------
+class TargetKeyed(Dataset):
+    """A regression dataset whose targets are under `target`, not `labels`."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        x = torch.tensor(float(index + 1))
+        return {"x": x, "target": 2 * x}
+
+
+class TargetLine(Line):
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return super().forward(x, labels=target)
+
+
+def test_a_metrics_handler_asked_for_no_metrics_does_not_read_the_targets(tmp_path):
+    cfg = config(tmp_path, metrics=[], do_evaluate=True)
+    trainer = Trainer(TargetLine(), cfg, train_dataset=TargetKeyed(), eval_dataset=TargetKeyed())
+    assert set(trainer.train()) >= {"evaluation.loss"}
+
+
+def test_label_names_tells_the_metrics_where_the_targets_are(tmp_path):
+    cfg = config(tmp_path, metrics=["mse"], do_evaluate=True, label_names=["target"])
+    trainer = Trainer(TargetLine(), cfg, train_dataset=TargetKeyed(), eval_dataset=TargetKeyed())
+    w = trainer.unwrapped_model.w.item()
+    metrics = trainer.evaluate()
+    assert metrics["mse"] == pytest.approx(sum((w * x - 2 * x) ** 2 for x in (1.0, 2.0, 3.0, 4.0)) / 4)
+
+
+class HFStyleLoss(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+
+def test_a_compute_loss_with_the_hf_signature_is_refused_with_the_port(tmp_path):
+    with pytest.raises(TypeError, match=r"(?s)has the HF Trainer's signature.*def compute_loss\(self, outputs, batch\)"):
+        HFStyleLoss(Line(), config(tmp_path), train_dataset=Pairs(4))
+
+
+def test_an_hf_dataset_with_its_text_column_trains_with_datacollatorwithpadding(tmp_path):
+    """HF's habit: tokenize with map(), keep the `text` column, pad with DataCollatorWithPadding."""
+    datasets = pytest.importorskip("datasets")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["good", "bad", "fine", "awful", "day", "food"]
+    core = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}, "[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]")
+    texts = ["good day", "bad food", "fine good day", "awful", "good food", "bad day awful"]
+    data = datasets.Dataset.from_dict({"text": texts, "label": [1, 0, 1, 0, 1, 0]})
+    data = data.map(lambda row: tokenizer(row["text"]), batched=True)
+    config_ = transformers.BertConfig(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=8, num_labels=2)  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config_)
+    cfg = config(tmp_path, task="text_classification", metrics=["accuracy"], batch_size=2, do_evaluate=True)
+    with pytest.warns(UserWarning, match=r"Columns \['text'\] are not arguments of BertForSequenceClassification"):
+        trainer = Trainer(model, cfg, train_dataset=data, eval_dataset=data, preprocessor=tokenizer,
+                          data_collator=transformers.DataCollatorWithPadding(tokenizer))  # fmt: skip
+    logs = trainer.train()
+    assert "evaluation.accuracy" in logs
+    saved = trainer.save(tmp_path / "saved")  # the Trainer's tokenizer travels with the weights
+    assert (
+        transformers.AutoTokenizer.from_pretrained(saved)("good day")["input_ids"] == tokenizer("good day")["input_ids"]
+    )
+    checkpoint = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
+    assert (checkpoint / "tokenizer.json").is_file()

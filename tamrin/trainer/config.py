@@ -80,6 +80,10 @@ class TrainerConfig(Config):
         compile: wrap the model with torch.compile.
         nan_policy: on a NaN/inf loss, "stop" training (with the step and batch) or "skip" the update.
         progress: "auto" (a bar on a terminal, plain lines otherwise), "bar", "plain" or "none".
+        label_names: the batch keys that hold the targets (HF's name; None: "labels"); the metrics
+            read the first.
+        remove_unused_columns: drop the columns of a Hugging Face `datasets.Dataset` that the model's
+            `forward` does not name (and that are not label_names) before collation, as HF does.
     """
 
     config_filename = "trainer_config.yaml"
@@ -125,6 +129,8 @@ class TrainerConfig(Config):
     compile: bool = False
     nan_policy: str = "stop"
     progress: str = "auto"
+    label_names: list[str] | None = None
+    remove_unused_columns: bool = True
 
     def validate(self) -> list[str | None]:
         return [
@@ -159,7 +165,14 @@ class TrainerConfig(Config):
             check_choice("nan_policy", self.nan_policy, NAN_POLICIES),
             check_choice("progress", self.progress, PROGRESS_CHOICES),
             _check_metrics_list(self.metrics),
+            _check_label_names(self.label_names),
         ]
+
+
+def _check_label_names(names: list[str] | None) -> str | None:
+    if names is None or (names and all(isinstance(name, str) and name for name in names)):
+        return None
+    return f"`label_names={names!r}` must be a non-empty list of batch keys, e.g. ['labels'], or None."
 
 
 def _check_device(device: str) -> str | None:

@@ -27,6 +27,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "forward_keys",
     "call_model",
+    "named_forward_arguments",
     "loss_from_outputs",
     "save_model_weights",
     "load_model_weights",
@@ -86,6 +87,14 @@ def forward_keys(model: torch.nn.Module) -> frozenset[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+
+
+def named_forward_arguments(model: torch.nn.Module) -> set[str]:
+    """The arguments `model.forward` names (leaving out *args and **kwargs), as HF reads a signature."""
+    parameters = inspect.signature(model.forward).parameters.values()
+    return {
+        p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
 
 
 def call_model(model: torch.nn.Module, batch: Any, accepted: frozenset[str] | None) -> Any:

@@ -61,10 +61,13 @@ class TrainerParts:
         if not isinstance(config, TrainerConfig):
             raise TypeError(f"`config` must be a TrainerConfig, got {type(config).__name__}.")
         self.config = config
+        building.check_compute_loss_override(type(self))
         self.accelerator = accelerator or build_accelerator(config)
         check_accelerator_accumulation(self.accelerator, config)
         check_supported_engine(self.accelerator)
         seed_everything(config.seed)
+        train_dataset = building.without_unused_columns(train_dataset, model, config)
+        eval_dataset = building.without_unused_columns(eval_dataset, model, config)
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.data_collator = data_collator or getattr(train_dataset, "data_collator", None)

@@ -157,7 +157,8 @@ class Trainer(TrainerParts):
         if self.config.evaluate_with_generate:
             generate = self.unwrapped_model.generate  # evaluate_with_generate: the model must define generate()
             outputs = generate(**generation_inputs(batch, self._forward_keys))  # type: ignore[operator]
-        self.metrics_handler.update(outputs, batch)
+        if self.metrics_handler.metric_names:  # no metrics asked for: the targets are not read at all
+            self.metrics_handler.update(outputs, batch)
 
     # -- the loops ----------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
