@@ -110,6 +110,7 @@ class HubServer(RepoStore):
         requests: ``(method, path)`` of every request received, in order.
         lfs_uploads: ``(sha256, size)`` of every object stored through the LFS path, in order.
         inline_uploads: The paths of every file committed inline (regular upload mode), in order.
+        create_requests: The JSON bodies of every create_repo request (e.g. to see ``visibility``).
     """
 
     def __init__(

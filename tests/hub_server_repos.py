@@ -102,6 +102,7 @@ class RepoStore:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_uploads = []
         self.inline_uploads: list[str] = []
+        self.create_requests: list[dict[str, Any]] = []  # the bodies of create_repo calls, in order
         self._counter = itertools.count()
         self._parts: dict[str, dict[int, bytes]] = {}  # multipart uploads in progress: sha256 -> parts
 
@@ -214,6 +215,7 @@ class RepoStore:
     # -- repos and refs --------------------------------------------------------------------------
 
     def create_repo(self, body: dict[str, Any], user: HubToken | None) -> dict[str, Any]:
+        self.create_requests.append(dict(body))
         name, org = body.get("name"), body.get("organization")
         if not name:
             raise HubHTTPError(400, "'name' is required")
