@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import constants, get_cached_repo_tree, hf_hub_download, snapshot_download
-from huggingface_hub.errors import CachedRepoTreeNotFoundError, IncompleteSnapshotError
+from huggingface_hub.errors import CachedRepoTreeNotFoundError, IncompleteSnapshotError, LocalEntryNotFoundError
+from huggingface_hub.file_download import REGEX_COMMIT_HASH, repo_folder_name
 from huggingface_hub.utils import filter_repo_objects
 
 from tamrin.hub.errors import HubError, hub_errors, user_agent
@@ -55,8 +56,15 @@ def download(
             )
             return Path(path)
     except HubError as err:
-        if isinstance(err.__cause__, IncompleteSnapshotError):
-            raise HubError(_incomplete(err.__cause__, repo_id, revision, allow, ignore)) from err.__cause__
+        cause = err.__cause__
+        if isinstance(cause, LocalEntryNotFoundError):  # the Hub is out of reach: is a partial snapshot cached?
+            if isinstance(cause, IncompleteSnapshotError):
+                snapshot: Path | None = Path(cause.snapshot_path)
+            else:
+                snapshot = _cached_snapshot(repo_id, revision)
+            missing = _missing_files(repo_id, snapshot, allow, ignore) if snapshot is not None else []
+            if snapshot is not None and missing:
+                raise HubError(_incomplete(repo_id, revision, snapshot, missing)) from cause
         raise
 
 
@@ -83,22 +91,30 @@ def _pattern_list(patterns: str | Sequence[str] | None) -> list[str] | None:
     return [patterns] if isinstance(patterns, str) else (list(patterns) if patterns is not None else None)
 
 
-def _incomplete(
-    err: IncompleteSnapshotError,
-    repo_id: str,
-    revision: str | None,
-    allow: list[str] | None,
-    ignore: list[str] | None,
-) -> str:
-    """Name the files a cached snapshot lacks, and the command that fetches them."""
-    rev = revision or constants.DEFAULT_REVISION
-    snapshot = Path(err.snapshot_path)
+def _cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
+    """The cache's snapshot folder of `revision` (a sha, or a branch or tag it has a ref for), if there is one."""
+    storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    commit = revision or constants.DEFAULT_REVISION
+    if not REGEX_COMMIT_HASH.fullmatch(commit):
+        ref = storage / "refs" / commit
+        commit = ref.read_text().strip() if ref.is_file() else ""
+    snapshot = storage / "snapshots" / commit
+    return snapshot if commit and snapshot.is_dir() else None
+
+
+def _missing_files(repo_id: str, snapshot: Path, allow: list[str] | None, ignore: list[str] | None) -> list[str]:
+    """The files of the cached tree listing that the patterns ask for and the snapshot lacks."""
     try:
         listed = [entry.path for entry in get_cached_repo_tree(repo_id, revision=snapshot.name)]
-    except CachedRepoTreeNotFoundError:  # not expected: huggingface_hub found the snapshot incomplete from it
-        listed = []
+    except CachedRepoTreeNotFoundError:  # never listed online: which files are missing is unknown
+        return []
     wanted = filter_repo_objects(listed, allow_patterns=allow, ignore_patterns=ignore)
-    missing = [name for name in wanted if not (snapshot / name).exists()]
+    return [name for name in wanted if not (snapshot / name).exists()]
+
+
+def _incomplete(repo_id: str, revision: str | None, snapshot: Path, missing: list[str]) -> str:
+    """Name the files a cached snapshot lacks, and the command that fetches them."""
+    rev = revision or constants.DEFAULT_REVISION
     shown = ", ".join(missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
     why = (
         "offline mode is on (HF_HUB_OFFLINE=1)"
@@ -108,7 +124,7 @@ def _incomplete(
     command = f"hf download {repo_id}" + (f" --revision {rev}" if revision else "")
     return (
         f"The cached snapshot of {repo_id!r} at revision {rev!r} ({snapshot}) is incomplete: it lacks "
-        f"{len(missing)} file(s) this needs ({shown or 'see the cache'}), and {why}. An earlier download "
-        f"fetched only part of the repo (e.g. `Model.load` leaves a run's train/ files on the Hub). Fetch them "
-        f"once with network access (`{command}`, or the same call without HF_HUB_OFFLINE=1), then retry."
+        f"{len(missing)} file(s) this needs ({shown}), and {why}. An earlier download fetched only part of "
+        f"the repo (e.g. `Model.load` leaves a run's train/ files on the Hub). Fetch them once with network "
+        f"access (`{command}`, or the same call without HF_HUB_OFFLINE=1), then retry."
     )

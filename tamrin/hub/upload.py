@@ -192,8 +192,11 @@ def _transfer_error(err: RuntimeError | ValueError, repo_id: str) -> HubError | 
     failed = _FAILED_LFS_UPLOAD.fullmatch(str(err)) if isinstance(err, RuntimeError) else None
     if failed is not None and isinstance(err.__cause__, TRANSLATED):
         cause = err.__cause__
-        status = getattr(getattr(cause, "response", None), "status_code", None)
-        said = f"HTTP {status}: {cause}" if status is not None else f"{type(cause).__name__}: {cause}"
+        if isinstance(cause, HfHubHTTPError) and cause.response is not None:
+            said = f"HTTP {cause.response.status_code}: {cause.server_message or cause.response.reason_phrase}"
+        else:
+            said = f"{type(cause).__name__}: {cause}"
+        said = " ".join(said.split())  # one line, whatever the server wrote
         return HubError(
             f"Uploading {failed['path']!r} to {repo_id!r} failed during its large-file (LFS) transfer ({said}). "
             "Nothing was committed: the repo is unchanged. Try again; files already stored are not sent twice."
