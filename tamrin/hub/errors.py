@@ -184,13 +184,14 @@ class _NotFoundProbe:
         if constants.is_offline_mode():
             return None
         api = HfApi(token=self.token, **user_agent())
+        main = constants.DEFAULT_REVISION  # named: some mirrors answer only /revision/{rev}
         try:
-            info = api.repo_info(self.repo_id, revision=self.revision)
+            info = api.repo_info(self.repo_id, revision=self.revision or main)
         except TRANSLATED:
-            if self.revision in (None, constants.DEFAULT_REVISION):
+            if self.revision in (None, main):
                 return None
             try:
-                api.repo_info(self.repo_id)
+                api.repo_info(self.repo_id, revision=main)
             except TRANSLATED:
                 return None  # the repo itself is missing or hidden: the original message is right
             return "revision"
