@@ -102,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
         create_pr=args.create_pr,
         delete_patterns=args.delete,
     )
-    where = f"pull request {sha.pr_url}" if getattr(sha, "pr_url", None) else f"{args.revision or 'main'}"
+    where = f"pull request {sha.pr_url}" if sha.pr_url else args.revision or "main"
     print(f"Pushed {source} to {args.repo_id} ({where}), commit {sha}.")
     return 0
 
 
 def _run_logs(output_dir: Path, source: Path) -> Path | None:
     """The run's own training_logs.csv (the most complete copy), found via the saved trainer config."""
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from tamrin.trainer.checkpoint.files import TRAIN_DIR
     from tamrin.trainer.logs.logger import CSV_FILENAME
@@ -117,6 +117,7 @@ def _run_logs(output_dir: Path, source: Path) -> Path | None:
     if source == output_dir:
         return None  # a checkpoint given directly: push the logs it holds, if any
     config_path = source / TRAIN_DIR / "trainer_config.yaml"
-    logs_dir = (OmegaConf.load(config_path).get("logs_dir") if config_path.is_file() else None) or "logs"
+    config = OmegaConf.load(config_path) if config_path.is_file() else None
+    logs_dir = (config.get("logs_dir") if isinstance(config, DictConfig) else None) or "logs"
     path = output_dir / str(logs_dir) / CSV_FILENAME
     return path if path.is_file() else None

@@ -151,7 +151,8 @@ def _file_not_found(filename: str | None, rev: str, where: str) -> str:
 def _explain_status(http: HfHubHTTPError, action: str, where: str) -> str:
     """The message for an HTTP error answer that names no repo, revision or file."""
     status = http.response.status_code
-    said = f" The Hub said: {http.server_message.strip()}" if (http.server_message or "").strip() else ""
+    server_message = (http.server_message or "").strip()
+    said = f" The Hub said: {server_message}" if server_message else ""
     if status == 401:
         return (
             f"Hub authentication failed while trying to {action} {where} (no token was sent, or the Hub "
@@ -186,12 +187,12 @@ class _NotFoundProbe:
         api = HfApi(token=self.token, **user_agent())
         main = constants.DEFAULT_REVISION  # named: some mirrors answer only /revision/{rev}
         try:
-            info = api.repo_info(self.repo_id, revision=self.revision or main)
+            info = api.model_info(self.repo_id, revision=self.revision or main)
         except TRANSLATED:
             if self.revision in (None, main):
                 return None
             try:
-                api.repo_info(self.repo_id, revision=main)
+                api.model_info(self.repo_id, revision=main)
             except TRANSLATED:
                 return None  # the repo itself is missing or hidden: the original message is right
             return "revision"

@@ -183,7 +183,7 @@ def _doomed(
     if not patterns:
         return []
     existing = api.list_repo_files(repo_id, revision=head)
-    matched = filter_repo_objects(existing, allow_patterns=[patterns] if isinstance(patterns, str) else patterns)
+    matched = filter_repo_objects(existing, allow_patterns=[patterns] if isinstance(patterns, str) else list(patterns))
     return sorted(name for name in matched if name not in files and name != _NEVER_DELETED)
 
 

@@ -127,7 +127,7 @@ def push_checkpoint_to_hub(
     token: str | None = None,
     create_pr: bool = False,
     delete_patterns: str | Sequence[str] | None = None,
-) -> str:
+) -> hub.Commit:
     """Push a directory written by `Trainer.save` (a final model or a checkpoint), with a model card.
 
     Args:
@@ -267,7 +267,7 @@ def _push(
     push_optimizer: bool = True,
     push_logs: bool = True,
     model_class: str | None = None,
-) -> str:
+) -> hub.Commit:
     facts = RunFacts.read(staging, model_class)
     (staging / CARD_FILENAME).write_text(model_card(facts, target.repo_id), encoding="utf-8")
     manifest = read_manifest(staging) if (staging / MANIFEST).is_file() else None
