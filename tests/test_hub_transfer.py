@@ -210,3 +210,23 @@ def test_offline_resume_after_a_model_only_download_names_the_missing_files(
         match=r"cached snapshot of 'tamrin-tests/big' at revision '\w+' .* is incomplete: it lacks \d+ file\(s\) this needs \(.*train/trainer_state\.yaml.*\), and offline mode is on .*`hf download tamrin-tests/big",
     ):
         trainer.train()
+
+
+def test_with_xet_on_the_client_takes_the_xet_path_instead(
+    hub_server: HubServer, big_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What changes with `hf_xet`: the client asks for a Xet write token, not the LFS batch API.
+
+    This server has no Xet CAS behind that route, so the push fails, as a HubError; against the Hub the
+    same push would send chunks to Xet storage and then make the same commit.
+    """
+    pytest.importorskip("hf_xet", reason="hf_xet is not installed: the client always takes the LFS path")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+
+    with pytest.raises(HubError, match=r"upload to 'tamrin-tests/big'"):
+        hub.upload_folder(big_run, REPO, token=TOKEN)
+
+    assert any("/xet-write-token/" in path for _, path in hub_server.requests)
+    assert not any(path.endswith("/info/lfs/objects/batch") for _, path in hub_server.requests)
