@@ -92,7 +92,6 @@ def explain(
 
     where, rev = f"{repo_id!r} on {constants.ENDPOINT}", revision or constants.DEFAULT_REVISION
     what = f"{filename!r} of {repo_id!r}" if filename else repr(repo_id)
-    private = f"a private repo also needs a token: {LOGIN_HINT}"
     if isinstance(err, HFValidationError):
         return f"{repo_id!r} is not a valid Hub repo id ({err}). Use 'user/repo' with letters, digits, '-', '_', '.'."
     if first(RevisionNotFoundError):
@@ -108,6 +107,7 @@ def explain(
         if missing == "file":
             return _file_not_found(filename, rev, where)
         local = "" if action != "download" else f" (no local file or folder named {repo_id!r} exists either)"
+        private = f"a private repo also needs a token: {LOGIN_HINT}"
         return f"Repository {where} not found, or you have no access to it{local}. Check the name; {private}."
     http = first(HfHubHTTPError)
     if http is not None and http.response is not None:
@@ -136,16 +136,13 @@ def explain(
 
 def _revision_not_found(rev: str, where: str) -> str:
     return (
-        f"Revision {rev!r} not found in {where} (the repository exists). Use an existing branch, tag or full "
-        f"commit sha; a private repo also needs a token: {LOGIN_HINT}."
+        f"Revision {rev!r} not found in {where} (the repository exists). Use an existing branch, tag, "
+        "refs/pr/N or full commit sha."
     )
 
 
 def _file_not_found(filename: str | None, rev: str, where: str) -> str:
-    return (
-        f"File {filename!r} not found in {where} at revision {rev!r}. Check the name and revision; "
-        f"a private repo also needs a token: {LOGIN_HINT}."
-    )
+    return f"File {filename!r} not found in {where} at revision {rev!r}. Check the name and the revision."
 
 
 def _explain_status(http: HfHubHTTPError, action: str, where: str) -> str:
