@@ -23,7 +23,7 @@ from torch.utils.data import RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from tamrin.datasets.samplers import RangedSampler  # noqa: E402
+from tamrin.datasets.sampling.ranged_sampler import RangedSampler  # noqa: E402
 
 BATCH = 32
 REPEATS = 5

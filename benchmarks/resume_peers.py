@@ -49,7 +49,7 @@ class Indices(torch.utils.data.Dataset):
 
 
 def tamrin_first_batch(n: int) -> list[int]:
-    from tamrin.datasets.samplers import RangedSampler
+    from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 
     sampler = RangedSampler(Indices(n), BATCH, start_index=n * 99 // 100, shuffle=True, seed=0)
     loader = torch.utils.data.DataLoader(Indices(n), batch_size=BATCH, sampler=sampler)

@@ -12,10 +12,13 @@ from collections.abc import Callable, Sequence
 
 from tamrin.commands import load_command_modules
 from tamrin.configs import ConfigError
+from tamrin.hub import HubError
 
 __all__ = ["main", "build_parser", "EXIT_USAGE"]
 
 EXIT_USAGE = 2
+USER_ERRORS = (ConfigError, FileNotFoundError, HubError)
+"""Errors a user can fix: one message and exit status 2, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,19 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from tamrin.hub import HubError
-
-    return (ConfigError, FileNotFoundError, HubError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except _user_errors() as err:
+    except USER_ERRORS as err:
         print(f"tamrin {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -197,7 +197,7 @@ class Config(metaclass=_ConfigMeta):
             if not candidate.is_file():
                 raise FileNotFoundError(f"No {filename} in directory {local}.")
             return candidate
-        from tamrin import hub
+        from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         if hub.is_repo_id(str(path)):
             return hub.download_file(str(path), filename, revision=revision)
@@ -240,7 +240,7 @@ class Config(metaclass=_ConfigMeta):
 
         The other arguments mean what they mean in `tamrin.hub.upload_folder`; nothing is deleted.
         """
-        from tamrin import hub
+        from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         with tempfile.TemporaryDirectory() as staging:
             self.save(staging, filename)

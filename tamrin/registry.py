@@ -14,16 +14,21 @@ Unknown names are a `ConfigError` that lists the registered names and suggests a
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from tamrin.configs import ConfigError, suggest
+from omegaconf import OmegaConf
 
-__all__ = ["Registry"]
+from tamrin.configs import Config, ConfigError, suggest
+
+__all__ = ["Registry", "config_name_default", "load_registered_config"]
 
 T = TypeVar("T")
 EntryT = TypeVar("EntryT")
+ConfigT = TypeVar("ConfigT", bound=Config)
 
 
 def _same_definition(a: Any, b: Any) -> bool:
@@ -80,6 +85,14 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def remove(self, name: str) -> T | None:
+        """Unregister `name` and return its entry (None if nothing was registered under it).
+
+        For tests and notebooks that register an entry for a while and must leave the registry as
+        they found it.
+        """
+        return self._entries.pop(name, None)
+
     # -- looking up ------------------------------------------------------------------------------
     def get(self, name: Any) -> T:
         """The entry registered under `name`.
@@ -130,3 +143,54 @@ class Registry(Generic[T]):
 def _describe(entry: Any) -> str:
     module, qualname = getattr(entry, "__module__", None), getattr(entry, "__qualname__", None)
     return f"{module}.{qualname}" if module and qualname else repr(entry)
+
+
+def load_registered_config(
+    cls: type[ConfigT],
+    registry: Registry[Any],
+    path: str | os.PathLike,
+    overrides: Any = None,
+    *,
+    root: type[Config],
+    filename: str | None = None,
+    revision: str | None = None,
+) -> ConfigT:
+    """Load a config file as the config class of the entry registered under the file's `name`.
+
+    What `ModelConfig.load` and `DatasetConfig.load` do: `root.load(path)` returns e.g. a
+    `CRNNConfig`, and `CRNNConfig.load(path)` also checks that the file holds one. The file's
+    `name` is looked up in `registry` (whose entries carry a `config_class`); nothing it names is
+    imported.
+
+    Args:
+        cls: the config class `load` was called on (`root` or one of its subclasses).
+        registry: the registry whose entries the file may name.
+        path, overrides, filename, revision: as `Config.load`.
+        root: the base config class of the registry (named in the error that suggests the fix).
+
+    Raises:
+        ConfigError: the file is unreadable, has no string `name`, names nothing registered, or
+            names an entry whose config class is not a `cls`.
+    """
+    yaml_path = cls._locate(path, filename or cls.config_filename, revision)
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True)
+    except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear ConfigError
+        raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered {registry.kind}.")
+    config_class = registry.get(raw["name"]).config_class
+    if not issubclass(config_class, cls):
+        raise ConfigError(
+            f"{yaml_path} holds a {config_class.__name__} (`name={raw['name']!r}`), not a {cls.__name__}. "
+            f"Load it with {root.__name__}.load or {config_class.__name__}.load."
+        )
+    return Config.load.__func__(config_class, yaml_path, overrides)  # type: ignore[attr-defined]
+
+
+def config_name_default(config_class: type[Config]) -> str:
+    """The default of `name` in a config class: what a model or dataset registered with it must be called."""
+    for field in dataclasses.fields(config_class):
+        if field.name == "name":
+            return field.default  # type: ignore[return-value]
+    return ""

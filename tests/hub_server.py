@@ -59,15 +59,13 @@ LFS path) and `inline_uploads` (the paths committed inline). `fail_lfs_uploads` 
 refuse uploads; `before_commit` runs just before a commit is applied (e.g. `put_files`, to race it).
 
 The ``hub_server`` pytest fixture starts a server and points the *already imported* client at it; see
-`patch_hub_client` for why environment variables alone are not enough. In a test module (tests/ is not a
-package; this works under every pytest import mode, and ruff sees no F811 redefinition)::
+`patch_hub_client` for why environment variables alone are not enough. tests/conftest.py makes the
+fixture available to every test module (and this folder importable), so a test module only imports
+what it names::
 
-    if str(Path(__file__).resolve().parent) not in sys.path:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import hub_server as hub_server_module  # noqa: E402
-    from hub_server import HubServer, set_hub_offline  # noqa: E402
+    from hub_server import HubServer, set_hub_offline
 
-    hub_server = hub_server_module.hub_server  # the fixture, visible to pytest in this module
+    def test_push(hub_server: HubServer) -> None: ...
 
 Note: `hf_hub_download` (not `snapshot_download`, not uploads) retries 5xx answers with backoff
 (about 23 s in all) before giving up, so test 5xx handling through `download` / `upload_folder`.

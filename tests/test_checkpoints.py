@@ -7,6 +7,7 @@ Every test is a tiny CPU run (an MLP, a few dozen samples).
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
 import time
@@ -14,12 +15,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pandas as pd
 import pytest
 import torch
+from helpers import RegressionData
 from safetensors.torch import load_file
-from test_trainer import Net, make_config
-from torch.utils.data import Dataset
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
@@ -41,19 +42,13 @@ from tamrin.trainer.checkpoint.store import load_torch
 TRAIN_FILES = ("trainer_config.yaml", "trainer_state.yaml", "optimizer.pt", "lr_scheduler.pt", "rng_state.pt")
 
 
-class Data(Dataset):
+def noiseless(size: int, seed: int = 0, sign: float = 1.0) -> RegressionData:
     """labels = sign * sum(x); an eval set with sign=-1 gets worse as the model learns the train set."""
+    return RegressionData(size, seed, noise=0.0, sign=sign)
 
-    def __init__(self, size: int, seed: int = 0, sign: float = 1.0) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(size, 4, generator=generator)
-        self.y = sign * self.x.sum(dim=1)
 
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[index], "labels": self.y[index]}
+# The shared factory with this file's default train set: 16 noiseless samples.
+make_trainer = functools.partial(helpers.make_trainer, train_size=16, data_options={"noise": 0.0})
 
 
 class LoadSpy(Callback):
@@ -66,23 +61,6 @@ class LoadSpy(Callback):
     def on_load(self, trainer: Trainer, path: str) -> None:
         self.loaded = Path(path).name
         self.param_group = dict(trainer.optimizer.param_groups[0])
-
-
-def make_trainer(
-    output_dir: Path,
-    train: Dataset | None = None,
-    evaluation: Dataset | None = None,
-    callbacks: list[Callback] | None = None,
-    **overrides: Any,
-) -> Trainer:
-    torch.manual_seed(0)
-    return Trainer(
-        model=Net(),
-        config=make_config(output_dir, **overrides),
-        train_dataset=Data(16) if train is None else train,
-        eval_dataset=evaluation,
-        callbacks=callbacks,
-    )
 
 
 def names(directory: Path) -> list[str]:
@@ -100,7 +78,7 @@ def fake_checkpoint(final: Path, step: int, content: str = "weights") -> Path:
 
 
 def test_checkpoints_have_the_documented_layout_and_zero_padded_step_names(tmp_path):
-    trainer = make_trainer(tmp_path, train=Data(24), batch_size=2, save_steps=3, lr_scheduler="linear")
+    trainer = make_trainer(tmp_path, train=noiseless(24), batch_size=2, save_steps=3, lr_scheduler="linear")
     trainer.train()
 
     checkpoints = tmp_path / "checkpoints"
@@ -126,7 +104,7 @@ def test_checkpoints_have_the_documented_layout_and_zero_padded_step_names(tmp_p
 
 
 def test_trainer_save_writes_the_same_shape_plus_the_logs(tmp_path):
-    trainer = make_trainer(tmp_path, evaluation=Data(4, seed=1), lr_scheduler="linear", log_steps=2)
+    trainer = make_trainer(tmp_path, evaluation=noiseless(4, seed=1), lr_scheduler="linear", log_steps=2)
     trainer.train()
     final = trainer.save(tmp_path / "final")
     assert (final / "model.safetensors").is_file()
@@ -162,8 +140,8 @@ def test_save_total_limit_keeps_the_newest_and_the_best_and_the_best_is_loaded_a
     the best, and only it and the newest checkpoint stay."""
     trainer = make_trainer(
         tmp_path,
-        train=Data(16),
-        evaluation=Data(8, seed=1, sign=-1.0),
+        train=noiseless(16),
+        evaluation=noiseless(8, seed=1, sign=-1.0),
         batch_size=2,
         learning_rate=0.05,
         eval_steps=2,

@@ -89,8 +89,7 @@ def test_train_then_evaluate_a_run_its_model_its_checkpoint_or_its_recipe(tmp_pa
 def test_the_same_recipe_builds_the_same_initial_model_in_a_fresh_process(tmp_path):
     script = (
         "import hashlib, sys, torch\n"
-        "from tamrin.recipes import load_recipe\n"
-        "from tamrin.runner import build_trainer\n"
+        "from tamrin.recipes import build_trainer, load_recipe\n"
         "trainer = build_trainer(load_recipe('default', sys.argv[1:]))\n"
         "digest = hashlib.sha256()\n"
         "for value in trainer.unwrapped_model.state_dict().values():\n"

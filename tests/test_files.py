@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tamrin.configs import ConfigError
-from tamrin.datasets.files import read_records, records_from_hf
+from tamrin.datasets.readers import read_records, records_from_hf
 
 ROWS = [{"text": "a good film", "label": "pos"}, {"text": "dull, slow", "label": "neg"}]
 

@@ -18,8 +18,9 @@ What the two trainers would otherwise do differently, and how these tests line t
   divides each batch-mean loss by the batches of its accumulation window (`len(batch_samples)`,
   fewer in an epoch's last, short window): the "batch-mean" normalisation.
 
-Tests marked `xfail(strict=True, reason="issue 14: ...")` fail today because of a difference issue 14
-names; the marker makes them fail the moment the fix lands, so it is removed with the fix.
+These tests were written before issue 14's fixes, with strict xfail markers on the cases tamrin got
+wrong (the short last accumulation window, the warmup formula, the epoch-style cadence,
+`lr_scheduling_steps` stretching warmup); each marker was removed with its fix.
 """
 
 from __future__ import annotations
@@ -164,11 +165,6 @@ def test_linear_decay_matches_hf(tmp_path: Path) -> None:
     assert_matches_hf(Setting(lr_scheduler="linear"), tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: tamrin's warmup multiplier is (update + 1) / (warmup + 1); HF's is update / warmup "
-    "(the first update at LR 0)",
-)
 def test_linear_warmup_and_decay_matches_hf(tmp_path: Path) -> None:
     assert_matches_hf(Setting(lr_scheduler="linear", warmup_steps=5), tmp_path)
 
@@ -177,18 +173,10 @@ def test_cosine_decay_matches_hf(tmp_path: Path) -> None:
     assert_matches_hf(Setting(lr_scheduler="cosine"), tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: tamrin's warmup multiplier is (update + 1) / (warmup + 1); HF's is update / warmup",
-)
 def test_cosine_with_warmup_matches_hf(tmp_path: Path) -> None:
     assert_matches_hf(Setting(lr_scheduler="cosine", warmup_steps=5), tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: tamrin's warmup multiplier is (update + 1) / (warmup + 1); HF's is update / warmup",
-)
 def test_constant_with_warmup_matches_hf(tmp_path: Path) -> None:
     assert_matches_hf(Setting(lr_scheduler="constant", warmup_steps=5), tmp_path)
 
@@ -200,11 +188,6 @@ def test_gradient_accumulation_with_full_windows_matches_hf(tmp_path: Path) -> N
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: the epoch's last, short accumulation window is divided by gradient_accumulation_steps, "
-    "not by the batches it holds",
-)
 def test_gradient_accumulation_with_a_short_last_window_matches_hf(tmp_path: Path) -> None:
     """3 batches an epoch, 2 per update: each epoch's second update has one batch, which HF divides by 1.
 
@@ -265,7 +248,6 @@ def hf_learning_rates(name: str, *, peak: float, warmup_steps: int, total_update
     return rates
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: lr_scheduling_steps stretches the warmup schedules")
 def test_lr_scheduling_steps_does_not_stretch_a_linear_warmup_schedule(tmp_path: Path) -> None:
     """Warmup and decay are counted in optimizer updates whatever lr_scheduling_steps is.
 
@@ -319,7 +301,6 @@ EPOCH_SCHEDULERS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: epoch-style schedulers step every update, not once per epoch")
 @pytest.mark.parametrize(("name", "kwargs"), EPOCH_SCHEDULERS, ids=[name for name, _ in EPOCH_SCHEDULERS])
 def test_epoch_style_scheduler_steps_once_per_epoch_by_default(tmp_path: Path, name: str, kwargs: dict) -> None:
     """Hezar: lr_scheduling_steps=None means "the steps in one full epoch" (6 updates an epoch here)."""

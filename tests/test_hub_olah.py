@@ -26,18 +26,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hub_server import patch_hub_client, set_hub_offline
 
-# tests/ is not a package: make this folder importable whatever pytest's import mode is.
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from hub_server import patch_hub_client, set_hub_offline  # noqa: E402
-
-from tamrin import Trainer, TrainerConfig  # noqa: E402
-from tamrin.datasets import DatasetConfig  # noqa: E402
-from tamrin.hub import HubError  # noqa: E402
-from tamrin.models import Model, ModelConfig, build_model  # noqa: E402
-from tamrin.trainer.callbacks import Callback  # noqa: E402
+from tamrin import Trainer, TrainerConfig
+from tamrin.datasets import DatasetConfig
+from tamrin.hub import HubError
+from tamrin.models import Model, ModelConfig, build_model
+from tamrin.trainer.callbacks import Callback
 
 RUN = "tamrin-tests/crnn"
 INTERRUPTED = "tamrin-tests/interrupted"

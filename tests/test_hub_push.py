@@ -7,24 +7,17 @@ a symlink out of the pushed folder, and leaves a new repo's visibility to the na
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hub_server import HubServer
 
-# tests/ is not a package: make this folder importable whatever pytest's import mode is.
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import hub_server as hub_server_module  # noqa: E402
-from hub_server import HubServer  # noqa: E402
-
-from tamrin import hub  # noqa: E402
-from tamrin.cli import main  # noqa: E402
-from tamrin.datasets import build_dataset  # noqa: E402
-from tamrin.hub import HubError  # noqa: E402
-from tamrin.models import Model  # noqa: E402
+from tamrin import hub
+from tamrin.cli import main
+from tamrin.datasets import build_dataset
+from tamrin.hub import HubError
+from tamrin.models import Model
 
 TOKEN = "hf_tamrin_writer"
 REPO = "tamrin-tests/plates"
@@ -37,8 +30,6 @@ TINY_PLATES = [
     "trainer.progress=none",
     "model.rnn_hidden_size=16",
 ]
-
-hub_server = hub_server_module.hub_server  # the fixture, made visible to pytest in this module
 
 
 @pytest.fixture(scope="module")

@@ -11,29 +11,20 @@ commit payload (`lfsFile` with the sha256) and every tamrin-side behaviour teste
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hub_server import HubServer, HubToken, patch_hub_client, set_hub_offline
+from huggingface_hub import HfApi
 from torch import nn
 
-# tests/ is not a package: make this folder importable whatever pytest's import mode is.
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import hub_server as hub_server_module  # noqa: E402
-from hub_server import HubServer, HubToken, patch_hub_client, set_hub_offline  # noqa: E402
-from huggingface_hub import HfApi  # noqa: E402
-
-from tamrin import Trainer, TrainerConfig, hub  # noqa: E402
-from tamrin.cli import main  # noqa: E402
-from tamrin.hub import HubError  # noqa: E402
+from tamrin import Trainer, TrainerConfig, hub
+from tamrin.cli import main
+from tamrin.hub import HubError
 
 TOKEN = "hf_tamrin_writer"
 REPO = "tamrin-tests/big"
-
-hub_server = hub_server_module.hub_server  # the fixture, made visible to pytest in this module
 
 
 class Wide(nn.Module):

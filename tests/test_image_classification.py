@@ -10,7 +10,7 @@ import torch
 
 from tamrin.configs import ConfigError
 from tamrin.datasets import ImageFolderDataset, SyntheticShapesDataset, build_dataset
-from tamrin.datasets.shapes import SHAPES
+from tamrin.datasets.synthetic.shapes import SHAPES
 from tamrin.models import ImageClassifier, ImagePreprocessor, Model, build_model
 
 
@@ -262,8 +262,7 @@ def test_loading_a_preprocessor_that_disagrees_with_the_model_fails(shape_dir: P
 
 # -- the recipe --------------------------------------------------------------------------------------
 def test_recipe_smoke_run_trains_saves_and_predicts(shape_dir: Path, tmp_path: Path) -> None:
-    from tamrin.recipes import load_recipe
-    from tamrin.runner import evaluate_from_recipe, train_from_recipe
+    from tamrin.recipes import evaluate_from_recipe, load_recipe, train_from_recipe
 
     overrides = [
         f"trainer.output_dir={tmp_path / 'run'}",
@@ -288,8 +287,7 @@ def test_recipe_smoke_run_trains_saves_and_predicts(shape_dir: Path, tmp_path: P
 
 
 def test_recipe_rejects_a_model_field_the_data_decides(tmp_path: Path) -> None:
-    from tamrin.recipes import load_recipe
-    from tamrin.runner import build_trainer
+    from tamrin.recipes import build_trainer, load_recipe
 
     recipe = load_recipe("image_classification", [f"trainer.output_dir={tmp_path}", "model.num_labels=5"])
     with pytest.raises(ConfigError, match=r"`model.num_labels=5` but the training data gives 8"):

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import levenshtein
 
 from tamrin.configs import ConfigError
 from tamrin.metrics_handlers import (
@@ -205,16 +206,6 @@ def text_data(n: int = 45, seed: int = 0) -> tuple[list[str], list[str]]:
     return predictions, references
 
 
-def levenshtein(a, b) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
 def ngrams(tokens: list[str], n: int) -> Counter:
     return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
@@ -387,6 +378,28 @@ def test_register_rejects_inconsistent_tables():
             objectives = {"mse": "minimize"}
 
     assert "broken" not in METRICS_HANDLERS
+
+
+def test_a_second_handler_for_a_task_is_an_error_unless_replace_is_given():
+    class First(MetricsHandler):
+        valid_metrics = ("accuracy",)
+
+    class Second(First):
+        pass
+
+    with pytest.raises(
+        ValueError, match=r"Metrics handler 'regression' is already registered to .*RegressionMetricsHandler"
+    ):
+        register_metrics_handler("regression")(First)
+    assert build_metrics_handler("regression", ["mse"]).task == "regression"
+    register_metrics_handler("replaced_task")(First)
+    try:
+        with pytest.raises(ValueError, match="pass replace=True"):
+            register_metrics_handler("replaced_task")(Second)
+        register_metrics_handler("replaced_task", replace=True)(Second)
+        assert type(build_metrics_handler("replaced_task", ["accuracy"])) is Second
+    finally:
+        METRICS_HANDLERS.remove("replaced_task")
 
 
 # -- exactness -----------------------------------------------------------------------------------------
@@ -721,7 +734,7 @@ def test_docs_custom_handler_example_runs(capsys):
     section = DOCS.read_text(encoding="utf-8").split("## Writing a handler for a new task", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert len(blocks) == 2 and '@register_metrics_handler("ranking")' in blocks[0]
-    previous = METRICS_HANDLERS.get("ranking")
+    previous = METRICS_HANDLERS.remove("ranking")
     namespace: dict[str, Any] = {"__name__": "docs_metrics_example"}
     try:
         for block in blocks:
@@ -738,7 +751,6 @@ def test_docs_custom_handler_example_runs(capsys):
         expected = kendall_tau_b(scores.tolist(), relevance.float().tolist())
         assert result["kendall_tau"] == pytest.approx(expected, rel=1e-5)
     finally:
-        if previous is None:
-            METRICS_HANDLERS.pop("ranking", None)
-        else:
-            METRICS_HANDLERS["ranking"] = previous
+        METRICS_HANDLERS.remove("ranking")
+        if previous is not None:
+            METRICS_HANDLERS.add("ranking", previous)

@@ -15,7 +15,7 @@ from torch import nn
 
 import tamrin
 from tamrin.configs import ConfigError
-from tamrin.datasets.plates import PLATE_CHARSET
+from tamrin.datasets.synthetic.plates import PLATE_CHARSET
 from tamrin.models import (
     CRNN,
     MODELS,
@@ -74,7 +74,7 @@ def one_thread():
 def tied_registered():
     register_model("tied_test_model", config_class=TiedConfig)(TiedModel)
     yield TiedModel
-    MODELS.pop("tied_test_model", None)
+    MODELS.remove("tied_test_model")
 
 
 # -- save / load -----------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_a_config_file_cannot_import_a_module(tmp_path: Path, monkeypatch) -> No
 
 
 def test_registration_checks_names_and_types() -> None:
-    with pytest.raises(ValueError, match="already registered to CRNN"):
+    with pytest.raises(ValueError, match=r"already registered to tamrin\.models\.crnn\.CRNN"):
         register_model("crnn", config_class=CRNNConfig)(type("Other", (CRNN,), {}))
     with pytest.raises(ValueError, match="defaults to 'crnn'"):
         register_model("crnn2", config_class=CRNNConfig)
@@ -212,7 +212,7 @@ def test_crnn_config_validation_names_fields() -> None:
 
 
 def test_crnn_defaults_match_the_plates_dataset() -> None:
-    from tamrin.datasets.plates import SyntheticPlatesConfig
+    from tamrin.datasets.synthetic.plates import SyntheticPlatesConfig
 
     model, data = CRNNConfig(), SyntheticPlatesConfig()
     assert model.charset == PLATE_CHARSET == data.charset

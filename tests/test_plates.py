@@ -19,7 +19,7 @@ from tamrin.datasets import (
     SyntheticPlatesDataset,
     build_dataset,
 )
-from tamrin.datasets.plates import PLATE_CHARSET
+from tamrin.datasets.synthetic.plates import PLATE_CHARSET
 
 
 def plates(split: str = "train", **overrides) -> SyntheticPlatesDataset:

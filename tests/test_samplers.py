@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from tamrin.datasets.samplers import RangedSampler
+from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 
 
 class _Sized:

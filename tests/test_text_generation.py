@@ -19,7 +19,7 @@ from tamrin.datasets import (
 )
 from tamrin.metrics_handlers import build_metrics_handler
 from tamrin.models import CharVocabulary, Model, TextGenerator, build_model
-from tamrin.models.char_vocabulary import IGNORE_INDEX
+from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX
 
 ROWS = [
     {"prompt": "rev abc:", "target": "c b a"},
@@ -286,8 +286,7 @@ def test_misused_generation_inputs_fail_clearly() -> None:
 
 # -- the recipe ------------------------------------------------------------------------------------
 def test_the_recipe_trains_evaluates_and_saves(tmp_path: Path) -> None:
-    from tamrin.recipes import load_recipe
-    from tamrin.runner import train_from_recipe
+    from tamrin.recipes import load_recipe, train_from_recipe
 
     overrides = [
         f"trainer.output_dir={tmp_path}",

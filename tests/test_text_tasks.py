@@ -22,11 +22,10 @@ from tamrin.datasets import (
     TokenLabelCollator,
     build_dataset,
 )
-from tamrin.datasets.tagging import align_labels
-from tamrin.datasets.text import IGNORE_INDEX
+from tamrin.datasets.tasks.sequence_labeling import align_labels
+from tamrin.datasets.tasks.text_classification import IGNORE_INDEX
 from tamrin.models import Model, build_model
-from tamrin.recipes import load_recipe
-from tamrin.runner import FINAL_MODEL_DIR, build_model_for_data, evaluate_from_recipe, train_from_recipe
+from tamrin.recipes import FINAL_MODEL_DIR, build_model_for_data, evaluate_from_recipe, load_recipe, train_from_recipe
 
 TEXTS = ["the movie was great", "the food was awful", "service was not good at all", "a quiet hotel room"]
 LABELS = ["pos", "neg", "neg", "neutral"]
@@ -214,7 +213,7 @@ def test_token_label_collator_pads_labels_with_ignore_index() -> None:
 # -- models ----------------------------------------------------------------------------------------
 def trained(task: str, tmp_path: Path) -> tuple[Any, Any]:
     """A model briefly trained through its recipe, and the training dataset."""
-    from tamrin.runner import build_trainer
+    from tamrin.recipes import build_trainer
 
     trainer = build_trainer(load_recipe(task, tiny_overrides(tmp_path)))
     trainer.train()

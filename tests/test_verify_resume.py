@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from tamrin.cli import main
-from tamrin.verify_resume import Divergence, VerifyResult, compare_runs, verify_resume
+from tamrin.tools.verify_resume import Divergence, VerifyResult, compare_runs, verify_resume
 
 W = "sha256:aaaa (float32[2])"
 

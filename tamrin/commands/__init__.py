@@ -15,5 +15,5 @@ COMMAND_MODULES = ("train", "evaluate", "predict", "logs", "push", "verify_resum
 
 
 def load_command_modules() -> list:
-    """Import each command module (their heavy imports stay inside the handlers)."""
+    """Import each command module (the parser needs every command's `register`)."""
     return [importlib.import_module(f"tamrin.commands.{name}") for name in COMMAND_MODULES]

@@ -11,6 +11,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tamrin import hub
+from tamrin.models.base import HUB_NON_MODEL_FILES
+from tamrin.recipes import (
+    RECIPE_FILENAME,
+    available_recipes,
+    evaluate_from_recipe,
+    find_run_recipe,
+    load_recipe,
+    resolve_model_dir,
+)
+
 __all__ = ["register"]
 
 
@@ -24,10 +35,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin import hub
-    from tamrin.recipes import available_recipes, load_recipe
-    from tamrin.runner import RECIPE_FILENAME, evaluate_from_recipe, find_run_recipe, resolve_model_dir
-
     target = Path(args.target)
     from_hub = not target.exists() and args.target not in available_recipes() and hub.is_repo_id(args.target)
     if args.revision is not None and not from_hub:
@@ -53,10 +60,6 @@ def _hub_model_dir(repo_id: str, revision: str | None) -> Path:
     Raises:
         FileNotFoundError: the repo holds no recipe.yaml (it was not pushed from a `tamrin train` run).
     """
-    from tamrin import hub
-    from tamrin.models.base import HUB_NON_MODEL_FILES
-    from tamrin.runner import RECIPE_FILENAME
-
     snapshot = hub.download(repo_id, revision=revision, ignore_patterns=list(HUB_NON_MODEL_FILES))
     if not (snapshot / RECIPE_FILENAME).is_file():
         raise FileNotFoundError(

@@ -14,6 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tamrin import hub
+from tamrin.models import Model
+from tamrin.recipes import resolve_model_dir
+
 __all__ = ["register", "load_model"]
 
 BATCH_SIZE = 32
@@ -36,10 +40,6 @@ def load_model(source: str, revision: str | None = None) -> Any:
             `revision` was given for a local directory.
         HubError: the repo, revision or file is not on the Hub (the message says which).
     """
-    from tamrin import hub
-    from tamrin.models import Model
-    from tamrin.runner import resolve_model_dir
-
     if hub.is_repo_id(source):
         return Model.load(source, revision=revision)
     if revision is not None:

@@ -13,6 +13,13 @@ import argparse
 import warnings
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+
+from tamrin.recipes import FINAL_MODEL_DIR, RECIPE_FILENAME
+from tamrin.trainer.checkpoint.files import MANIFEST, TRAIN_DIR, latest_valid_checkpoint, verify_checkpoint
+from tamrin.trainer.checkpoint.publishing import push_checkpoint_to_hub
+from tamrin.trainer.logs.logger import CSV_FILENAME
+
 __all__ = ["register", "find_push_source"]
 
 
@@ -55,9 +62,6 @@ def find_push_source(output_dir: str | Path) -> Path:
     Raises:
         FileNotFoundError: `output_dir` holds neither (the message says where it looked).
     """
-    from tamrin.runner import FINAL_MODEL_DIR
-    from tamrin.trainer.checkpoint.files import MANIFEST, latest_valid_checkpoint, verify_checkpoint
-
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise FileNotFoundError(f"No output directory at {str(output_dir)!r}.")
@@ -82,9 +86,6 @@ def find_push_source(output_dir: str | Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin.runner import RECIPE_FILENAME
-    from tamrin.trainer.checkpoint.publishing import push_checkpoint_to_hub
-
     source = find_push_source(args.output_dir)
     logs = _run_logs(Path(args.output_dir), source)
     recipe = Path(args.output_dir) / RECIPE_FILENAME
@@ -109,11 +110,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_logs(output_dir: Path, source: Path) -> Path | None:
     """The run's own training_logs.csv (the most complete copy), found via the saved trainer config."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from tamrin.trainer.checkpoint.files import TRAIN_DIR
-    from tamrin.trainer.logs.logger import CSV_FILENAME
-
     if source == output_dir:
         return None  # a checkpoint given directly: push the logs it holds, if any
     config_path = source / TRAIN_DIR / "trainer_config.yaml"

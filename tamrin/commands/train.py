@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from omegaconf import OmegaConf
+
+from tamrin.recipes import load_recipe, train_from_recipe
+
 __all__ = ["register"]
 
 
@@ -28,16 +32,10 @@ def split_recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tupl
 
 
 def run(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
-    from tamrin.recipes import load_recipe
-
     recipe_name, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
     recipe = load_recipe(recipe_name, overrides)
     if args.dry_run:
         print(OmegaConf.to_yaml(recipe), end="")
         return 0
-    from tamrin.runner import train_from_recipe
-
     train_from_recipe(recipe)
     return 0

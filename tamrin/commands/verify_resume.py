@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from tamrin.commands.train import split_recipe_and_overrides
+from tamrin.tools.verify_resume import DEFAULT_STEPS, VerifyResumeError, verify_resume
 
 __all__ = ["register", "run", "EXIT_MISMATCH"]
 
@@ -49,8 +50,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamrin.verify_resume import DEFAULT_STEPS, VerifyResumeError, verify_resume
-
     recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
     try:
         result = verify_resume(

@@ -1,4 +1,17 @@
-"""Datasets: the `Dataset` base and registry, collators, samplers and built-in task datasets."""
+"""Datasets: the `Dataset` base and registry, collators, samplers, task datasets and synthetic data.
+
+The layers, each in its own place:
+
+    base.py        Dataset, DatasetConfig, the DATASETS registry, build_dataset
+    collators.py   items -> batches
+    readers.py     rows from CSV / TSV / JSONL / Parquet files or a Hugging Face dataset
+    sampling/      RangedSampler, CurriculumSampler and the keyed permutation they shuffle with
+    tasks/         the user's own data for each built-in task (text, tags, generation, image folders)
+    synthetic/     generated demo data (plates, shapes, sentences, string tasks)
+
+Importing this package registers every built-in dataset. Tokenizers, vocabularies and image
+transforms are `tamrin.preprocessors` (re-exported here where the docs name them).
+"""
 
 from __future__ import annotations
 
@@ -11,26 +24,27 @@ from tamrin.datasets.base import (
     register_dataset,
 )
 from tamrin.datasets.collators import CTCCollator, ImageCollator, TextCollator, TokenLabelCollator
-from tamrin.datasets.generation import (
-    GenerationCollator,
-    SyntheticGenerationConfig,
-    SyntheticGenerationDataset,
-    TextGenerationConfig,
-    TextGenerationDataset,
-)
-from tamrin.datasets.images import ImageFolderConfig, ImageFolderDataset
-from tamrin.datasets.plates import SyntheticPlatesConfig, SyntheticPlatesDataset
-from tamrin.datasets.samplers import RangedSampler
-from tamrin.datasets.shapes import SyntheticShapesConfig, SyntheticShapesDataset
-from tamrin.datasets.synthetic_text import (  # registers "synthetic_sentiment", "synthetic_ner"
+from tamrin.datasets.sampling.ranged_sampler import RangedSampler
+from tamrin.datasets.synthetic.generation import SyntheticGenerationConfig, SyntheticGenerationDataset
+from tamrin.datasets.synthetic.plates import SyntheticPlatesConfig, SyntheticPlatesDataset
+from tamrin.datasets.synthetic.shapes import SyntheticShapesConfig, SyntheticShapesDataset
+from tamrin.datasets.synthetic.text import (  # registers "synthetic_sentiment", "synthetic_ner"
     SyntheticNERConfig,
     SyntheticNERDataset,
     SyntheticSentimentConfig,
     SyntheticSentimentDataset,
 )
-from tamrin.datasets.tagging import SequenceLabelingConfig, SequenceLabelingDataset  # registers "sequence_labeling"
-from tamrin.datasets.text import TextClassificationConfig, TextClassificationDataset  # registers "text_classification"
-from tamrin.datasets.tokenizer import TextPreprocessor, Tokenizer
+from tamrin.datasets.tasks.image_classification import ImageFolderConfig, ImageFolderDataset
+from tamrin.datasets.tasks.sequence_labeling import (  # registers "sequence_labeling"
+    SequenceLabelingConfig,
+    SequenceLabelingDataset,
+)
+from tamrin.datasets.tasks.text_classification import (  # registers "text_classification"
+    TextClassificationConfig,
+    TextClassificationDataset,
+)
+from tamrin.datasets.tasks.text_generation import GenerationCollator, TextGenerationConfig, TextGenerationDataset
+from tamrin.preprocessors.tokenizer import TextPreprocessor, Tokenizer
 
 __all__ = [
     "CTCCollator",

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from omegaconf import OmegaConf
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import default_collate
 
-from tamrin.configs import Config, ConfigError, check_range, suggest
+from tamrin.configs import Config, check_range
+from tamrin.registry import Registry, config_name_default, load_registered_config
 
 __all__ = ["DATASETS", "Dataset", "DatasetConfig", "build_dataset", "get_dataset_class", "register_dataset"]
 
-DATASETS: dict[str, type[Dataset]] = {}
+DATASETS: Registry[type[Dataset]] = Registry(
+    "dataset", hint="Register new datasets with @register_dataset(name, config_class=...)."
+)
+"""Registry name -> `Dataset` class (each with its `config_class`)."""
 
 DatasetT = TypeVar("DatasetT", bound=type["Dataset"])
 
@@ -57,18 +60,17 @@ class DatasetConfig(Config):
         filename: str | None = None,
         revision: str | None = None,
     ) -> DatasetConfig:
-        """Load a dataset config, rebuilding the subclass registered under the file's `name`."""
-        yaml_path = cls._locate(path, filename or cls.config_filename, revision)
-        try:
-            raw = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True)
-        except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear ConfigError
-            raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered dataset.")
-        config_class = get_dataset_class(raw["name"]).config_class
-        if not issubclass(config_class, cls):
-            raise ConfigError(f"{yaml_path} holds a {config_class.__name__}, not a {cls.__name__}.")
-        return Config.load.__func__(config_class, yaml_path, overrides)
+        """Load a dataset config, rebuilding the subclass registered under the file's `name`.
+
+        `DatasetConfig.load(path)` returns e.g. a `SyntheticPlatesConfig`; a subclass's `load` also
+        checks that the file holds one of its kind. See `Config.load` for the arguments.
+
+        Raises:
+            ConfigError: the file names no registered dataset, or a dataset of another kind.
+        """
+        return load_registered_config(
+            cls, DATASETS, path, overrides, root=DatasetConfig, filename=filename, revision=revision
+        )
 
 
 class Dataset(TorchDataset):
@@ -157,8 +159,15 @@ class Dataset(TorchDataset):
         return f"{type(self).__name__}(name={self.config.name!r}, split={self.split!r}, size={len(self)})"
 
 
-def register_dataset(name: str, config_class: type[DatasetConfig]) -> Callable[[DatasetT], DatasetT]:
+def register_dataset(
+    name: str, config_class: type[DatasetConfig], *, replace: bool = False
+) -> Callable[[DatasetT], DatasetT]:
     """Class decorator: register a `Dataset` subclass under `name` with its config class.
+
+    Args:
+        name: the registry name; it must equal the default of `config_class.name`.
+        config_class: the `DatasetConfig` subclass the dataset is built from.
+        replace: replace another class registered under `name` (otherwise that is an error).
 
     Raises:
         TypeError: the classes are not a Dataset / DatasetConfig subclass.
@@ -166,18 +175,15 @@ def register_dataset(name: str, config_class: type[DatasetConfig]) -> Callable[[
     """
     if not (isinstance(config_class, type) and issubclass(config_class, DatasetConfig)):
         raise TypeError(f"config_class of dataset {name!r} must be a DatasetConfig subclass, got {config_class!r}.")
-    default = next((f.default for f in fields(config_class) if f.name == "name"), "")
+    default = config_name_default(config_class)
     if default != name:
         raise ValueError(f"{config_class.__name__}.name defaults to {default!r}; set `name: str = {name!r}`.")
 
     def decorator(dataset_class: DatasetT) -> DatasetT:
         if not (isinstance(dataset_class, type) and issubclass(dataset_class, Dataset)):
             raise TypeError(f"@register_dataset({name!r}) needs a tamrin Dataset subclass, got {dataset_class!r}.")
-        existing = DATASETS.get(name)
-        if existing is not None and existing.__qualname__ != dataset_class.__qualname__:
-            raise ValueError(f"Dataset name {name!r} is already registered to {existing.__qualname__}.")
+        DATASETS.add(name, dataset_class, replace=replace)
         dataset_class.config_class = config_class
-        DATASETS[name] = dataset_class
         return dataset_class
 
     return decorator
@@ -185,12 +191,7 @@ def register_dataset(name: str, config_class: type[DatasetConfig]) -> Callable[[
 
 def get_dataset_class(name: str) -> type[Dataset]:
     """Return the dataset class registered under `name` (ConfigError listing the names if none)."""
-    dataset_class = DATASETS.get(name) if isinstance(name, str) else None
-    if dataset_class is None:
-        shown = ", ".join(repr(n) for n in sorted(DATASETS)) or "(none)"
-        hint = suggest(name, DATASETS) if isinstance(name, str) else ""
-        raise ConfigError(f"Unknown dataset name {name!r}. Registered datasets: {shown}.{hint}")
-    return dataset_class
+    return DATASETS.get(name)
 
 
 def build_dataset(

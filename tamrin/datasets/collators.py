@@ -7,18 +7,9 @@ from typing import Any
 
 import torch
 
+from tamrin.preprocessors.padding import pad_sequences, pad_token_ids
+
 __all__ = ["CTCCollator", "ImageCollator", "TextCollator", "TokenLabelCollator", "pad_sequences"]
-
-
-def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int | float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad 1-D tensors into a (B, max_len) tensor; also return their lengths (B,) as int64."""
-    lengths = torch.tensor([len(sequence) for sequence in sequences], dtype=torch.long)
-    width = int(lengths.max()) if len(sequences) else 0
-    dtype = sequences[0].dtype if len(sequences) else torch.long
-    padded = torch.full((len(sequences), width), pad_value, dtype=dtype)
-    for row, sequence in enumerate(sequences):
-        padded[row, : len(sequence)] = sequence
-    return padded, lengths
 
 
 def _check_items(items: Sequence[dict[str, Any]], required: Sequence[str], collator: str) -> None:
@@ -114,10 +105,7 @@ class TextCollator:
 
     def pad_inputs(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """`input_ids` padded with `pad_id` and the matching `attention_mask`."""
-        ids = [torch.as_tensor(item["input_ids"], dtype=torch.long).reshape(-1) for item in items]
-        input_ids, lengths = pad_sequences(ids, self.pad_id)
-        positions = torch.arange(input_ids.shape[1])
-        return {"input_ids": input_ids, "attention_mask": (positions < lengths[:, None]).long()}
+        return pad_token_ids([item["input_ids"] for item in items], self.pad_id)
 
     def collate_labels(self, items: Sequence[dict[str, Any]], width: int) -> torch.Tensor:
         """One class id per item, stacked to (B,)."""

@@ -6,12 +6,12 @@ with `build_metrics_handler` and checks `metric_for_best_model` with `check_metr
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tamrin.configs import ConfigError, suggest
 from tamrin.metrics_handlers.base import OBJECTIVES, OPTIONS, MetricConfig, MetricsHandler
+from tamrin.registry import Registry
 
 __all__ = [
     "METRICS_HANDLERS",
@@ -21,26 +21,30 @@ __all__ = [
     "register_metrics_handler",
 ]
 
-METRICS_HANDLERS: dict[str, type[MetricsHandler]] = {}
+METRICS_HANDLERS: Registry[type[MetricsHandler]] = Registry(
+    "metrics handler", hint="Register new ones with @register_metrics_handler(task)."
+)
+"""Task name -> its `MetricsHandler` class."""
 
 
-def register_metrics_handler(task: str) -> Callable[[type[MetricsHandler]], type[MetricsHandler]]:
+def register_metrics_handler(
+    task: str, *, replace: bool = False
+) -> Callable[[type[MetricsHandler]], type[MetricsHandler]]:
     """Class decorator: make `cls` the metrics handler of `task` (so `TrainerConfig(task=...)` accepts it).
+
+    Args:
+        task: the task name.
+        replace: replace another handler registered for `task` (otherwise that is an error).
 
     Raises:
         TypeError: the class is not a MetricsHandler, or its metric tables are inconsistent.
+        ValueError: `task` already has another handler and `replace` is False.
     """
 
     def decorator(cls: type[MetricsHandler]) -> type[MetricsHandler]:
         _check_handler_class(cls)
-        previous = METRICS_HANDLERS.get(task)
-        if previous is not None and previous.__qualname__ != cls.__qualname__:
-            warnings.warn(
-                f"{cls.__qualname__} replaces {previous.__qualname__} as the metrics handler of task {task!r}.",
-                stacklevel=2,
-            )
+        METRICS_HANDLERS.add(task, cls, replace=replace)
         cls.task = task
-        METRICS_HANDLERS[task] = cls
         return cls
 
     return decorator
@@ -68,7 +72,7 @@ def _check_handler_class(cls: type) -> None:
 
 def available_tasks() -> list[str]:
     """Names of the tasks that have a metrics handler."""
-    return sorted(METRICS_HANDLERS)
+    return METRICS_HANDLERS.names()
 
 
 def build_metrics_handler(
@@ -88,7 +92,7 @@ def build_metrics_handler(
             f"`task={task!r}` has no metrics handler. Available tasks: "
             f"{', '.join(available_tasks())}.{suggest(task, METRICS_HANDLERS)}"
         )
-    return METRICS_HANDLERS[task](metrics, gather=gather, **context)
+    return METRICS_HANDLERS.get(task)(metrics, gather=gather, **context)
 
 
 def check_metric_for_best_model(handler: MetricsHandler | None, name: str) -> str:

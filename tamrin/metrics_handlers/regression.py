@@ -43,6 +43,7 @@ class RegressionMetricsHandler(MetricsHandler):
             self.update_metric(name, predictions, targets)
 
     def build_metric(self, config: MetricConfig) -> Metric:
+        # torchmetrics: ~1.6 s to import, only when a handler first builds a metric
         from torchmetrics import regression as tmr
 
         metric = {"mse": tmr.MeanSquaredError, "mae": tmr.MeanAbsoluteError, "r2": tmr.R2Score}[config.name]()

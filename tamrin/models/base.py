@@ -18,19 +18,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import OmegaConf
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tamrin.configs import Config, ConfigError
+from tamrin.configs import ConfigError
+from tamrin.models.config import MODELS, ModelConfig
 
-__all__ = ["Model", "ModelConfig", "WEIGHTS_FILENAME"]
+__all__ = ["HUB_NON_MODEL_FILES", "Model", "ModelConfig", "WEIGHTS_FILENAME"]
 
 WEIGHTS_FILENAME = "model.safetensors"
 _ALIASES_KEY = "tamrin_aliases"  # safetensors metadata: {alias name: stored name} for tied tensors
@@ -38,66 +37,6 @@ _ALIASES_KEY = "tamrin_aliases"  # safetensors metadata: {alias name: stored nam
 
 HUB_NON_MODEL_FILES = ("train/*", "logs/*", "checkpoints/*")
 """What `Model.load` leaves on the Hub when it fetches a repo that a whole run was pushed to."""
-
-
-@dataclass
-class ModelConfig(Config):
-    """Base of every model config; subclasses add the model's own fields.
-
-    Attributes:
-        name: the model's registry name (e.g. "crnn"); it picks the class `Model.load` builds.
-    """
-
-    config_filename: ClassVar[str] = "model_config.yaml"
-
-    name: str = ""
-
-    def validate(self) -> list[str | None]:
-        from tamrin.models.registry import MODELS
-
-        if not self.name:
-            return ["`name` must be the registry name of a model, e.g. 'crnn'."]
-        registered = MODELS.get(self.name)
-        if registered is not None and not isinstance(self, registered.config_class):
-            return [
-                f"`name={self.name!r}` is registered with {registered.config_class.__name__}, "
-                f"not {type(self).__name__}."
-            ]
-        return []
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        overrides: Any = None,
-        *,
-        filename: str | None = None,
-        revision: str | None = None,
-    ) -> ModelConfig:
-        """Load a model config, rebuilding the subclass registered under the file's `name`.
-
-        `ModelConfig.load(path)` returns e.g. a `CRNNConfig`; `CRNNConfig.load(path)` also checks
-        that the file holds a CRNN config. See `Config.load` for the arguments.
-
-        Raises:
-            ConfigError: the file names no registered model, or a model of another kind.
-        """
-        from tamrin.models.registry import get_model_class
-
-        yaml_path = cls._locate(path, filename or cls.config_filename, revision)
-        try:
-            raw = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True)
-        except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear ConfigError
-            raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered model.")
-        config_class = get_model_class(raw["name"]).config_class
-        if not issubclass(config_class, cls):
-            raise ConfigError(
-                f"{yaml_path} holds a {config_class.__name__} (`name={raw['name']!r}`), "
-                f"not a {cls.__name__}. Load it with ModelConfig.load or {config_class.__name__}.load."
-            )
-        return Config.load.__func__(config_class, yaml_path, overrides)
 
 
 class Model(nn.Module):
@@ -275,12 +214,10 @@ class Model(nn.Module):
             ConfigError: the config names no registered model, or one that is not a `cls`.
             ValueError: the weights do not match the model (missing/unexpected keys, shapes).
         """
-        from tamrin.models.registry import get_model_class
-
         directory = Path(path)
         # Hub hook: a name that is not on disk but looks like "user/repo" is fetched from the Hub.
         if not directory.exists():
-            from tamrin import hub
+            from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
             if hub.is_repo_id(str(path)):
                 # the model only: a pushed run's optimizer state (train/) and logs stay on the Hub
@@ -290,7 +227,7 @@ class Model(nn.Module):
         if directory.is_file():
             directory = directory.parent
         config = ModelConfig.load(directory, config_overrides or None)
-        model_class = get_model_class(config.name)
+        model_class = MODELS.get(config.name)
         if not issubclass(model_class, cls):
             raise ConfigError(
                 f"{directory} holds a {model_class.__name__} (`name={config.name!r}`), which is not a {cls.__name__}."
@@ -314,7 +251,7 @@ class Model(nn.Module):
 
         The arguments mean what they mean in `tamrin.hub.upload_folder`; nothing in the repo is deleted.
         """
-        from tamrin import hub
+        from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         with tempfile.TemporaryDirectory() as staging:
             self.save(staging)
@@ -336,11 +273,3 @@ def _view_key(tensor: torch.Tensor) -> tuple | None:
         return None
     storage = tensor.untyped_storage().data_ptr()
     return storage, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype
-
-
-def config_name_default(config_class: type[ModelConfig]) -> str:
-    """The default of `name` in a config class (what its registered name must be)."""
-    for field in fields(config_class):
-        if field.name == "name":
-            return field.default  # type: ignore[return-value]
-    return ""

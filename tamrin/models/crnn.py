@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
 from tamrin.configs import check_choice, check_range
-from tamrin.datasets.files import open_image
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
+from tamrin.preprocessors.images import open_image
 
 __all__ = ["CRNN", "CRNNConfig", "CharsetPreprocessor", "ctc_greedy_decode", "DEFAULT_CHARSET"]
 
@@ -117,8 +118,6 @@ class CharsetPreprocessor:
 
     def __call__(self, images: Any) -> torch.Tensor:
         """Turn one PIL image or a list of them into pixel values of shape (B, 1, H, W)."""
-        from PIL import Image
-
         images = [images] if isinstance(images, Image.Image) else list(images)
         size = (self.image_width, self.image_height)
         arrays = [

@@ -1,7 +1,8 @@
-"""The model registry: names to `Model` classes, and the only way a config becomes a model.
+"""Registering model classes and building models: the only way a config becomes a model.
 
 Loading never imports anything a file names: a config's `name` is looked up in `MODELS`, which
 holds exactly the classes decorated with `@register_model` in code that has already been imported.
+A repeated name follows `tamrin.registry.Registry`'s rule.
 """
 
 from __future__ import annotations
@@ -9,22 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from tamrin.configs import ConfigError, suggest
-from tamrin.models.base import Model, ModelConfig, config_name_default
+from tamrin.models.base import Model
+from tamrin.models.config import MODELS, ModelConfig
+from tamrin.registry import config_name_default
 
 __all__ = ["MODELS", "register_model", "get_model_class", "build_model"]
-
-MODELS: dict[str, type[Model]] = {}
 
 ModelT = TypeVar("ModelT", bound=type[Model])
 
 
-def register_model(name: str, config_class: type[ModelConfig]) -> Callable[[ModelT], ModelT]:
+def register_model(name: str, config_class: type[ModelConfig], *, replace: bool = False) -> Callable[[ModelT], ModelT]:
     """Class decorator: register a `Model` subclass under `name` with its config class.
 
     Args:
         name: the registry name; it must equal the default of `config_class.name`.
         config_class: the `ModelConfig` subclass the model is built from.
+        replace: replace another class registered under `name` (otherwise that is an error).
 
     Raises:
         TypeError: the class is not a `Model` or the config class not a `ModelConfig`.
@@ -41,11 +42,8 @@ def register_model(name: str, config_class: type[ModelConfig]) -> Callable[[Mode
     def decorator(model_class: ModelT) -> ModelT:
         if not (isinstance(model_class, type) and issubclass(model_class, Model)):
             raise TypeError(f"@register_model({name!r}) needs a tamrin Model subclass, got {model_class!r}.")
-        existing = MODELS.get(name)
-        if existing is not None and existing.__qualname__ != model_class.__qualname__:
-            raise ValueError(f"Model name {name!r} is already registered to {existing.__qualname__}.")
+        MODELS.add(name, model_class, replace=replace)
         model_class.config_class = config_class
-        MODELS[name] = model_class
         return model_class
 
     return decorator
@@ -57,15 +55,7 @@ def get_model_class(name: str) -> type[Model]:
     Raises:
         ConfigError: no model is registered under `name` (the message lists the registered names).
     """
-    model_class = MODELS.get(name) if isinstance(name, str) else None
-    if model_class is None:
-        shown = ", ".join(repr(n) for n in sorted(MODELS)) or "(none)"
-        hint = suggest(name, MODELS) if isinstance(name, str) else ""
-        raise ConfigError(
-            f"Unknown model name {name!r}. Registered models: {shown}.{hint} "
-            "Register new models with @register_model(name, config_class=...)."
-        )
-    return model_class
+    return MODELS.get(name)
 
 
 def build_model(name: str | ModelConfig, **overrides: Any) -> Model:

@@ -19,6 +19,8 @@ from torch.nn import functional as F
 from tamrin.configs import ConfigError, check_range
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
+from tamrin.preprocessors.padding import pad_token_ids
+from tamrin.preprocessors.tokenizer import TextPreprocessor
 
 __all__ = ["TextClassifier", "TextClassifierConfig", "check_label_fields", "load_text_preprocessor"]
 
@@ -43,8 +45,6 @@ def load_text_preprocessor(model: Model, directory: str | os.PathLike) -> None:
     Raises:
         ConfigError: the saved vocabulary or labels differ from the model config's.
     """
-    from tamrin.datasets.tokenizer import TextPreprocessor
-
     if not TextPreprocessor.exists(directory):
         return
     preprocessor = TextPreprocessor.load(directory)
@@ -73,9 +73,7 @@ def require_preprocessor(model: Model) -> Any:
 
 def encode_batch(preprocessor: Any, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
     """Pad token-id lists into `input_ids` and `attention_mask` (as the text collators do)."""
-    from tamrin.datasets.collators import TextCollator
-
-    return TextCollator(pad_id=preprocessor.tokenizer.pad_id).pad_inputs([{"input_ids": ids} for ids in sequences])
+    return pad_token_ids(sequences, preprocessor.tokenizer.pad_id)
 
 
 @dataclass

@@ -5,7 +5,7 @@ Token and position embeddings, `num_layers` pre-norm blocks of causal self-atten
 embedding. The vocabulary is the config's `charset` plus three special ids (`CharVocabulary`), so a
 saved model carries its vocabulary in model_config.yaml, as the CRNN carries its charset.
 
-Batches follow `GenerationCollator`'s layout (tamrin.datasets.generation)::
+Batches follow `GenerationCollator`'s layout (tamrin.datasets.tasks.text_generation)::
 
     input_ids       [pad pad BOS p p p | t t t EOS pad]   prompts end at one column P,
     attention_mask  [ 0   0   1  1 1 1 | 1 1 1  1   0 ]   targets start there
@@ -31,8 +31,8 @@ from torch.nn import functional as F
 
 from tamrin.configs import ConfigError, check_range
 from tamrin.models.base import Model, ModelConfig
-from tamrin.models.char_vocabulary import IGNORE_INDEX, CharVocabulary, charset_problem
 from tamrin.models.registry import register_model
+from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary, charset_problem
 
 __all__ = ["CharVocabulary", "TextGenerator", "TextGeneratorConfig", "DEFAULT_CHARSET", "IGNORE_INDEX"]
 

@@ -7,20 +7,22 @@ Trainer: each function gets exactly what it uses.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from accelerate.utils import DistributedType
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from tamrin.configs import ConfigError
 from tamrin.datasets import RangedSampler
 from tamrin.metrics_handlers import MetricsHandler, build_metrics_handler
 from tamrin.trainer.callbacks import Callback, EarlyStopping
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import metrics_context
-from tamrin.trainer.optim import PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
-from tamrin.trainer.steps import StepPlan
+from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
+from tamrin.trainer.steps import EpochPosition, SkippingEpochPosition, StepPlan, can_start_mid_epoch
 
 __all__ = [
     "build_eval_dataloader",
@@ -32,6 +34,7 @@ __all__ = [
     "build_config_lr_scheduler",
     "build_task_metrics_handler",
     "direct_backward_and_optimizer",
+    "epoch_position_for",
 ]
 
 
@@ -94,12 +97,22 @@ def build_config_lr_scheduler(
     name = config.lr_scheduler
     if name is None:
         return None
+    if config.lr_scheduling_steps is not None and name not in EPOCH_SCHEDULERS | PLATEAU_SCHEDULERS:
+        warnings.warn(
+            f"`lr_scheduling_steps={config.lr_scheduling_steps}` does not apply to lr_scheduler={name!r}: its "
+            "lengths (warmup_steps, the decay) are in optimizer updates and it steps after every update. "
+            "lr_scheduling_steps paces Hezar's epoch-style schedulers: " + ", ".join(sorted(EPOCH_SCHEDULERS)) + ".",
+            stacklevel=4,
+        )
     kwargs = dict(config.lr_scheduler_kwargs)
     if name in PLATEAU_SCHEDULERS:
         kwargs.setdefault("mode", "max" if maximize else "min")
     total = plan.total_updates if plan else 1
     warmup = plan.warmup_steps if plan else 0
-    return build_lr_scheduler(name, optimizer, total_updates=total, warmup_steps=warmup, kwargs=kwargs)
+    scheduler_steps = plan.scheduler_steps(config.lr_scheduling_steps) if plan else None
+    return build_lr_scheduler(
+        name, optimizer, total_updates=total, warmup_steps=warmup, kwargs=kwargs, scheduler_steps=scheduler_steps
+    )
 
 
 def build_task_metrics_handler(config: TrainerConfig, model: torch.nn.Module, gather: Callable) -> MetricsHandler:
@@ -139,3 +152,40 @@ def direct_backward_and_optimizer(accelerator: Any, optimizer: Any) -> tuple[Cal
     if not plain:
         return accelerator.backward, optimizer
     return torch.Tensor.backward, getattr(optimizer, "optimizer", optimizer)
+
+
+def epoch_position_for(loader: DataLoader | None, *, num_processes: int) -> EpochPosition:
+    """How the loop follows `loader` through an epoch: in O(1) with a RangedSampler, else by skipping.
+
+    A `create_train_dataloader` override may return any DataLoader (`shuffle=True`, a torch sampler).
+    It trains; a resume skips the epoch's done batches (`SkippingEpochPosition`), and this warns once,
+    saying whether that resume is exact.
+
+    Raises:
+        ConfigError: several processes and a sampler that does not shard the data (each process
+            would train on every sample).
+    """
+    sampler = getattr(loader, "sampler", None)
+    if loader is None or can_start_mid_epoch(sampler):
+        return EpochPosition()
+    name = type(sampler).__name__
+    if num_processes > 1 and not isinstance(sampler, DistributedSampler):
+        raise ConfigError(
+            f"The training DataLoader's sampler ({name}) does not shard the data across the {num_processes} "
+            "processes: each would train on every sample. Use the Trainer's RangedSampler "
+            "(`create_train_sampler`) or a torch DistributedSampler."
+        )
+    exact = callable(getattr(sampler, "set_epoch", None)) or loader.generator is not None
+    order = (
+        "its order depends only on the epoch, so that resume is exact"
+        if exact
+        else "its order is drawn from the global random state, so a resumed epoch has another order and the run "
+        "is not bitwise equal to an uninterrupted one (give the DataLoader a `generator=torch.Generator()` to fix it)"
+    )
+    note = (
+        f"The training DataLoader's sampler ({name}) cannot start mid-epoch: a resumed run skips the epoch's "
+        f"trained batches by loading them (O(batches), as the HF Trainer does) instead of starting there in O(1); "
+        f"{order}."
+    )
+    warnings.warn(f"{note} tamrin's RangedSampler (`create_train_sampler`) resumes exactly in O(1).", stacklevel=4)
+    return SkippingEpochPosition(note)

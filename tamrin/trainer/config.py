@@ -49,8 +49,10 @@ class TrainerConfig(Config):
         weight_decay: the optimizer's weight decay.
         lr_scheduler: a scheduler name from `tamrin.trainer.optim.LR_SCHEDULERS`, or None.
         lr_scheduler_kwargs: keyword arguments of the torch scheduler.
-        lr_scheduling_steps: step the scheduler every this many optimizer updates (None: every
-            update; reduce_on_plateau always steps after each evaluation, on metric_for_best_model).
+        lr_scheduling_steps: how often Hezar's epoch-style schedulers (step, multi_step, exponential,
+            cosine_annealing) step, in training steps (None: once per epoch, as Hezar). Warmup and
+            other per-update schedules step after every update whatever it is; reduce_on_plateau after
+            each evaluation, on metric_for_best_model.
         batch_size: training samples per step and per process.
         eval_batch_size: evaluation samples per batch and per process (None: batch_size).
         gradient_accumulation_steps: steps whose gradients add up to one optimizer update.

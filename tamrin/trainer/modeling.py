@@ -32,6 +32,7 @@ __all__ = [
     "is_tamrin_model",
     "prepare_model",
     "batch_size_of",
+    "step_loss",
     "generation_inputs",
     "metrics_context",
 ]
@@ -119,6 +120,28 @@ def loss_from_outputs(model: torch.nn.Module, outputs: Any, batch: Any) -> torch
         "`compute_loss(outputs, batch)`. Provide one of: a `compute_loss` method on the model, a `loss` in "
         "the model's outputs (e.g. pass `labels` to a Hugging Face model), or a Trainer subclass that "
         "overrides `Trainer.compute_loss(outputs, batch)`."
+    )
+
+
+def step_loss(returned: Any, device: torch.device) -> torch.Tensor:
+    """The loss a `training_step` (or an override of it) returned, as a detached 0-d tensor.
+
+    Accepts what HF and Lightning users return: a tensor, a dict (or model output) with a `loss`
+    entry, or a plain number.
+
+    Raises:
+        TypeError: anything else; the message states the contract.
+    """
+    if isinstance(returned, torch.Tensor):
+        return returned.detach() if returned.requires_grad else returned
+    loss = returned.get("loss") if isinstance(returned, Mapping) else getattr(returned, "loss", None)
+    if isinstance(loss, torch.Tensor):
+        return loss.detach()
+    if isinstance(returned, (int, float)) and not isinstance(returned, bool):
+        return torch.tensor(float(returned), device=device)
+    raise TypeError(
+        f"training_step returned {type(returned).__name__}; it must return the step's loss: a tensor, a float, "
+        "or a dict with a 'loss' tensor (after calling self.backward(loss))."
     )
 
 

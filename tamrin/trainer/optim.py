@@ -21,7 +21,9 @@ from tamrin.registry import Registry
 __all__ = [
     "OPTIMIZERS",
     "LR_SCHEDULERS",
+    "EPOCH_SCHEDULERS",
     "PLATEAU_SCHEDULERS",
+    "scheduler_cadence",
     "build_optimizer",
     "build_lr_scheduler",
 ]
@@ -45,8 +47,8 @@ def _warmup_then(decay: Callable[[float], float]) -> Callable[..., torch_schedul
             )
 
         def multiplier(update: int) -> float:
-            if update < warmup_steps:
-                return (update + 1) / (warmup_steps + 1)
+            if update < warmup_steps:  # as the HF Trainer: the first update runs at 0, the (warmup+1)-th at the peak
+                return update / warmup_steps
             span = max(1, total_steps - warmup_steps)
             return decay(min(1.0, (update - warmup_steps) / span))
 
@@ -72,7 +74,29 @@ LR_SCHEDULERS.add("polynomial", torch_schedulers.PolynomialLR)
 PLATEAU_SCHEDULERS = frozenset({"reduce_on_plateau"})
 """Schedulers stepped with the evaluation metric after each evaluation, not per update."""
 
+EPOCH_SCHEDULERS = frozenset({"step", "multi_step", "exponential", "cosine_annealing"})
+"""Hezar's epoch-style schedulers: stepped every `lr_scheduling_steps` steps, by default once per epoch."""
+
 _WARMUP_SCHEDULERS = frozenset({"linear", "cosine", "constant"})
+
+
+def scheduler_cadence(name: str | None, lr_scheduling_steps: int | None) -> str:
+    """The one rule of when the LR scheduler steps, in words (the first line a run prints says it).
+
+    Warmup schedules and the other per-update schedules count their lengths in optimizer updates
+    and step after every update, whatever `lr_scheduling_steps` is; Hezar's epoch-style schedulers
+    step every `lr_scheduling_steps` training steps (batches), by default once per epoch;
+    reduce_on_plateau steps after each evaluation. A scheduler passed to the Trainer steps after
+    every update, or every `lr_scheduling_steps` steps when that is set.
+    """
+    if name in PLATEAU_SCHEDULERS:
+        return f"LR scheduler {name!r} steps after each evaluation"
+    if name in EPOCH_SCHEDULERS:
+        every = "once per epoch" if lr_scheduling_steps is None else f"every {lr_scheduling_steps} steps"
+        return f"LR scheduler {name!r} steps {every}"
+    if name is None and lr_scheduling_steps is not None:
+        return f"LR scheduler steps every {lr_scheduling_steps} steps"
+    return "LR scheduler" + (f" {name!r}" if name else "") + " steps after every optimizer update"
 
 
 def build_optimizer(
@@ -86,9 +110,18 @@ def build_optimizer(
 
 
 def build_lr_scheduler(
-    name: str, optimizer: torch.optim.Optimizer, *, total_updates: int, warmup_steps: int, kwargs: dict[str, Any]
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_updates: int,
+    warmup_steps: int,
+    kwargs: dict[str, Any],
+    scheduler_steps: int | None = None,
 ) -> Any:
     """Create the scheduler called `name`; `total_updates` counts optimizer updates of the run.
+
+    `scheduler_steps` is how often an epoch-style scheduler will step in the run (cosine_annealing's
+    default `T_max`); see `scheduler_cadence` for when each kind steps.
 
     Raises:
         ConfigError: unknown name, or kwargs the torch scheduler does not accept.
@@ -104,7 +137,7 @@ def build_lr_scheduler(
         kwargs.setdefault("max_lr", [group["lr"] for group in optimizer.param_groups])
         kwargs.setdefault("total_steps", total_updates)
     if name == "cosine_annealing":
-        kwargs.setdefault("T_max", total_updates)
+        kwargs.setdefault("T_max", scheduler_steps or total_updates)
     if name == "polynomial":
         kwargs.setdefault("total_iters", total_updates)
     try:

@@ -29,9 +29,14 @@ from tamrin.trainer.logs.logger import TrainingLogger, load_logs
 from tamrin.trainer.logs.progress import resolve_progress_mode
 from tamrin.trainer.loss_tracking import LossTracker
 from tamrin.trainer.modeling import adopt_data_preprocessor, forward_keys, prepare_model
-from tamrin.trainer.runtime import build_accelerator, check_supported_engine, seed_everything
+from tamrin.trainer.runtime import (
+    build_accelerator,
+    check_accelerator_accumulation,
+    check_supported_engine,
+    seed_everything,
+)
 from tamrin.trainer.state import TrainerState
-from tamrin.trainer.steps import EpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
+from tamrin.trainer.steps import SkippingEpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
 
 __all__ = ["TrainerParts"]
 
@@ -57,6 +62,7 @@ class TrainerParts:
             raise TypeError(f"`config` must be a TrainerConfig, got {type(config).__name__}.")
         self.config = config
         self.accelerator = accelerator or build_accelerator(config)
+        check_accelerator_accumulation(self.accelerator, config)
         check_supported_engine(self.accelerator)
         seed_everything(config.seed)
         self.train_dataset = train_dataset
@@ -73,7 +79,7 @@ class TrainerParts:
         self.model = prepare_model(model, init_weights_from=config.init_weights_from, compile=config.compile)
         for dataset in (train_dataset, eval_dataset):  # e.g. rows longer than the model's context: fail now
             getattr(dataset, "check_model", lambda model: None)(model)
-        self._forward_keys = forward_keys(self.model)
+        self._forward_keys = forward_keys(model)  # the model's own forward (a compiled one takes **kwargs)
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
         self.callbacks = CallbackHandler(building.default_callbacks(config) + list(callbacks or ()))
         self.train_dataloader = self._checked_train_dataloader(train_dataset)
@@ -91,7 +97,13 @@ class TrainerParts:
         self._eval_loaders: dict[int, DataLoader] = {}
         self._last_logs: dict[str, float] = {}
         self._update_due = True
-        self._position = EpochPosition()  # the training loader's place in its epoch (resume-aware)
+        self._window = 1  # batches in the current accumulation window (the loss divisor)
+        self._accelerate_divisor = self.accelerator.gradient_accumulation_steps  # accelerate's backward divides by it
+        self._position = building.epoch_position_for(  # the training loader's place in its epoch (resume-aware)
+            self.train_dataloader, num_processes=self.accelerator.num_processes
+        )
+        if isinstance(self._position, SkippingEpochPosition):
+            self.checkpointer.notes["resume"] = self._position.note
 
     @property
     def is_main_process(self) -> bool:
@@ -101,7 +113,7 @@ class TrainerParts:
     def unwrapped_model(self) -> torch.nn.Module:
         """The model without its DDP / compile wrappers (cached: accelerate's unwrap costs ~0.1 ms a call)."""
         if getattr(self, "_unwrapped_for", None) is not self.model:
-            self._unwrapped = self.accelerator.unwrap_model(self.model)
+            self._unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
             self._unwrapped_for = self.model
         return self._unwrapped
 

@@ -19,16 +19,26 @@ from tamrin.configs import ConfigError
 from tamrin.trainer.config import TrainerConfig
 from tamrin.version import __version__
 
-__all__ = ["build_accelerator", "check_supported_engine", "seed_everything", "run_info", "config_hash"]
+__all__ = [
+    "build_accelerator",
+    "check_accelerator_accumulation",
+    "check_mixed_precision",
+    "check_supported_engine",
+    "config_hash",
+    "run_info",
+    "seed_everything",
+]
 
 
 def build_accelerator(config: TrainerConfig) -> Accelerator:
-    """An Accelerator for `config`: device / use_cpu, mixed_precision, gradient accumulation."""
+    """An Accelerator for `config`: device / use_cpu and mixed_precision (accumulation is the loop's own)."""
     use_cpu = config.use_cpu or config.device == "cpu"
+    if use_cpu or not torch.accelerator.is_available():  # before accelerate's process-wide state is set
+        check_mixed_precision(config.mixed_precision, "cpu")
     accelerator = Accelerator(
         cpu=use_cpu,
         mixed_precision=config.mixed_precision or "no",
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # tamrin accumulates itself (its loop scales each loss by its window's real size)
         step_scheduler_with_optimizer=False,
     )
     if config.distributed and accelerator.num_processes == 1:
@@ -36,6 +46,7 @@ def build_accelerator(config: TrainerConfig) -> Accelerator:
             "`distributed=True` but this is a single process. Launch with `torchrun --nproc_per_node N` or "
             "`accelerate launch`, or set distributed=false."
         )
+    check_mixed_precision(config.mixed_precision, accelerator.device.type)
     requested = config.device.split(":")[0]
     if not use_cpu and requested not in ("auto", accelerator.device.type):
         raise ConfigError(
@@ -43,6 +54,35 @@ def build_accelerator(config: TrainerConfig) -> Accelerator:
             "Use device='auto' or 'cpu', or set use_cpu=true."
         )
     return accelerator
+
+
+def check_mixed_precision(mixed_precision: str | None, device_type: str) -> None:
+    """Refuse a precision the device would silently not use (accelerate runs fp16 on CPU as fp32).
+
+    Raises:
+        ConfigError: naming the value and the choices valid on this device.
+    """
+    if device_type == "cpu" and mixed_precision == "fp16":
+        raise ConfigError(
+            "`mixed_precision='fp16'` is not available on CPU (it would train in fp32 without a word). "
+            "Valid choices on CPU: 'no', 'bf16'; use a GPU for fp16."
+        )
+
+
+def check_accelerator_accumulation(accelerator: Accelerator, config: TrainerConfig) -> None:
+    """An Accelerator passed in must not accumulate differently from the config (each update would change size).
+
+    Raises:
+        ConfigError: naming both values.
+    """
+    steps = accelerator.gradient_accumulation_steps
+    if steps not in (1, config.gradient_accumulation_steps):
+        raise ConfigError(
+            f"The Accelerator passed in has gradient_accumulation_steps={steps}, but the config has "
+            f"`gradient_accumulation_steps={config.gradient_accumulation_steps}`. tamrin's loop accumulates as the "
+            "config says: build the Accelerator without gradient_accumulation_steps (or with the same value)."
+        )
+    check_mixed_precision(accelerator.mixed_precision, accelerator.device.type)
 
 
 def check_supported_engine(accelerator: Accelerator) -> None:

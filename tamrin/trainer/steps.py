@@ -7,7 +7,9 @@ Trainer never rewrites the user's config and every count means one thing (see Tr
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tamrin.configs import ConfigError
@@ -121,6 +123,20 @@ class StepPlan:
         """
         return epoch_step % self.accumulation == 0 or last_batch or self.reached_max_steps(global_step)
 
+    def scheduler_steps(self, lr_scheduling_steps: int | None) -> int:
+        """How often an epoch-style scheduler steps: each `lr_scheduling_steps` steps, else each epoch end."""
+        every = lr_scheduling_steps or self.steps_per_epoch
+        return max(1, self.total_steps // every)
+
+    def window_size(self, epoch_step: int, last_epoch_step: int) -> int:
+        """How many batches the accumulation window of the `epoch_step`-th batch (1-based) holds.
+
+        Windows start every `accumulation` batches of an epoch; the last one of an epoch (or of the
+        run, at max_steps) is cut short at `last_epoch_step`, the index of the epoch's final batch.
+        """
+        start = (epoch_step - 1) // self.accumulation * self.accumulation + 1
+        return min(start + self.accumulation - 1, last_epoch_step) - start + 1
+
     def due(self, interval: int | None, global_step: int, *, end_of_epoch: bool, end_of_run: bool) -> bool:
         """Whether an event with this interval (None: each epoch end) falls on `global_step`.
 
@@ -145,8 +161,12 @@ class EpochPosition:
         self.num_batches = 0
         self.last_step = 0
 
-    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int) -> None:
-        """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch."""
+    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int, done_steps: int = 0) -> None:
+        """Point the sampler at `epoch` and `position`, and reseed the loader's generator for the epoch.
+
+        `done_steps` (batches of the epoch already trained) is for samplers that cannot start at a
+        position (`SkippingEpochPosition`); a RangedSampler starts at `position` itself.
+        """
         sampler: Any = loader.sampler  # a RangedSampler (or one with its interface)
         sampler.set_epoch(epoch)
         sampler.set_start_index(position)
@@ -156,10 +176,18 @@ class EpochPosition:
         self.num_batches = len(loader)
         self.last_step = self._first_step_at_end()  # fixed for the epoch; asked twice a step otherwise
 
+    def batches(self) -> Iterable[Any]:
+        """The batches of the epoch from the resumed position (the loader itself: it starts there)."""
+        return self.loader
+
     def advance(self) -> int:
         """Count one batch; returns the global sample position after it."""
         self.steps += 1
         return self.loader.sampler.position_after(self.steps)
+
+    def batches_left(self) -> int:
+        """Batches of this epoch still to come, the next one included."""
+        return self.last_step - self.steps
 
     def next_is_last(self) -> bool:
         """Whether the next batch is the epoch's last (its accumulation window must end with it)."""
@@ -187,3 +215,46 @@ class EpochPosition:
             else:
                 low = middle + 1
         return low
+
+
+RESUMABLE_SAMPLER_METHODS = ("set_epoch", "set_start_index", "position_after", "end_index")
+"""What the loop uses of a training sampler to start mid-epoch in O(1) (RangedSampler has them all)."""
+
+
+def can_start_mid_epoch(sampler: Any) -> bool:
+    """Whether `sampler` offers RangedSampler's interface (so a resume starts at a sample in O(1))."""
+    return all(hasattr(sampler, name) for name in RESUMABLE_SAMPLER_METHODS)
+
+
+class SkippingEpochPosition(EpochPosition):
+    """The position of a loader whose sampler cannot start mid-epoch (a plain torch sampler).
+
+    A resumed epoch skips its first `done_steps` batches by loading them, as the HF Trainer does
+    (O(k), not O(1)). The order repeats, and the resume is exact, when the sampler's order depends
+    only on the epoch: a `set_epoch` (DistributedSampler) or the loader's `generator`, which is
+    reseeded per epoch here. A sampler that draws from the global RNG gives another order.
+    """
+
+    def __init__(self, note: str = "") -> None:
+        super().__init__()
+        self.note = note  # how this sampler resumes, in words (recorded in each checkpoint's manifest)
+        self.skip = 0
+
+    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int, done_steps: int = 0) -> None:
+        set_epoch = getattr(loader.sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        if loader.generator is not None:
+            loader.generator.manual_seed(seed * 1_000_003 + epoch)
+        self.loader = loader
+        self.skip = done_steps
+        self.steps = 0
+        self.num_batches = len(loader)
+        self.last_step = self.num_batches - done_steps
+
+    def batches(self) -> Iterable[Any]:
+        return itertools.islice(self.loader, self.skip, None)
+
+    def advance(self) -> int:
+        self.steps += 1
+        return (self.skip + self.steps) * (self.loader.batch_size or 1)

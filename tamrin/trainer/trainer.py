@@ -24,8 +24,9 @@ from tamrin.trainer.modeling import (
     generation_inputs,
     load_model_weights,
     loss_from_outputs,
+    step_loss,
 )
-from tamrin.trainer.optim import PLATEAU_SCHEDULERS
+from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, scheduler_cadence
 from tamrin.trainer.parts import TrainerParts
 from tamrin.trainer.steps import StepPlan
 
@@ -94,8 +95,20 @@ class Trainer(TrainerParts):
             loss = self.compute_loss(outputs, batch)
             if loss.dim() > 0:  # per-sample losses: their mean is the batch loss
                 loss = loss.mean()
-            self._backward(loss)  # accelerate's backward, or loss.backward() where that is all it does
+            self.backward(loss)
         return loss.detach()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate a batch's loss, scaled for its accumulation window (call it from an override).
+
+        The gradient of an update is the mean of its batches' gradients: each loss is divided by the
+        number of batches its window really holds, so the epoch's short last window counts as much as
+        a full one (the HF Trainer does the same). Token-level losses are averaged per batch first.
+        """
+        window, divisor = self._window, self._accelerate_divisor
+        if window != divisor:  # an Accelerator passed in with the config's accumulation divides by it
+            loss = loss / window if divisor == 1 else loss * (divisor / window)
+        self._backward(loss)  # accelerate's backward, or loss.backward() where that is all it does
 
     def clip_gradients(self) -> None:
         """Clip the gradients to `max_grad_norm` (if set); the pre-clip norm stays on the device."""
@@ -113,11 +126,24 @@ class Trainer(TrainerParts):
         optimizer.zero_grad(set_to_none=True)
 
     def lr_scheduling_step(self) -> None:
-        """Step the LR scheduler every `lr_scheduling_steps` updates (plateau: after evaluations)."""
-        if self.lr_scheduler is None or self.config.lr_scheduler in PLATEAU_SCHEDULERS:
+        """Step the LR scheduler after an update, by the rule `optim.scheduler_cadence` states.
+
+        Per-update schedules (warmup, one_cycle, ...) step after every update; Hezar's epoch-style
+        ones once per epoch, or once per `lr_scheduling_steps` steps crossed by this update's window;
+        reduce_on_plateau after evaluations (not here).
+        """
+        scheduler, name, every = self.lr_scheduler, self.config.lr_scheduler, self.config.lr_scheduling_steps
+        if scheduler is None or name in PLATEAU_SCHEDULERS:
             return
-        if self.state.optimizer_steps % (self.config.lr_scheduling_steps or 1) == 0:
-            self.lr_scheduler.step()
+        if name not in EPOCH_SCHEDULERS and (every is None or name is not None):
+            scheduler.step()
+        elif every is None:
+            if self._position.at_end():  # the epoch's last update
+                scheduler.step()
+        else:  # each multiple of `every` among the steps of this update's window
+            step = self.state.global_step
+            for _ in range(step // every - (step - self._window) // every):
+                scheduler.step()
 
     def evaluation_step(self, batch: Any) -> None:
         """Forward one evaluation batch; hand the loss and outputs to the metrics handler.
@@ -148,7 +174,8 @@ class Trainer(TrainerParts):
         if self.progress_mode != "none":
             processes, start = self.accelerator.num_processes, self.state.global_step
             print(describe_run(self.plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
-                               num_processes=processes, start_step=start), flush=True)  # fmt: skip
+                               num_processes=processes, start_step=start, lr_schedule=self._lr_cadence()),
+                  flush=True)  # fmt: skip
         self.callbacks.fire("on_train_begin", self)
         try:
             while self.state.epoch < self._plan.num_epochs and not self._finished():
@@ -161,6 +188,11 @@ class Trainer(TrainerParts):
         if self.config.load_best_model_at_end and self.state.best_checkpoint:
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
         return dict(self._last_logs)
+
+    def _lr_cadence(self) -> str:
+        if self.lr_scheduler is None:
+            return ""
+        return scheduler_cadence(self.config.lr_scheduler, self.config.lr_scheduling_steps)
 
     @property
     def _plan(self) -> StepPlan:
@@ -182,7 +214,13 @@ class Trainer(TrainerParts):
         on_epoch_end fires once, from `_after_step` before the epoch's last save.
         """
         loader = self._loader
-        self._position.start(loader, epoch=epoch, position=self.state.epoch_samples, seed=self.config.seed)
+        self._position.start(
+            loader,
+            epoch=epoch,
+            position=self.state.epoch_samples,
+            seed=self.config.seed,
+            done_steps=self.state.epoch_step,
+        )
         progress = Progress(
             self.progress_mode,
             total=self._plan.steps_per_epoch,
@@ -192,13 +230,15 @@ class Trainer(TrainerParts):
         self.model.train()
         epoch_ended = False
         try:
-            for batch in loader:
+            for batch in self._position.batches():
                 self.callbacks.fire("on_step_begin", self)
                 batch = self.prepare_input_batch(batch)
                 self._update_due = self._plan.is_update_step(
                     self.state.epoch_step + 1, self.state.global_step + 1, last_batch=self._position.next_is_last()
                 )
-                loss = self.training_step(batch)
+                if self._plan.accumulation > 1:
+                    self._window = self._window_size()
+                loss = step_loss(self.training_step(batch), self.accelerator.device)
                 self._advance(loss)
                 if self._update_due:
                     self._update()
@@ -211,6 +251,14 @@ class Trainer(TrainerParts):
             progress.close()
         if not epoch_ended:  # stopped after the step's save (e.g. by a callback's on_save)
             self.callbacks.fire("on_epoch_end", self)
+
+    def _window_size(self) -> int:
+        """The batches in the accumulation window of the coming step (the epoch's or run's end cuts it short)."""
+        state, plan = self.state, self._plan
+        last = state.epoch_step + self._position.batches_left()
+        if plan.max_steps is not None:
+            last = min(last, state.epoch_step + plan.max_steps - state.global_step)
+        return plan.window_size(state.epoch_step + 1, last)
 
     def _advance(self, loss: torch.Tensor) -> None:
         """Count the step, move the global sample position, and track the loss (no host sync)."""

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from tamrin.configs import ConfigError
-from tamrin.datasets.curriculum import CurriculumSampler, Pacing, build_pacing
+from tamrin.datasets.sampling.curriculum import CurriculumSampler, Pacing, build_pacing
 from tamrin.trainer.callbacks.base import Callback, TrainerView
 from tamrin.trainer.callbacks.registry import register_callback
 from tamrin.trainer.modeling import call_model, forward_keys
@@ -34,7 +34,7 @@ class Curriculum(Callback):
 
     Args:
         scores: difficulty per sample (low = easy): an array, a column name, or a function of one
-            sample (see `tamrin.datasets.curriculum.difficulty_scores`).
+            sample (see `tamrin.datasets.sampling.difficulty_scores`).
         pacing: "linear", "root", "step", a {"name": ..., **kwargs} mapping, or a callable of
             progress in [0, 1] returning the eligible fraction (see `build_pacing`).
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -98,21 +99,58 @@ class CallbackHandler:
         return suppliers[0] if suppliers else None
 
     # -- state -------------------------------------------------------------------------------------
+    def stateful(self) -> dict[str, Callback]:
+        """The callbacks that keep state (override `state_dict`), keyed by class name (`Name#2` for a second one)."""
+        keyed: dict[str, Callback] = {}
+        for callback in self.callbacks:
+            if type(callback).state_dict is Callback.state_dict:
+                continue
+            name = type(callback).__name__
+            key, count = name, 1
+            while key in keyed:
+                count += 1
+                key = f"{name}#{count}"
+            keyed[key] = callback
+        return keyed
+
     def state_dict(self) -> dict[str, dict[str, Any]]:
-        """Each callback's state, keyed by position and class so a reordered list is caught."""
-        return {self._key(i, c): c.state_dict() for i, c in enumerate(self.callbacks)}
+        """The state of each stateful callback; callbacks without state are not recorded."""
+        return {key: callback.state_dict() for key, callback in self.stateful().items()}
 
     def load_state_dict(self, state: dict[str, dict[str, Any]]) -> None:
-        """Restore each callback's state; a checkpoint of other callbacks is an error."""
-        expected = [self._key(i, c) for i, c in enumerate(self.callbacks)]
-        if sorted(state) != sorted(expected):
-            raise ValueError(
-                f"The checkpoint holds state for callbacks {sorted(state)}, but this trainer has "
-                f"{expected}. Resume with the same callbacks, in the same order."
-            )
-        for index, callback in enumerate(self.callbacks):
-            callback.load_state_dict(state[self._key(index, callback)])
+        """Restore each stateful callback; callbacks without state may come and go between runs.
 
-    @staticmethod
-    def _key(index: int, callback: Callback) -> str:
-        return f"{index}:{type(callback).__name__}"
+        Raises:
+            ValueError: the checkpoint holds the state of a callback this trainer does not have (a
+                resumed run without it would not continue the same run): the message names it.
+        """
+        state = _without_legacy_keys(state)
+        current = self.stateful()
+        missing = [key for key in state if key not in current]
+        if missing:
+            raise ValueError(
+                f"The checkpoint holds the state of callback(s) {missing}, which this trainer does not have. "
+                "Resume with them (in the same order among callbacks of their class), or start a new run."
+            )
+        fresh = [key for key in current if key not in state]
+        if fresh:
+            warnings.warn(f"Callback(s) {fresh} have no state in the checkpoint: they start fresh.", stacklevel=4)
+        for key, callback in current.items():
+            if key in state:
+                callback.load_state_dict(state[key])
+
+
+def _without_legacy_keys(state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Checkpoints of earlier versions keyed every callback as "index:Name", with or without state."""
+    if not any(":" in key for key in state):
+        return state
+    renamed: dict[str, dict[str, Any]] = {}
+    for key, value in state.items():
+        name = key.split(":", 1)[1] if ":" in key else key
+        if value:
+            count, unique = 1, name
+            while unique in renamed:
+                count += 1
+                unique = f"{name}#{count}"
+            renamed[unique] = value
+    return renamed

@@ -41,6 +41,7 @@ class Checkpointer:
         self.checkpoints_dir = Path(checkpoints_dir)
         self.logs_dir = Path(logs_dir)
         self.store = store or CheckpointStore()
+        self.notes: dict[str, str] = {}  # facts about the run that each manifest records (e.g. how it resumes)
 
     # -- saving ------------------------------------------------------------------------------------
     def save(self, trainer: Checkpointable, path: str | os.PathLike, *, include_logs: bool = True) -> Path:
@@ -53,7 +54,7 @@ class Checkpointer:
         path = Path(path)
         context = SaveContext(self.store, self._gather_rng_states(), include_logs)
         if self.accelerator.is_main_process:
-            info = run_info(trainer.config, self.accelerator.num_processes, trainer.state.global_step)
+            info = run_info(trainer.config, self.accelerator.num_processes, trainer.state.global_step) | self.notes
             try:
                 with files.atomic_directory(path, info, self.store) as staging:
                     (staging / TRAIN_DIR).mkdir()

@@ -1,4 +1,4 @@
-"""CSV and TensorBoard logs of one run: writing them, and reading them back (log_review.py summarises and plots).
+"""CSV and TensorBoard logs of one run: writing them, and reading them back (review.py summarises and plots).
 
 A run's logs live in ``{output_dir}/logs/``: ``training_logs.csv`` (one row per global step; columns ``step``,
 ``epoch``, then one per metric key such as ``train.loss`` or ``evaluation.f1``) and TensorBoard event files.

@@ -26,10 +26,13 @@ def resolve_progress_mode(mode: str, *, is_main_process: bool = True) -> str:
     return mode
 
 
-def describe_run(plan: StepPlan, *, num_samples: int, batch_size: int, num_processes: int, start_step: int) -> str:
-    """One line of step arithmetic printed at the start: samples, global batch, steps and updates.
+def describe_run(
+    plan: StepPlan, *, num_samples: int, batch_size: int, num_processes: int, start_step: int, lr_schedule: str = ""
+) -> str:
+    """One line of step arithmetic printed at the start: samples, global batch, steps, updates, LR cadence.
 
-    It answers up front the question a surprising step count raises ("why 13 steps?").
+    It answers up front the question a surprising step count raises ("why 13 steps?"), and says when
+    the LR scheduler steps (`lr_schedule`, from `optim.scheduler_cadence`).
     """
     global_batch = batch_size * num_processes * plan.accumulation
     start = f", resuming at step {start_step}" if start_step else ""
@@ -37,7 +40,7 @@ def describe_run(plan: StepPlan, *, num_samples: int, batch_size: int, num_proce
         f"Training on {num_samples} samples: global batch {global_batch} "
         f"(batch_size {batch_size} x {num_processes} process(es) x {plan.accumulation} accumulation), "
         f"{plan.steps_per_epoch} steps/epoch per process, {plan.total_steps} steps, "
-        f"{plan.total_updates} optimizer updates{start}."
+        f"{plan.total_updates} optimizer updates{start}." + (f" {lr_schedule}." if lr_schedule else "")
     )
 
 

@@ -6,7 +6,7 @@ built without a preprocessor, trains a tokenizer on its own texts and builds the
 other splits must be given the training split's `preprocessor`, so that ids mean the same thing
 everywhere, and a label they hold outside that map is an error naming the row.
 
-Sequence labelling, built on the same base, is in tagging.py.
+Sequence labelling, built on the same base (`TextDataset`), is in sequence_labeling.py.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import TextCollator
-from tamrin.datasets.files import FILE_FORMATS, is_missing, read_records, records_from_hf
-from tamrin.datasets.tokenizer import TOKENIZER_MODELS, TextPreprocessor, Tokenizer
+from tamrin.datasets.readers import FILE_FORMATS, is_missing, read_records, records_from_hf
+from tamrin.preprocessors.tokenizer import TOKENIZER_MODELS, TextPreprocessor, Tokenizer
 
 __all__ = [
     "IGNORE_INDEX",
     "TextClassificationConfig",
     "TextClassificationDataset",
+    "TextDataset",
     "TextEncodingConfig",
+    "check_text_files",
+    "class_label_name",
+    "class_label_names",
 ]
 
 IGNORE_INDEX = -100  # the label of tokens that carry no tag: continuation pieces and padding
@@ -62,7 +66,8 @@ class TextEncodingConfig(DatasetConfig):
         ]
 
 
-def _check_files(files: dict[str, str]) -> list[str | None]:
+def check_text_files(files: dict[str, str]) -> list[str | None]:
+    """Problems with the `files` of a text config: a split whose file has a suffix no reader reads."""
     # An empty `files` is valid (rows may come from `from_hf`); a split without a file fails when built.
     return [
         None
@@ -89,10 +94,10 @@ class TextClassificationConfig(TextEncodingConfig):
     label_column: str = "label"
 
     def validate(self) -> list[str | None]:
-        return [*super().validate(), *_check_files(self.files)]
+        return [*super().validate(), *check_text_files(self.files)]
 
 
-class _TextDataset(Dataset):
+class TextDataset(Dataset):
     """Shared machinery: load rows, build or take the preprocessor, encode every row once.
 
     Subclasses define `columns`, `read_file(path)`, `labels_of(rows)` (the label map's entries),
@@ -124,7 +129,7 @@ class _TextDataset(Dataset):
     @classmethod
     def from_hf(
         cls, dataset: Any, config: TextEncodingConfig, split: str = "train", *, preprocessor: Any = None
-    ) -> _TextDataset:
+    ) -> TextDataset:
         """A split read from a Hugging Face `datasets.Dataset` (any iterable of row dicts).
 
         `config.files` is not read. Integer labels of a `ClassLabel` column become their names.
@@ -235,7 +240,7 @@ class _TextDataset(Dataset):
 
 
 @register_dataset("text_classification", config_class=TextClassificationConfig)
-class TextClassificationDataset(_TextDataset):
+class TextClassificationDataset(TextDataset):
     """One label per text. Items: input_ids (L,) and labels () int64; batches by `TextCollator`.
 
     Labels are compared as strings and numbered in sorted order (`"neg"` 0, `"pos"` 1).
@@ -259,11 +264,11 @@ class TextClassificationDataset(_TextDataset):
 
     @classmethod
     def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
-        names = _class_label_names(dataset, config.label_column)
+        names = class_label_names(dataset, config.label_column)
         if names is None:
             return rows
         column = config.label_column
-        return [{**row, column: _class_label_name(names, row[column], index, column)} for index, row in enumerate(rows)]
+        return [{**row, column: class_label_name(names, row[column], index, column)} for index, row in enumerate(rows)]
 
     def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
         return [str(row[self.text_column]) for row in rows]
@@ -292,7 +297,7 @@ class TextClassificationDataset(_TextDataset):
         return TextCollator(pad_id=0)
 
 
-def _class_label_names(dataset: Any, column: str) -> list[str] | None:
+def class_label_names(dataset: Any, column: str) -> list[str] | None:
     """The names of a Hugging Face `ClassLabel` column (or a sequence of them), else None."""
     feature = (getattr(dataset, "features", None) or {}).get(column)
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) -> ClassLabel
@@ -300,7 +305,7 @@ def _class_label_names(dataset: Any, column: str) -> list[str] | None:
     return list(names) if names else None
 
 
-def _class_label_name(names: list[str], value: Any, row: int, column: str) -> str:
+def class_label_name(names: list[str], value: Any, row: int, column: str) -> str:
     """The name of a `ClassLabel` id; -1 (Hugging Face's "no label", e.g. GLUE test splits) is refused."""
     label = int(value)
     if not 0 <= label < len(names):

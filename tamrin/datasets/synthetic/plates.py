@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from tamrin.configs import check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import CTCCollator
-from tamrin.datasets.splits import SPLITS, draw_in_split, split_id
+from tamrin.datasets.synthetic.splits import SPLITS, draw_in_split, split_id
 
 __all__ = ["PLATE_CHARSET", "SPLITS", "SyntheticPlatesConfig", "SyntheticPlatesDataset"]
 

@@ -1,4 +1,4 @@
-"""Reading dataset rows from local files (CSV, JSONL, Parquet) or a Hugging Face `datasets` object, and images.
+"""Reading dataset rows from local files (CSV, JSONL, Parquet) or a Hugging Face `datasets` object.
 
 Every reader returns a list of row dicts after checking that each row has the required columns,
 so a task dataset never meets a half-filled row: the error names the file, the row (1-based, as an
@@ -7,6 +7,7 @@ editor shows it: the CSV header is line 1) and the columns that are missing.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from typing import Any
 
 from tamrin.configs import ConfigError
 
-__all__ = ["FILE_FORMATS", "is_missing", "open_image", "read_records", "records_from_hf"]
+__all__ = ["FILE_FORMATS", "is_missing", "read_records", "records_from_hf"]
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 """File suffix -> reader; `.json` files hold one JSON object per line (JSON Lines)."""
@@ -55,8 +56,6 @@ def records_from_hf(dataset: Any, required_columns: Sequence[str] = ()) -> list[
 
 
 def _read_delimited(path: Path, delimiter: str) -> tuple[list[dict[str, Any]], int]:
-    import csv
-
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         rows = [{k: v for k, v in row.items() if k is not None} for row in reader]
@@ -88,7 +87,7 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
 
 
 def _read_parquet(path: Path) -> tuple[list[dict[str, Any]], int]:
-    import pandas as pd
+    import pandas as pd  # pandas: ~0.25 s to import, needed only for Parquet files
 
     try:
         frame = pd.read_parquet(path)
@@ -116,17 +115,3 @@ def _check_columns(rows: list[dict[str, Any]], required: Sequence[str], source: 
                 f"{source}: {where} has no value for column(s) {missing}; every row needs "
                 f"{list(required)} (its columns: {sorted(row)})."
             )
-
-
-def open_image(source: Any) -> Any:
-    """A PIL image from a path (or the image itself); an unreadable file is a ConfigError naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(source, Image.Image):
-        return source
-    try:
-        with Image.open(source) as image:
-            image.load()
-            return image
-    except (OSError, UnidentifiedImageError) as err:
-        raise ConfigError(f"Cannot read image {str(source)!r}: {err}") from err

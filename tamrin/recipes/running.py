@@ -1,6 +1,7 @@
-"""Run a recipe: build its model, datasets, callbacks and Trainer, train, and print a summary.
+"""Run a recipe: train it and save the final model, evaluate a trained model, find a run's files.
 
-This is what `tamrin train` does; it is importable so that a script can run a recipe too.
+This is what `tamrin train` and `tamrin evaluate` do; it is importable so that a script can run a
+recipe too. Building the Trainer a recipe describes is building.py's.
 """
 
 from __future__ import annotations
@@ -10,75 +11,25 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tamrin.recipes import dataset_spec
+from tamrin.datasets import build_dataset
+from tamrin.models import Model, ModelConfig
+from tamrin.recipes.building import build_trainer
+from tamrin.recipes.loading import dataset_spec
+from tamrin.trainer.config import TrainerConfig
+from tamrin.trainer.trainer import Trainer
 
 __all__ = [
-    "build_trainer",
     "train_from_recipe",
     "evaluate_from_recipe",
     "find_run_recipe",
     "resolve_model_dir",
+    "save_recipe",
     "FINAL_MODEL_DIR",
+    "RECIPE_FILENAME",
 ]
 
 FINAL_MODEL_DIR = "model"
 RECIPE_FILENAME = "recipe.yaml"
-
-
-def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
-    """Build the Trainer a (validated) recipe describes."""
-    from tamrin.datasets import build_dataset
-    from tamrin.trainer.callbacks import build_callback
-    from tamrin.trainer.config import TrainerConfig
-    from tamrin.trainer.runtime import seed_everything
-    from tamrin.trainer.trainer import Trainer
-
-    if isinstance(recipe, DictConfig):
-        recipe = OmegaConf.to_container(recipe, resolve=True)
-    config = TrainerConfig.from_dict(recipe["trainer"])
-    seed_everything(config.seed)  # before the model draws its initial weights: a recipe reproduces itself
-    spec, split = dataset_spec(recipe, "dataset")
-    train_dataset = build_dataset(spec.pop("name"), split=split, **spec)
-    model = build_model_for_data(recipe["model"], train_dataset)
-    eval_dataset = None
-    if recipe.get("eval_dataset") is not None:
-        spec, split = dataset_spec(recipe, "eval_dataset")
-        eval_dataset = build_dataset(spec.pop("name"), split=split, preprocessor=train_dataset.preprocessor, **spec)
-    callbacks = [_build_callback_entry(entry, build_callback) for entry in recipe.get("callbacks") or []]
-    return Trainer(
-        model=model, config=config, train_dataset=train_dataset, eval_dataset=eval_dataset, callbacks=callbacks
-    )
-
-
-def build_model_for_data(model_section: dict[str, Any], train_dataset: Any) -> Any:
-    """Build the recipe's model with what the data decides (vocabulary, labels) and its preprocessor.
-
-    Raises:
-        ConfigError: the recipe sets a model field to a value the data contradicts.
-    """
-    from tamrin.configs import ConfigError
-    from tamrin.models import build_model
-    from tamrin.trainer.modeling import adopt_data_preprocessor
-
-    spec = dict(model_section)
-    name = spec.pop("name")
-    for key, value in train_dataset.model_config_overrides().items():
-        if key in spec and spec[key] != value:
-            raise ConfigError(
-                f"Recipe sets `model.{key}={spec[key]!r}` but the training data gives {value!r}; "
-                f"remove `model.{key}` from the recipe (the data decides it)."
-            )
-        spec[key] = value
-    model = build_model(name, **spec)
-    adopt_data_preprocessor(model, train_dataset.preprocessor)  # the Trainer's rule, applied before it is built
-    return model
-
-
-def _build_callback_entry(entry: Any, build_callback: Any) -> Any:
-    if isinstance(entry, str):
-        return build_callback(entry)
-    entry = dict(entry)
-    return build_callback(entry.pop("name"), **entry)
 
 
 def train_from_recipe(recipe: DictConfig | dict[str, Any]) -> dict[str, float]:
@@ -107,8 +58,6 @@ def save_recipe(recipe: DictConfig | dict[str, Any], output_dir: Path) -> Path:
 
 def resolve_model_dir(path: Path) -> Path:
     """The directory holding model_config.yaml: `path` itself (a model or checkpoint), or a run's final `model/`."""
-    from tamrin.models import ModelConfig
-
     for candidate in (path, path / FINAL_MODEL_DIR):
         if (candidate / ModelConfig.config_filename).is_file():
             return candidate
@@ -133,11 +82,6 @@ def evaluate_from_recipe(
     recipe: DictConfig | dict[str, Any], model_dir: Path | None = None, split: str | None = None
 ) -> dict[str, float]:
     """Evaluate the model in `model_dir` (default: the recipe's final model) on its eval data."""
-    from tamrin.datasets import build_dataset
-    from tamrin.models import Model
-    from tamrin.trainer.config import TrainerConfig
-    from tamrin.trainer.trainer import Trainer
-
     if isinstance(recipe, DictConfig):
         recipe = OmegaConf.to_container(recipe, resolve=True)
     config = TrainerConfig.from_dict({**recipe["trainer"], "resume_from_checkpoint": None, "init_weights_from": None})

@@ -2,7 +2,7 @@
 
 Each word's tag goes on the word's first token and -100 (ignored by the loss and the metrics) on
 its other tokens; words cut off by `max_length` are not scored. Reading, tokenizer training and
-label maps are the text base's (text.py).
+label maps are the text base's (`TextDataset`, text_classification.py).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import Any
 from tamrin.configs import ConfigError
 from tamrin.datasets.base import register_dataset
 from tamrin.datasets.collators import TokenLabelCollator
-from tamrin.datasets.files import read_records
-from tamrin.datasets.text import (
+from tamrin.datasets.readers import read_records
+from tamrin.datasets.tasks.text_classification import (
     IGNORE_INDEX,
+    TextDataset,
     TextEncodingConfig,
-    _check_files,
-    _class_label_name,
-    _class_label_names,
-    _TextDataset,
+    check_text_files,
+    class_label_name,
+    class_label_names,
 )
 
 __all__ = ["OUTSIDE_TAG", "SequenceLabelingConfig", "SequenceLabelingDataset", "align_labels"]
@@ -48,11 +48,11 @@ class SequenceLabelingConfig(TextEncodingConfig):
     tags_column: str = "tags"
 
     def validate(self) -> list[str | None]:
-        return [*super().validate(), *_check_files(self.files)]
+        return [*super().validate(), *check_text_files(self.files)]
 
 
 @register_dataset("sequence_labeling", config_class=SequenceLabelingConfig)
-class SequenceLabelingDataset(_TextDataset):
+class SequenceLabelingDataset(TextDataset):
     """One tag per word (e.g. IOB2 NER). Items: input_ids (L,), labels (L,) with -100 off first pieces.
 
     Tags are numbered with "O" first, then sorted. Batches by `TokenLabelCollator` (labels padded with -100).
@@ -76,12 +76,12 @@ class SequenceLabelingDataset(_TextDataset):
 
     @classmethod
     def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
-        names = _class_label_names(dataset, config.tags_column)
+        names = class_label_names(dataset, config.tags_column)
         if names is None:
             return rows
         column = config.tags_column
         return [
-            {**row, column: [_class_label_name(names, tag, index, column) for tag in row[column]]}
+            {**row, column: [class_label_name(names, tag, index, column) for tag in row[column]]}
             for index, row in enumerate(rows)
         ]
 

@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Any
 
 import numpy as np
+import torch
 
 from tamrin.configs import ConfigError, suggest
-from tamrin.datasets.samplers import _CHUNK, _FIRST_CHUNK, _MASK64, RangedSampler, _KeyedPermutation, _splitmix64
+from tamrin.datasets.sampling.keyed_permutation import CHUNK, FIRST_CHUNK, MASK64, KeyedPermutation, splitmix64
+from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 
 __all__ = [
     "PACINGS",
@@ -217,7 +219,7 @@ class CurriculumSampler(RangedSampler):
     def set_scores(self, scores: Any) -> None:
         """Replace the difficulty scores (call it between epochs, before the loader iterates)."""
         self.scores = difficulty_scores(range(self.data_length), scores)
-        tiebreak = _KeyedPermutation(self.data_length, self.seed, _TIEBREAK_KEY)(
+        tiebreak = KeyedPermutation(self.data_length, self.seed, _TIEBREAK_KEY)(
             np.arange(self.data_length, dtype=np.uint64)
         )
         self.order = np.lexsort((tiebreak, self.scores))  # easiest first; ties in a seeded random order
@@ -280,18 +282,18 @@ class CurriculumSampler(RangedSampler):
             if not self.shuffle:
                 ranks[run] = within
                 continue
-            key = _splitmix64(_splitmix64(_splitmix64(self.seed & _MASK64) ^ self.epoch) ^ stage)
+            key = splitmix64(splitmix64(splitmix64(self.seed & MASK64) ^ self.epoch) ^ stage)
             for cycle in np.unique(cycles).tolist():
                 mask = cycles == cycle
-                ranks[run[mask]] = _KeyedPermutation(count, key, cycle)(within[mask])
+                ranks[run[mask]] = KeyedPermutation(count, key, cycle)(within[mask])
         return self.order[ranks.astype(np.int64)]
 
     def __iter__(self) -> Iterator[int]:
         """Yield this rank's dataset indices, a chunk of positions at a time (as RangedSampler)."""
         count, stride, end = len(self), self.num_replicas, self.end_index
         first = self.start_index + (self.rank - self.start_index) % stride
-        offsets = np.arange(min(count, _CHUNK), dtype=np.uint64) * np.uint64(stride)
-        done, chunk, last_count = 0, _FIRST_CHUNK, 0
+        offsets = np.arange(min(count, CHUNK), dtype=np.uint64) * np.uint64(stride)
+        done, chunk, last_count = 0, FIRST_CHUNK, 0
         while done < count:
             size = min(chunk, count - done)
             begin = first + done * stride
@@ -302,7 +304,7 @@ class CurriculumSampler(RangedSampler):
                 positions[wrap] = (positions[wrap] - np.uint64(end)) % np.uint64(end)
             yield from self._sample_indices(positions).tolist()
             done += size
-            chunk = min(2 * chunk, _CHUNK)
+            chunk = min(2 * chunk, CHUNK)
 
     def _check_growth(self, first: int, last: int, previous: int) -> int:
         """Raise if the eligible count shrinks between the steps of positions `first`..`last`."""
@@ -319,8 +321,6 @@ class CurriculumSampler(RangedSampler):
 
     def state_dict(self) -> dict[str, Any]:
         """RangedSampler's state plus the run length and the scores (a float64 tensor)."""
-        import torch
-
         return {**super().state_dict(), "total_steps": self.total_steps, "scores": torch.from_numpy(self.scores.copy())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

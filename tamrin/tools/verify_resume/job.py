@@ -1,8 +1,8 @@
 """One process of `tamrin verify-resume`: train a recipe and record every step exactly.
 
-    python -m tamrin.verify_resume_job SPEC.json
+    python -m tamrin.tools.verify_resume.job SPEC.json
 
-SPEC.json (written by `tamrin.verify_resume`) names the recipe, its overrides, the modules to import,
+SPEC.json (written by `tamrin.tools.verify_resume`) names the recipe, its overrides, the modules to import,
 the steps, the step to stop at with a checkpoint, and whether to save or load the initial weights
 (in `run_dir/../initial`). The run writes into `run_dir`: `output/` (its checkpoints and logs),
 `trace.jsonl` (one JSON record per step: the loss as float.hex, and a sha256 of every weight and
@@ -84,7 +84,7 @@ def rng_fingerprints() -> dict[str, str]:
     return states
 
 
-# -- one verification process (python -m tamrin.verify_resume SPEC.json) ------------------------
+# -- one verification process (python -m tamrin.tools.verify_resume.job SPEC.json) ---------------
 class _Tracer(Callback):
     """Records the loss, weights, optimizer state and random states after every step (a host sync
     per step: this is a verification run), and ends the run with a checkpoint at `stop_at`."""
@@ -130,8 +130,7 @@ class _Tracer(Callback):
 
 def main(spec_path: str) -> int:
     """Run the process SPEC.json describes; returns the exit code."""
-    from tamrin.recipes import load_recipe
-    from tamrin.runner import build_trainer
+    from tamrin.recipes import build_trainer, load_recipe
     from tamrin.trainer.modeling import load_model_weights, save_model_weights
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))

@@ -100,6 +100,7 @@ class Tokenizer:
         Raises:
             ConfigError: an unknown `model`, or `vocab_size` too small for the special tokens.
         """
+        # tokenizers: the optional `text` extra, needed only by the text tasks
         from tokenizers import Tokenizer as Backend
         from tokenizers import decoders, models, normalizers, pre_tokenizers
 
@@ -172,7 +173,7 @@ class Tokenizer:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Tokenizer:
         """Read the `tokenizer.json` of `directory` (or that file itself)."""
-        from tokenizers import Tokenizer as Backend
+        from tokenizers import Tokenizer as Backend  # the optional `text` extra
 
         path = Path(directory)
         path = path / TOKENIZER_FILENAME if path.is_dir() else path

@@ -23,8 +23,8 @@ from PIL import Image, ImageDraw
 
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import register_dataset
-from tamrin.datasets.images import ImageClassificationDataset, ImageDatasetConfig
-from tamrin.datasets.splits import MAX_TRIES, SPLITS, draw_in_split, split_id
+from tamrin.datasets.synthetic.splits import MAX_TRIES, SPLITS, draw_in_split, split_id
+from tamrin.datasets.tasks.image_classification import ImageClassificationDataset, ImageDatasetConfig
 
 __all__ = ["SHAPES", "SPLITS", "SyntheticShapesConfig", "SyntheticShapesDataset"]
 
@@ -248,7 +248,7 @@ def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
     elif suffix == ".jsonl":
         path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     elif suffix == ".parquet":
-        import pandas as pd
+        import pandas as pd  # pandas: ~0.25 s to import, needed only to write Parquet
 
         pd.DataFrame(rows).to_parquet(path, index=False)
     else:

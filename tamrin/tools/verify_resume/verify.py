@@ -13,7 +13,7 @@ step each process records the loss (the exact float) and a sha256 of every weigh
 optimizer-state value and the random generators' states; the resumed process also records what it
 restored. The runs match when every step agrees and the final model.safetensors, optimizer.pt and
 lr_scheduler.pt are bitwise equal; otherwise the report names the first step and tensor where they
-part. Each process is `python -m tamrin.verify_resume_job SPEC.json` (tamrin/verify_resume_job.py).
+part. Each process is `python -m tamrin.tools.verify_resume.job SPEC.json` (tamrin/tools/verify_resume/job.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tamrin.verify_resume_job import FINAL, TRACE, fingerprint, flatten, import_all, name_optimizer_state
+from tamrin.tools.verify_resume.job import FINAL, TRACE, fingerprint, flatten, import_all, name_optimizer_state
 
 __all__ = ["DEFAULT_STEPS", "Divergence", "VerifyResult", "VerifyResumeError", "verify_resume", "compare_runs"]
 
@@ -208,7 +208,7 @@ def _run_job(workdir: Path, name: str, spec: dict[str, Any], timeout: float | No
         shutil.copytree(workdir / source / "output", run_dir / "output")
     spec_path = run_dir / "spec.json"
     spec_path.write_text(json.dumps({**spec, "run_dir": str(run_dir)}), encoding="utf-8")
-    command = [sys.executable, "-m", "tamrin.verify_resume_job", str(spec_path)]
+    command = [sys.executable, "-m", "tamrin.tools.verify_resume.job", str(spec_path)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as err:

@@ -14,66 +14,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from tamrin.datasets.sampling.keyed_permutation import CHUNK, FIRST_CHUNK, KeyedPermutation
+
 __all__ = ["RangedSampler"]
 
-_MASK64 = (1 << 64) - 1
-_ROUNDS = 6  # Luby-Rackoff needs 4 for a PRP; 2 more make small domains mix well too
-_CHUNK = 4096  # positions per vectorised step: big enough to amortise numpy, small in memory
-_FIRST_CHUNK = 256  # chunks start small and double, so the first batch after a resume is quick
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _STATE_KEYS = ("epoch", "start_index", "seed", "shuffle")
-
-
-def _splitmix64(x: int) -> int:
-    """Return the splitmix64 hash of ``x`` (a Python int); used to derive the round keys."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-class _KeyedPermutation:
-    """A bijection on ``[0, n)`` keyed by (seed, epoch), evaluated on uint64 numpy arrays.
-
-    An unbalanced Feistel network runs on the smallest power-of-two domain ``>= n``; values that
-    land outside ``[0, n)`` are sent through it again (cycle-walking) until they land inside,
-    which keeps the map a bijection on ``[0, n)`` and costs < 2 passes on average.
-    """
-
-    def __init__(self, n: int, seed: int, epoch: int) -> None:
-        self.n = n
-        bits = max((n - 1).bit_length(), 1)
-        self.hi_bits, self.lo_bits = bits // 2, bits - bits // 2
-        state = _splitmix64(_splitmix64(seed & _MASK64) ^ epoch)
-        self.keys = []
-        for _ in range(_ROUNDS):
-            state = _splitmix64(state)
-            self.keys.append(np.uint64(state))
-
-    def _feistel(self, x: np.ndarray) -> np.ndarray:
-        hi, lo = self.hi_bits, self.lo_bits
-        for key in self.keys:
-            left, right = x >> np.uint64(lo), x & np.uint64((1 << lo) - 1)
-            f = right ^ key  # round function: splitmix64's finaliser of (right xor key)
-            f ^= f >> np.uint64(30)
-            f *= _MIX1
-            f ^= f >> np.uint64(27)
-            f *= _MIX2
-            f ^= f >> np.uint64(31)
-            # (left, right) -> (right, left ^ F(right)); the halves swap widths each round
-            x = (right << np.uint64(hi)) | (left ^ (f & np.uint64((1 << hi) - 1)))
-            hi, lo = lo, hi
-        return x
-
-    def __call__(self, positions: np.ndarray) -> np.ndarray:
-        x = self._feistel(positions)
-        outside = np.flatnonzero(x >= self.n)
-        while outside.size:  # cycle-walk only the stragglers
-            walked = self._feistel(x[outside])
-            x[outside] = walked
-            outside = outside[walked >= self.n]
-        return x
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None, hint: str = "") -> int:
@@ -227,9 +172,9 @@ class RangedSampler(Sampler[int]):
         # first position >= start_index that belongs to this rank; consecutive rounds of
         # `stride` positions then hold one position of every rank, so all ranks get `count`
         first = self.start_index + (self.rank - self.start_index) % stride
-        permute = _KeyedPermutation(self.data_length, self.seed, self.epoch) if self.shuffle else None
-        offsets = np.arange(min(count, _CHUNK), dtype=np.uint64) * np.uint64(stride)
-        done, chunk = 0, _FIRST_CHUNK
+        permute = KeyedPermutation(self.data_length, self.seed, self.epoch) if self.shuffle else None
+        offsets = np.arange(min(count, CHUNK), dtype=np.uint64) * np.uint64(stride)
+        done, chunk = 0, FIRST_CHUNK
         while done < count:
             size = min(chunk, count - done)
             begin = first + done * stride
@@ -239,4 +184,4 @@ class RangedSampler(Sampler[int]):
                 positions[wrap] = (positions[wrap] - np.uint64(end)) % np.uint64(end)
             yield from (permute(positions) if permute else positions).tolist()
             done += size
-            chunk = min(2 * chunk, _CHUNK)
+            chunk = min(2 * chunk, CHUNK)

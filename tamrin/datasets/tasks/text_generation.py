@@ -7,7 +7,8 @@ metrics count what the model writes, never what it is given. Two sources:
   Hugging Face `datasets.Dataset` (`TextGenerationDataset.from_hf`); a `prompt` and a `target`
   column, or one `text` column for plain language modelling (empty prompt, the text is the target).
 - `synthetic_generation`: small string tasks generated on demand ("rev bdaf:" -> "f a d b"),
-  deterministic by (seed, split, index), with splits that never share a prompt.
+  deterministic by (seed, split, index), with splits that never share a prompt
+  (tamrin.datasets.synthetic.generation, built on `PairDataset`).
 
 The vocabulary (`CharVocabulary`, the dataset's `preprocessor`) comes from the train split;
 other splits are built with `preprocessor=train.preprocessor`, and `model_config_overrides()`
@@ -21,23 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from tamrin.configs import ConfigError, check_choice, check_range
+from tamrin.configs import ConfigError, check_choice
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
-from tamrin.datasets.files import FILE_FORMATS, read_records, records_from_hf
-from tamrin.datasets.splits import draw_in_split, split_id
-from tamrin.models.char_vocabulary import IGNORE_INDEX, CharVocabulary
+from tamrin.datasets.readers import FILE_FORMATS, read_records, records_from_hf
+from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
 
-__all__ = [
-    "GenerationCollator",
-    "SyntheticGenerationConfig",
-    "SyntheticGenerationDataset",
-    "TextGenerationConfig",
-    "TextGenerationDataset",
-    "SYNTHETIC_TASKS",
-]
+__all__ = ["GenerationCollator", "PairDataset", "TextGenerationConfig", "TextGenerationDataset", "encode_pair"]
 
 
 class GenerationCollator:
@@ -85,7 +77,7 @@ def encode_pair(vocabulary: CharVocabulary, prompt: str, target: str) -> dict[st
     }
 
 
-class _PairDataset(Dataset):
+class PairDataset(Dataset):
     """What both sources share: a vocabulary, items from `pair(index)`, the collator, the overrides."""
 
     def pair(self, index: int) -> tuple[str, str]:
@@ -114,7 +106,6 @@ class _PairDataset(Dataset):
             )
 
 
-# -- rows from files or a Hugging Face dataset -------------------------------------------------------
 @dataclass
 class TextGenerationConfig(DatasetConfig):
     """Configuration of `TextGenerationDataset`.
@@ -158,7 +149,7 @@ class TextGenerationConfig(DatasetConfig):
 
 
 @register_dataset("text_generation", config_class=TextGenerationConfig)
-class TextGenerationDataset(_PairDataset):
+class TextGenerationDataset(PairDataset):
     """(prompt, target) rows read from a file per split or from a Hugging Face dataset.
 
     Every row is checked and encoded when the dataset is built, so a missing value or a character
@@ -266,98 +257,3 @@ class TextGenerationDataset(_PairDataset):
                 f"target, EOS), more than the model's `context_length={context}`: raise `model.context_length` "
                 "to at least that, or shorten or drop the longest rows."
             )
-
-
-# -- synthetic string tasks --------------------------------------------------------------------------
-SYNTHETIC_TASKS = {"reverse": "rev", "sort": "sort", "shift": "next"}
-"""Task name -> the word that starts its prompt."""
-
-
-@dataclass
-class SyntheticGenerationConfig(DatasetConfig):
-    """Configuration of `SyntheticGenerationDataset`.
-
-    Attributes:
-        num_samples: size of the train split.
-        eval_num_samples: size of the validation and the test split.
-        seed: the seed of every sample (with the split and the index).
-        tasks: which tasks to mix, drawn uniformly: "reverse" the letters, "sort" them, or
-            "shift" each to the next letter of the alphabet (the last wraps to the first).
-        alphabet: the letters of the inputs.
-        min_length: the fewest letters of an input.
-        max_length: the most letters of an input.
-    """
-
-    name: str = "synthetic_generation"
-    task: str = "text_generation"
-    num_samples: int = 20000
-    eval_num_samples: int = 500
-    seed: int = 0
-    tasks: list[str] = field(default_factory=lambda: list(SYNTHETIC_TASKS))
-    alphabet: str = "abcdefghij"
-    min_length: int = 3
-    max_length: int = 6
-
-    def validate(self) -> list[str | None]:
-        problems = list(super().validate())
-        problems += [
-            check_range("num_samples", self.num_samples, minimum=1),
-            check_range("eval_num_samples", self.eval_num_samples, minimum=1),
-            check_range("min_length", self.min_length, minimum=1),
-            check_range("max_length", self.max_length, minimum=max(self.min_length, 1)),
-        ]
-        if not self.tasks:
-            problems.append(f"`tasks` must list at least one of {list(SYNTHETIC_TASKS)}.")
-        problems += [check_choice(f"tasks[{i}]", task, SYNTHETIC_TASKS) for i, task in enumerate(self.tasks)]
-        if len(self.alphabet) < 2 or len(set(self.alphabet)) != len(self.alphabet) or not self.alphabet.isalnum():
-            problems.append(
-                f"`alphabet={self.alphabet!r}` must hold at least two distinct letters or digits, none repeated."
-            )
-        return problems
-
-
-@register_dataset("synthetic_generation", config_class=SyntheticGenerationConfig)
-class SyntheticGenerationDataset(_PairDataset):
-    """Generated string tasks, e.g. "rev bdaf:" -> "f a d b", "sort bdaf:" -> "a b d f", "next bdj:" -> "c e a".
-
-    Targets are space-separated letters, so BLEU and ROUGE (which count whitespace tokens) score
-    each letter. Samples are generated lazily from (seed, split, index); a prompt belongs to exactly
-    one split (by a hash: 80% train, 10% validation, 10% test), so evaluation prompts are unseen.
-    """
-
-    config: SyntheticGenerationConfig
-
-    def __init__(self, config: SyntheticGenerationConfig, split: str = "train", **kwargs: Any) -> None:
-        self._split_id = split_id("synthetic_generation", split)
-        super().__init__(config, split=split, **kwargs)
-        self._check_preprocessor()
-        charset = "".join(sorted(set(config.alphabet + " :" + "".join(SYNTHETIC_TASKS[t] for t in config.tasks))))
-        if self.preprocessor is None:
-            self.preprocessor = CharVocabulary(charset)
-        unknown = self.vocabulary.unknown(charset)
-        if unknown:
-            raise ConfigError(
-                f"The given vocabulary {self.vocabulary.charset!r} lacks characters {unknown} of "
-                f"synthetic_generation's prompts; build every split with the train split's preprocessor."
-            )
-
-    def num_rows(self) -> int:
-        return self.config.num_samples if self.split == "train" else self.config.eval_num_samples
-
-    def pair(self, index: int) -> tuple[str, str]:
-        rng = np.random.default_rng([self.config.seed, self._split_id, index])
-        failure = "too few distinct prompts: raise `max_length` or the alphabet."
-        return draw_in_split(lambda: self._draw(rng), lambda pair: pair[0], self.split, "prompt", failure)
-
-    def _draw(self, rng: np.random.Generator) -> tuple[str, str]:
-        config = self.config
-        task = config.tasks[rng.integers(len(config.tasks))]
-        length = int(rng.integers(config.min_length, config.max_length + 1))
-        letters = [config.alphabet[i] for i in rng.integers(len(config.alphabet), size=length)]
-        if task == "reverse":
-            output = letters[::-1]
-        elif task == "sort":
-            output = sorted(letters, key=config.alphabet.index)
-        else:  # shift
-            output = [config.alphabet[(config.alphabet.index(c) + 1) % len(config.alphabet)] for c in letters]
-        return f"{SYNTHETIC_TASKS[task]} {''.join(letters)}:", " ".join(output)

@@ -24,9 +24,9 @@ from typing import Any
 
 from tamrin.configs import check_range
 from tamrin.datasets.base import register_dataset
-from tamrin.datasets.splits import draw_in_split, split_id
-from tamrin.datasets.tagging import SequenceLabelingDataset
-from tamrin.datasets.text import TextClassificationDataset, TextEncodingConfig
+from tamrin.datasets.synthetic.splits import draw_in_split, split_id
+from tamrin.datasets.tasks.sequence_labeling import SequenceLabelingDataset
+from tamrin.datasets.tasks.text_classification import TextClassificationDataset, TextEncodingConfig
 
 __all__ = [
     "SENTIMENT_LABELS",

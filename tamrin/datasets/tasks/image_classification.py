@@ -30,8 +30,8 @@ import torch
 from tamrin.configs import ConfigError, check_choice
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import ImageCollator
-from tamrin.datasets.files import FILE_FORMATS, open_image, read_records
-from tamrin.models.image_classifier import ImagePreprocessor, check_image_settings
+from tamrin.datasets.readers import FILE_FORMATS, read_records
+from tamrin.preprocessors.images import ImagePreprocessor, check_image_settings, open_image
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -1,0 +1,1 @@
+"""Tools built on top of recipes and the Trainer; the `tamrin` commands call them."""
