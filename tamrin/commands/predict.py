@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from tamrin import hub
 from tamrin.models import Model
@@ -32,7 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def load_model(source: str, revision: str | None = None) -> Any:
+def load_model(source: str, revision: str | None = None) -> Model:
     """The model a command names: a local model/run directory, else a Hub repo id at `revision`.
 
     Raises:

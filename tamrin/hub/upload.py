@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
+from huggingface_hub.hf_api import GitCommitInfo
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
@@ -225,7 +226,7 @@ def _race(api: HfApi, repo_id: str, branch: str, head: str | None) -> str:
     )
 
 
-def _commits_since(api: HfApi, repo_id: str, branch: str, head: str | None) -> list:
+def _commits_since(api: HfApi, repo_id: str, branch: str, head: str | None) -> list[GitCommitInfo]:
     commits = []
     for commit in api.list_repo_commits(repo_id, revision=branch):
         if commit.commit_id == head:
