@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
-from huggingface_hub.hf_api import GitCommitInfo
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.hf_api import GitCommitInfo
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
 from tamrin.hub.errors import TRANSLATED, HubError, hub_errors, user_agent
