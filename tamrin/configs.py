@@ -234,15 +234,34 @@ class Config(metaclass=_ConfigMeta):
         return type(self).from_dict(merged)
 
     def push_to_hub(
-        self, repo_id: str, *, filename: str | None = None, commit_message: str | None = None, private: bool = False
+        self,
+        repo_id: str,
+        *,
+        filename: str | None = None,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
     ) -> str:
-        """Upload this config as `filename` to a Hub repo in one commit; returns the commit sha."""
+        """Upload this config as `filename` to a Hub repo in one commit; returns the commit sha.
+
+        The other arguments mean what they mean in `tamrin.hub.upload_folder`; nothing is deleted.
+        """
         from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         with tempfile.TemporaryDirectory() as staging:
             self.save(staging, filename)
             message = commit_message or f"Upload {type(self).__name__}"
-            return hub.upload_folder(staging, repo_id, commit_message=message, private=private)
+            return hub.upload_folder(
+                staging,
+                repo_id,
+                commit_message=message,
+                private=private,
+                revision=revision,
+                token=token,
+                create_pr=create_pr,
+            )
 
 
 def _overrides_to_config(overrides: Mapping[str, Any] | Sequence[str] | DictConfig) -> DictConfig:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from helpers import REGRESSION_SETTINGS, RegressionData, StopAt, make_trainer
 from hub_server import HubServer, patch_hub_client, set_hub_offline
 from torch import nn
@@ -20,6 +21,7 @@ from tamrin.cli import main
 from tamrin.datasets import DatasetConfig
 from tamrin.hub import HubError
 from tamrin.models import CRNN, Model, ModelConfig, build_model
+from tamrin.trainer.checkpoint.publishing import download_pushed_run
 
 TOKEN = "hf_tamrin_writer_secret"
 REPO = "tamrin-tests/crnn-plates"
@@ -295,6 +297,15 @@ def test_resume_from_a_pushed_checkpoint_equals_an_uninterrupted_run(
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(actual[index][key])), key
 
     resumed.push_to_hub("tamrin-tests/regression-run")  # finished: no open accumulation window
+    # A push deletes nothing it was not asked to: the first push's gradients stay in the repo, but the new
+    # manifest does not list them, so a resume from the repo neither downloads nor loads them.
+    assert "train/gradients.pt" in hub_server.commits("tamrin-tests/regression-run")[-1].paths
+    manifest = yaml.safe_load(hub_server.read_file("tamrin-tests/regression-run", "manifest.yaml"))
+    assert "train/gradients.pt" not in manifest["files"] and "train/optimizer.pt" in manifest["files"]
+    snapshot = download_pushed_run("tamrin-tests/regression-run")
+    assert (snapshot / "train" / "optimizer.pt").is_file() and not (snapshot / "train" / "gradients.pt").exists()
+
+    resumed.push_to_hub("tamrin-tests/regression-run", delete_patterns="train/gradients.pt")  # asked: it goes
     assert "train/gradients.pt" not in hub_server.commits("tamrin-tests/regression-run")[-1].paths
 
 

@@ -236,6 +236,13 @@ class TrainerParts:
         """The run's CSV logs as a pandas DataFrame, one row per logged step."""
         return load_logs(self.logs_dir)
 
-    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool = False, **kwargs: Any) -> str:
-        """Push the trained model, configs, state and logs to the Hub in one commit (see tamrin.hub)."""
+    def push_to_hub(
+        self, repo_id: str, commit_message: str | None = None, private: bool | None = None, **kwargs: Any
+    ) -> str:
+        """Push the trained model, configs, state and logs to the Hub in one commit (see tamrin.hub).
+
+        `private=None` keeps the namespace's default visibility for a new repo; `kwargs` go to
+        `push_trainer_to_hub` (push_model, push_optimizer, push_logs, revision, token, create_pr,
+        delete_patterns).
+        """
         return push_trainer_to_hub(self, repo_id, commit_message=commit_message, private=private, **kwargs)
