@@ -519,7 +519,9 @@ class HFStyleLoss(Trainer):
 
 
 def test_a_compute_loss_with_the_hf_signature_is_refused_with_the_port(tmp_path):
-    with pytest.raises(TypeError, match=r"(?s)has the HF Trainer's signature.*def compute_loss\(self, outputs, batch\)"):
+    with pytest.raises(
+        TypeError, match=r"(?s)has the HF Trainer's signature.*def compute_loss\(self, outputs, batch\)"
+    ):
         HFStyleLoss(Line(), config(tmp_path), train_dataset=Pairs(4))
 
 
