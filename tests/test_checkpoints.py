@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 import time
 import warnings
@@ -379,3 +380,31 @@ def test_overwrite_output_dir_starts_clean_so_a_later_resume_cannot_pick_the_old
     resumed = make_trainer(tmp_path, num_epochs=1, resume_from_checkpoint=True)
     resumed.train()
     assert resumed.state.global_step == 4
+
+
+# -- a damaged or hand-edited manifest is a damaged checkpoint (issue 15) ------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("global_step", ".inf", "is not a step number"),
+        ("global_step", "null", "is not a step number"),
+        ("global_step", "[1, 2]", "is not a step number"),
+        ("files", "[model.safetensors]", "`files` must list every file"),
+        ("files", "{}", "`files` must list every file"),
+        ("files", "{model.safetensors: {sha256: abc}}", "is not a byte count"),
+        ("files", "{../escape: {size: 1, sha256: abc}}", "is not a path inside the checkpoint"),
+    ],
+)
+def test_a_hand_edited_manifest_makes_a_damaged_checkpoint_that_resume_skips(tmp_path, field, value, problem):
+    trainer = make_trainer(tmp_path, save_steps=2, max_steps=4)
+    trainer.train()
+    manifest = tmp_path / "checkpoints" / "00000004" / "manifest.yaml"
+    lines = manifest.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{field}:"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith(" ")), len(lines))
+    manifest.write_text("\n".join([*lines[:start], f"{field}: {value}", *lines[end:]]) + "\n")
+
+    assert problem in verify_checkpoint(manifest.parent)
+    assert [info.global_step for info in list_checkpoints(tmp_path / "checkpoints")] == [2]
+    with pytest.warns(UserWarning, match=rf"Skipping checkpoint .*00000004: .*{re.escape(problem)}"):
+        assert latest_valid_checkpoint(tmp_path / "checkpoints").name == "00000002"
