@@ -10,6 +10,7 @@ import errno
 import functools
 import os
 import re
+import subprocess
 import sys
 import time
 import warnings
@@ -408,3 +409,30 @@ def test_a_hand_edited_manifest_makes_a_damaged_checkpoint_that_resume_skips(tmp
     assert [info.global_step for info in list_checkpoints(tmp_path / "checkpoints")] == [2]
     with pytest.warns(UserWarning, match=rf"Skipping checkpoint .*00000004: .*{re.escape(problem)}"):
         assert latest_valid_checkpoint(tmp_path / "checkpoints").name == "00000002"
+
+
+# -- a run owns its output_dir (issue 15) ----------------------------------------------------------------
+def test_a_second_run_in_the_same_output_dir_is_refused_while_the_first_holds_it(tmp_path):
+    from tamrin.trainer.run_lock import RunLock
+
+    holder = RunLock(tmp_path)
+    holder.acquire()  # another run, alive
+    try:
+        with pytest.raises(
+            ConfigError, match=rf"{re.escape(str(tmp_path))} is in use by another run \(pid {os.getpid()}"
+        ):
+            make_trainer(tmp_path, max_steps=2).train()
+        assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "logs").exists()  # nothing written
+    finally:
+        holder.release()
+    make_trainer(tmp_path, max_steps=2).train()  # free again
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    code = (
+        "import os, signal, sys; from tamrin.trainer.run_lock import RunLock; "
+        f"RunLock({str(tmp_path)!r}).acquire(); os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    assert (tmp_path / ".tamrin.lock").is_file()
+    make_trainer(tmp_path, max_steps=2).train()  # the kernel dropped the dead run's lock

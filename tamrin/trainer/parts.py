@@ -26,9 +26,11 @@ from tamrin.trainer.checkpoint import Checkpointer
 from tamrin.trainer.checkpoint.publishing import push_trainer_to_hub
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.logs.logger import TrainingLogger, load_logs
-from tamrin.trainer.logs.progress import resolve_progress_mode
+from tamrin.trainer.logs.progress import describe_run, resolve_progress_mode
 from tamrin.trainer.loss_tracking import LossTracker
 from tamrin.trainer.modeling import adopt_data_preprocessor, forward_keys, prepare_model
+from tamrin.trainer.optim import scheduler_cadence
+from tamrin.trainer.run_lock import RunLock
 from tamrin.trainer.runtime import (
     build_accelerator,
     check_accelerator_accumulation,
@@ -76,6 +78,7 @@ class TrainerParts:
         self.checkpoints_dir = self.output_dir / config.checkpoints_dir
         self.logs_dir = self.output_dir / config.logs_dir
         self.checkpointer = Checkpointer(self.accelerator, self.checkpoints_dir, self.logs_dir)  # .store: replaceable
+        self._run_lock = RunLock(self.output_dir)  # held by the main process from train()'s start to its end
         self.state = TrainerState(world_size=self.accelerator.num_processes)
         self.control = TrainerControl()
         adopt_data_preprocessor(model, preprocessor or getattr(train_dataset, "preprocessor", None))
@@ -222,6 +225,42 @@ class TrainerParts:
         """Restore everything `save` wrote: weights, optimizer, scheduler, state, RNG, callbacks."""
         self.checkpointer.load(self, path)
         self.callbacks.fire("on_load", self._view(), path=str(path))
+
+    def _start_run(self) -> None:
+        """Before the first step: lock the output_dir, resume or check a fresh run, open the logs, print the plan.
+
+        Nothing is written into output_dir before the lock is held and the fresh-run check passed.
+        """
+        if self.is_main_process:
+            self._run_lock.acquire()
+        try:
+            resumed = self._resume_if_requested()
+            self.logger = TrainingLogger(
+                self.logs_dir,
+                columns=building.log_columns(self.config, self.metrics_handler.metric_names),
+                resume_step=self.state.global_step if resumed else None,
+                enabled=self.is_main_process,
+            )
+        except BaseException:
+            self._run_lock.release(refused=True)
+            raise
+        if self.progress_mode != "none" and self.plan is not None:
+            print(self._describe_run(self.plan), flush=True)
+
+    def _end_run(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+        self._run_lock.release()
+
+    def _describe_run(self, plan: StepPlan) -> str:
+        cadence = (
+            ""
+            if self.lr_scheduler is None
+            else scheduler_cadence(self.config.lr_scheduler, self.config.lr_scheduling_steps)
+        )
+        return describe_run(plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
+                            num_processes=self.accelerator.num_processes, start_step=self.state.global_step,
+                            lr_schedule=cadence)  # fmt: skip
 
     def _resume_if_requested(self) -> Path | None:
         """Load the checkpoint `resume_from_checkpoint` names; None for a fresh run (checked first)."""

@@ -15,9 +15,7 @@ import torch
 from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader
 
-from tamrin.trainer import building
-from tamrin.trainer.logs.logger import TrainingLogger
-from tamrin.trainer.logs.progress import Progress, describe_run
+from tamrin.trainer.logs.progress import Progress
 from tamrin.trainer.modeling import (
     batch_size_of,
     call_model,
@@ -26,7 +24,7 @@ from tamrin.trainer.modeling import (
     loss_from_outputs,
     step_loss,
 )
-from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, scheduler_cadence
+from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS
 from tamrin.trainer.parts import TrainerParts
 from tamrin.trainer.steps import StepPlan
 
@@ -165,35 +163,19 @@ class Trainer(TrainerParts):
         """Train as configured (resuming if asked); returns the final logs."""
         if self.train_dataloader is None or self.plan is None:
             raise ValueError("Trainer.train() needs a `train_dataset`.")
-        resumed = self._resume_if_requested()
-        self.logger = TrainingLogger(
-            self.logs_dir,
-            columns=building.log_columns(self.config, self.metrics_handler.metric_names),
-            resume_step=self.state.global_step if resumed else None,
-            enabled=self.is_main_process,
-        )
-        if self.progress_mode != "none":
-            processes, start = self.accelerator.num_processes, self.state.global_step
-            print(describe_run(self.plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
-                               num_processes=processes, start_step=start, lr_schedule=self._lr_cadence()),
-                  flush=True)  # fmt: skip
-        self.callbacks.fire("on_train_begin", self)
+        self._start_run()  # lock the output_dir, resume (or check a fresh run), open the logs, print the plan
         try:
+            self.callbacks.fire("on_train_begin", self)
             while self.state.epoch < self._plan.num_epochs and not self._finished():
                 self.callbacks.fire("on_epoch_begin", self)
                 self.inner_training_loop(self.state.epoch)
             self._check_losses_finite()
         finally:
-            self.logger.close()
+            self._end_run()  # close the logs, release the lock
         self.callbacks.fire("on_train_end", self)
         if self.config.load_best_model_at_end and self.state.best_checkpoint:
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
         return dict(self._last_logs)
-
-    def _lr_cadence(self) -> str:
-        if self.lr_scheduler is None:
-            return ""
-        return scheduler_cadence(self.config.lr_scheduler, self.config.lr_scheduling_steps)
 
     @property
     def _plan(self) -> StepPlan:
