@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from tamrin.commands import load_command_modules
 from tamrin.configs import ConfigError
 from tamrin.hub import HubError
+from tamrin.trainer.interruption import RunInterrupted
 
 __all__ = ["main", "build_parser", "EXIT_USAGE"]
 
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"tamrin {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except RunInterrupted as stop:  # SIGTERM / Ctrl-C: a checkpoint was saved; no traceback
+        print(f"tamrin {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

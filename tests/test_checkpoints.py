@@ -10,6 +10,7 @@ import errno
 import functools
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -436,3 +437,58 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=False)
     assert (tmp_path / ".tamrin.lock").is_file()
     make_trainer(tmp_path, max_steps=2).train()  # the kernel dropped the dead run's lock
+
+
+# -- SIGTERM and Ctrl-C stop at a step boundary with a checkpoint (issue 15) -------------------------------
+class SignalAt(Callback):
+    """Sends this process `signum` in the middle of step `step` (as a scheduler's SIGTERM would)."""
+
+    def __init__(self, step: int, signum: int, times: int = 1) -> None:
+        self.step, self.signum, self.times = step, signum, times
+
+    def on_step_begin(self, trainer) -> None:
+        if trainer.state.global_step + 1 == self.step:
+            for _ in range(self.times):
+                signal.raise_signal(self.signum)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_stops_at_the_step_with_a_checkpoint_and_the_resume_is_exact(tmp_path, signum, code):
+    from tamrin.trainer.interruption import RunInterrupted
+
+    settings = {"num_epochs": 2, "save_steps": 100, "dataloader_shuffle": True, "gradient_accumulation_steps": 3}
+    straight = make_trainer(tmp_path / "straight", **settings)
+    straight.train()
+    stopped = make_trainer(tmp_path / "run", callbacks=[SignalAt(5, signum)], **settings)
+    with pytest.raises(
+        RunInterrupted, match=rf"Stopped by {signal.Signals(signum).name} at step 5, after saving"
+    ) as info:
+        stopped.train()
+    assert info.value.exit_code == code and info.value.checkpoint.endswith("00000005")
+    assert signal.getsignal(signum) is not None and signal.getsignal(signum) is not stopped._signals._handle
+    resumed = make_trainer(tmp_path / "run", resume_from_checkpoint=True, **settings)
+    resumed.train()
+    for name, value in helpers.parameters(straight.model).items():
+        assert torch.equal(value, dict(resumed.model.named_parameters())[name]), name
+
+
+def test_a_second_ctrl_c_aborts_at_once(tmp_path):
+    trainer = make_trainer(tmp_path, num_epochs=2, callbacks=[SignalAt(3, signal.SIGINT, times=2)])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_the_cli_turns_a_stop_on_a_signal_into_one_line_and_the_signals_exit_code(monkeypatch, capsys):
+    from tamrin.cli import main
+    from tamrin.commands import train as train_command
+    from tamrin.trainer.interruption import RunInterrupted
+
+    def stopped(recipe):
+        raise RunInterrupted(signal.SIGTERM, 12, "out/checkpoints/00000012")
+
+    monkeypatch.setattr(train_command, "train_from_recipe", stopped)
+    assert main(["train"]) == 143
+    err = capsys.readouterr().err
+    assert "Stopped by SIGTERM at step 12" in err and "trainer.resume_from_checkpoint=true" in err
+    assert "Traceback" not in err

@@ -25,6 +25,7 @@ from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl, 
 from tamrin.trainer.checkpoint import Checkpointer
 from tamrin.trainer.checkpoint.publishing import push_trainer_to_hub
 from tamrin.trainer.config import TrainerConfig
+from tamrin.trainer.interruption import RunInterrupted, StopOnSignal
 from tamrin.trainer.logs.logger import TrainingLogger, load_logs
 from tamrin.trainer.logs.progress import describe_run, resolve_progress_mode
 from tamrin.trainer.loss_tracking import LossTracker
@@ -81,6 +82,7 @@ class TrainerParts:
         self._run_lock = RunLock(self.output_dir)  # held by the main process from train()'s start to its end
         self.state = TrainerState(world_size=self.accelerator.num_processes)
         self.control = TrainerControl()
+        self._signals = StopOnSignal(self.control)  # SIGTERM / Ctrl-C: stop at the next step with a checkpoint
         adopt_data_preprocessor(model, preprocessor or getattr(train_dataset, "preprocessor", None))
         self.model = prepare_model(model, init_weights_from=config.init_weights_from, compile=config.compile)
         for dataset in (train_dataset, eval_dataset):  # e.g. rows longer than the model's context: fail now
@@ -246,11 +248,23 @@ class TrainerParts:
             raise
         if self.progress_mode != "none" and self.plan is not None:
             print(self._describe_run(self.plan), flush=True)
+        self._signals.install()
 
-    def _end_run(self) -> None:
+    def _end_run(self, *, failed: bool = False) -> None:
+        """After the last step (or an error): stop listening for signals, close the logs, release the lock.
+
+        Raises:
+            RunInterrupted: the run stopped on SIGTERM / Ctrl-C (its checkpoint is written), unless it
+                `failed` with another error, which then propagates as it is.
+        """
+        self._signals.uninstall()
         if self.logger is not None:
             self.logger.close()
         self._run_lock.release()
+        signum, self._signals.received = self._signals.received, None
+        if signum is not None and not failed:
+            latest = self.checkpointer.latest_checkpoint()
+            raise RunInterrupted(signum, self.state.global_step, str(latest) if latest else None)
 
     def _describe_run(self, plan: StepPlan) -> str:
         cadence = (

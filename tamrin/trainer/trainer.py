@@ -170,8 +170,10 @@ class Trainer(TrainerParts):
                 self.callbacks.fire("on_epoch_begin", self)
                 self.inner_training_loop(self.state.epoch)
             self._check_losses_finite()
-        finally:
-            self._end_run()  # close the logs, release the lock
+        except BaseException:
+            self._end_run(failed=True)
+            raise
+        self._end_run()  # close the logs, release the lock; RunInterrupted after a SIGTERM / Ctrl-C stop
         self.callbacks.fire("on_train_end", self)
         if self.config.load_best_model_at_end and self.state.best_checkpoint:
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)

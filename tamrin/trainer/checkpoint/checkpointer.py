@@ -143,6 +143,11 @@ class Checkpointer:
                     shutil.rmtree(directory)
         self.accelerator.wait_for_everyone()
 
+    def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint with a readable manifest (None: none yet)."""
+        found = files.list_checkpoints(self.checkpoints_dir)
+        return found[-1].path if found else None
+
     def last_checkpoint_hint(self) -> str:
         """Where a user can go back to after a failure (read from disk only when an error is raised)."""
         latest = files.list_checkpoints(self.checkpoints_dir)
