@@ -173,3 +173,17 @@ def test_the_patched_methods_are_restored_when_the_counter_exits():
     count(lambda: device_tensor().tolist())
     assert (torch.Tensor.to, torch.Tensor.tolist, torch.tensor, torch.zeros) == originals
     assert "to" not in torch.Tensor.__dict__
+
+
+def test_a_packed_rnn_with_host_lengths_in_sorted_order_counts_nothing():
+    """pack_padded_sequence's batch_sizes come back on the host, as CUDA returns them; the RNN reads them there."""
+    torch.manual_seed(0)
+    rnn = nn.GRU(4, 3, batch_first=True, bidirectional=True)
+    inputs = torch.randn(3, 5, 4, device=DEVICE)
+
+    def run() -> None:
+        packed = nn.utils.rnn.pack_padded_sequence(inputs, [5, 3, 2], batch_first=True)
+        states, _ = rnn(packed)
+        nn.utils.rnn.pad_packed_sequence(states, batch_first=True)
+
+    assert count(run).events == []

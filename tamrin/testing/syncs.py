@@ -63,6 +63,7 @@ _FACTORIES = (
     "zeros", "ones", "empty", "full", "arange", "rand", "randn", "randint", "randperm", "linspace", "logspace",
     "eye", "empty_strided",
 )  # fmt: skip
+_HOST_OUTPUTS = {"_pack_padded_sequence": (1,), "_pad_packed_sequence": (1,)}  # CUDA kernels return these on the CPU
 _LIKE_FACTORIES = ("zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like")
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # tamrin/testing: the counter and its helpers
 _LIBRARY_DIRS = tuple(
@@ -88,13 +89,14 @@ class SyncEvent:
 
 
 def format_events(events: list[SyncEvent]) -> str:
-    """One line per (where, op, kind) with its count, most frequent first."""
-    counts = collections.Counter((e.where, e.op, e.kind, e.inherent) for e in events)
-    lines = []
-    for (where, op, kind, inherent), count in counts.most_common():
-        note = f"  [inherent: {inherent}]" if inherent else ""
-        lines.append(f"{count:4d} x {kind:<14} {op:<32} {where}{note}")
-    return "\n".join(lines)
+    """One line per (where, op, kind) with its count, most frequent first; the inherent ones' reasons last."""
+    counts = collections.Counter((e.where, e.op, e.kind, bool(e.inherent)) for e in events)
+    lines = [
+        f"{count:4d} x {kind:<14} {op:<40} {where}{'  [inherent]' if inherent else ''}"
+        for (where, op, kind, inherent), count in counts.most_common()
+    ]
+    reasons = sorted({f"{e.op}: {e.inherent}" for e in events if e.inherent})
+    return "\n".join(lines + [f"inherent: {reason}" for reason in reasons])
 
 
 def _tensors_in(tree: Any) -> Iterator[torch.Tensor]:
@@ -241,6 +243,8 @@ class SyncCounter(TorchDispatchMode):
         if not func._schema.is_mutable:
             if inputs and all(self.side(t) != DEVICE for t in inputs):
                 self._place(out, HOST)
+            for index in _HOST_OUTPUTS.get(func.overloadpacket.__name__, ()):
+                self._place(out[index], HOST)
         elif func.overloadpacket.__name__ != "copy_" and any(self.side(t) == DEVICE for t in inputs):
             self._place(_written(func, args, kwargs), DEVICE)
         return out
