@@ -33,9 +33,11 @@ def _device_argument(args: tuple, kwargs: dict) -> Any:
 
 
 def _non_blocking(args: tuple, kwargs: dict) -> bool:
-    if args and isinstance(args[0], torch.Tensor):  # .to(other, non_blocking=False, copy=False)
-        return bool(kwargs.get("non_blocking", args[1] if len(args) > 1 else False))
-    return bool(torch._C._nn._parse_to(*args, **kwargs)[2])
+    """`non_blocking` of `.to(device, dtype, non_blocking)`, `.to(dtype, non_blocking)` or `.to(other, non_blocking)`."""
+    if "non_blocking" in kwargs:
+        return bool(kwargs["non_blocking"])
+    position = 2 if args and isinstance(args[0], (str, torch.device, int)) else 1
+    return len(args) > position and bool(args[position])
 
 
 def _moved(
