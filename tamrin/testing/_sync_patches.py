@@ -33,7 +33,7 @@ def _device_argument(args: tuple, kwargs: dict) -> Any:
 
 
 def _non_blocking(args: tuple, kwargs: dict) -> bool:
-    """`non_blocking` of `.to(device, dtype, non_blocking)`, `.to(dtype, non_blocking)` or `.to(other, non_blocking)`."""
+    """`non_blocking` of `.to(device, dtype, non_blocking)`, `.to(dtype, non_blocking)`, `.to(other, non_blocking)`."""
     if "non_blocking" in kwargs:
         return bool(kwargs["non_blocking"])
     position = 2 if args and isinstance(args[0], (str, torch.device, int)) else 1
