@@ -184,7 +184,12 @@ def gradscaler_loop(fused: bool) -> Callable[[], list[StepSyncs]]:
 
 
 def has_optimizer_kwargs() -> bool:
-    return "optimizer_kwargs" in TrainerConfig.__dataclass_fields__
+    """Whether this checkout's Trainer passes `optimizer_kwargs` to its optimizer (not before that field)."""
+    import inspect
+
+    from tamrin.trainer.components import ComponentsMixin
+
+    return "optimizer_kwargs" in inspect.getsource(ComponentsMixin.create_optimizer)
 
 
 ROWS: dict[str, tuple[str, Callable[[], list[StepSyncs]] | None]] = {
