@@ -187,3 +187,11 @@ def test_a_packed_rnn_with_host_lengths_in_sorted_order_counts_nothing():
         nn.utils.rnn.pad_packed_sequence(states, batch_first=True)
 
     assert count(run).events == []
+
+
+def test_a_pinned_non_blocking_copy_inside_inference_mode_does_not_count():
+    def copy() -> None:
+        with torch.inference_mode():
+            torch.ones(3).pin_memory().to(DEVICE, non_blocking=True)
+
+    assert count(copy).events == []

@@ -30,16 +30,19 @@ __all__ = ["StepSyncs", "SyncSteps", "gpu_batches"]
 
 
 @contextlib.contextmanager
-def gpu_batches(trainer: Trainer, counter: SyncCounter) -> Iterator[None]:
-    """Move each batch as `Trainer.prepare_input_batch` does on a CUDA device (pinned, non_blocking).
+def gpu_batches(trainer: Trainer, counter: SyncCounter, *, pinned_eval_batches: bool = False) -> Iterator[None]:
+    """Move each batch as `Trainer.prepare_input_batch` does on a CUDA device (non_blocking=True).
 
-    The Trainer's CUDA training loader pins its batches (pin_memory=True); the counter is told so.
+    On CUDA the Trainer's training loader pins its batches (pin_memory=True), so their copy does not
+    wait; its evaluation loader does not pin them (`pinned_eval_batches` says it does). A batch is an
+    evaluation batch when the model is in eval mode.
     """
     original = trainer.prepare_input_batch
     device = trainer.accelerator.device
 
     def prepare_input_batch(batch: Any) -> Any:
-        counter.mark_pinned(batch)
+        if trainer.model.training or pinned_eval_batches:
+            counter.mark_pinned(batch)
         return original(send_to_device(batch, device, non_blocking=True))
 
     trainer.prepare_input_batch = prepare_input_batch  # type: ignore[method-assign]

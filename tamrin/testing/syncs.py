@@ -242,7 +242,8 @@ class SyncCounter(TorchDispatchMode):
         out = func(*args, **kwargs)
         if not func._schema.is_mutable:
             if inputs and all(self.side(t) != DEVICE for t in inputs):
-                self._place(out, HOST)
+                given = {id(t) for t in inputs}  # an op may return its input itself (a pinned one stays pinned)
+                self._place([t for t in _tensors_in(out) if id(t) not in given], HOST)
             for index in _HOST_OUTPUTS.get(func.overloadpacket.__name__, ()):
                 self._place(out[index], HOST)
         elif func.overloadpacket.__name__ != "copy_" and any(self.side(t) == DEVICE for t in inputs):
