@@ -18,7 +18,9 @@ a CPU-only build cannot). A copy to the device counts unless it is `non_blocking
 memory; a copy to the host counts unless it is `non_blocking`.
 
 What it cannot see: a branch that code takes only on a CPU device (the Trainer moves batches only
-on an accelerator: `sync_steps.gpu_batches` takes that branch for it), copies made inside C++
+on an accelerator: `sync_steps.gpu_batches` takes that branch for it; a metric is moved with
+`metric.to(device)` only when its device differs, so torchmetrics' defaults stay on the emulated
+host and `reset()` counts a copy per state that a GPU run does not make), copies made inside C++
 kernels (those that matter are listed in `INHERENT`, with their reason, and counted as inherent),
 and reads of raw memory (safetensors writes checkpoints from `data_ptr`, so a save step's count is
 a lower bound). On a GPU, `torch.cuda.set_sync_debug_mode("warn")` checks the same counts.
