@@ -176,10 +176,10 @@ def ctc_loss_with_host_lengths(
         target_lengths: the B true target lengths.
     """
     steps, batch_size = log_probs.shape[:2]
-    losses = F.ctc_loss(
-        log_probs, labels, (steps,) * batch_size, list(target_lengths), reduction="none", zero_infinity=True
-    )
-    divisor = torch.tensor(target_lengths, dtype=losses.dtype).clamp(min=1)
+    lengths = torch.tensor(list(target_lengths), dtype=torch.long)  # host tensors: F.ctc_loss reads them in place
+    input_lengths = torch.full((batch_size,), steps, dtype=torch.long)
+    losses = F.ctc_loss(log_probs, labels, input_lengths, lengths, reduction="none", zero_infinity=True)
+    divisor = lengths.clamp(min=1).to(losses.dtype)
     return (losses / host_to_device(divisor, losses.device)).mean()
 
 

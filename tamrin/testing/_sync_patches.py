@@ -105,6 +105,13 @@ def pin_memory(counter: SyncCounter, original: Wrapper) -> Wrapper:
     return wrapper
 
 
+def is_pinned(counter: SyncCounter, original: Wrapper) -> Wrapper:
+    def wrapper(self: torch.Tensor, *args: Any, **kwargs: Any) -> bool:
+        return counter.side(self) == PINNED
+
+    return wrapper
+
+
 def new_tensor(counter: SyncCounter, original: Wrapper) -> Wrapper:
     def wrapper(self: torch.Tensor, data: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
         out = original(self, data, *args, **kwargs)

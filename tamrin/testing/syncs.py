@@ -35,6 +35,7 @@ import functools
 import os
 import sys
 import sysconfig
+import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -128,7 +129,7 @@ def _written(func: Any, args: tuple, kwargs: dict) -> list[Any]:
 
 def _user_frame() -> str:
     """file:line of the innermost frame outside the standard library, site-packages and tamrin.testing."""
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not (filename.startswith("<") or filename.startswith(_OWN_DIR) or _is_library(filename)):
@@ -322,9 +323,9 @@ class SyncCounter(TorchDispatchMode):
         self._patch(tensor, "to", lambda original: patches.to(self, original))
         self._patch(tensor, "cpu", lambda original: patches.cpu(self, original))
         for name in ("tolist", "numpy"):
-            self._patch(tensor, name, lambda original, name=name: patches.read(self, original, f"Tensor.{name}"))
+            self._patch(tensor, name, functools.partial(patches.read, self, op=f"Tensor.{name}"))
         self._patch(tensor, "pin_memory", lambda original: patches.pin_memory(self, original))
-        self._patch(tensor, "is_pinned", lambda original: lambda t, *a, **k: self.side(t) == PINNED)
+        self._patch(tensor, "is_pinned", lambda original: patches.is_pinned(self, original))
         self._patch(tensor, "new_tensor", lambda original: patches.new_tensor(self, original))
         self._patch(torch, "tensor", lambda original: patches.tensor(self, original))
         self._patch(torch, "as_tensor", lambda original: patches.as_tensor(self, original))
