@@ -1,4 +1,8 @@
-"""Collators: a list of dataset items (dicts of tensors) -> one batch (a dict of tensors)."""
+"""Collators: a list of dataset items (dicts of tensors) -> one batch (a dict of tensors).
+
+Lengths a model needs on the host (a packed RNN's, CTC's) also travel as plain lists of ints: the
+Trainer moves every tensor of a batch to the device and leaves lists where they are.
+"""
 
 from __future__ import annotations
 
@@ -67,11 +71,14 @@ class CTCCollator:
             so padding cannot be mistaken for text; `torch.nn.CTCLoss` accepts this padded (N, S)
             form and reads only the first `label_lengths[i]` entries of row i.
         label_lengths: (B,) int64, the true length of each label sequence.
+        target_lengths: the same lengths as a list of ints. A list stays on the host when the batch
+            moves to the device, so the CTC loss reads it there instead of copying `label_lengths`
+            back from the device (a host sync on a GPU).
     """
 
     pad_value = 0
 
-    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         name = type(self).__name__
         _check_items(items, ["pixel_values", "labels"], name)
         labels = [torch.as_tensor(item["labels"], dtype=torch.long).reshape(-1) for item in items]
@@ -80,6 +87,7 @@ class CTCCollator:
             "pixel_values": _stack(items, "pixel_values", name),
             "labels": padded,
             "label_lengths": lengths,
+            "target_lengths": lengths.tolist(),
         }
 
 
@@ -89,13 +97,16 @@ class TextCollator:
     Output:
         input_ids: (B, L_max) int64, right-padded with `pad_id`.
         attention_mask: (B, L_max) int64, 1 on real tokens, 0 on padding.
+        lengths: the real tokens of each row, a list of ints. A list stays on the host when the
+            batch moves to the device, so a packed RNN reads it there instead of copying the mask's
+            sums back from the device (a host sync on a GPU).
         labels: (B,) int64 class ids, when the items have labels (not for raw-text prediction).
     """
 
     def __init__(self, pad_id: int = 0) -> None:
         self.pad_id = pad_id
 
-    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         name = type(self).__name__
         _check_items(items, ["input_ids"], name)
         batch = self.pad_inputs(items)
@@ -103,8 +114,8 @@ class TextCollator:
             batch["labels"] = self.collate_labels(items, batch["input_ids"].shape[1])
         return batch
 
-    def pad_inputs(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """`input_ids` padded with `pad_id` and the matching `attention_mask`."""
+    def pad_inputs(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """`input_ids` padded with `pad_id`, the matching `attention_mask`, and the `lengths` (a list)."""
         return pad_token_ids([item["input_ids"] for item in items], self.pad_id)
 
     def collate_labels(self, items: Sequence[dict[str, Any]], width: int) -> torch.Tensor:

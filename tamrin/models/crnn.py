@@ -23,8 +23,16 @@ from tamrin.configs import check_choice, check_range
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
 from tamrin.preprocessors.images import open_image
+from tamrin.transfer import host_to_device
 
-__all__ = ["CRNN", "CRNNConfig", "CharsetPreprocessor", "ctc_greedy_decode", "DEFAULT_CHARSET"]
+__all__ = [
+    "CRNN",
+    "CRNNConfig",
+    "CharsetPreprocessor",
+    "ctc_greedy_decode",
+    "ctc_loss_with_host_lengths",
+    "DEFAULT_CHARSET",
+]
 
 DEFAULT_CHARSET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"  # the synthetic plates' charset (no I, O, Q)
 RNN_TYPES = ("lstm", "gru")
@@ -111,9 +119,14 @@ class CharsetPreprocessor:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         return "".join(self._chars[i] for i in ids if 0 < i <= len(self.charset))
 
-    def decode_batch(self, labels: torch.Tensor, label_lengths: torch.Tensor | None = None) -> list[str]:
-        """Texts of a padded (B, S) label batch, e.g. the references for CER."""
-        lengths = label_lengths.tolist() if label_lengths is not None else [labels.shape[1]] * labels.shape[0]
+    def decode_batch(
+        self, labels: torch.Tensor, label_lengths: torch.Tensor | Sequence[int] | None = None
+    ) -> list[str]:
+        """Texts of a padded (B, S) label batch, e.g. the references for CER (lengths: a tensor or a list)."""
+        if label_lengths is None:
+            lengths = [labels.shape[1]] * labels.shape[0]
+        else:
+            lengths = label_lengths.tolist() if isinstance(label_lengths, torch.Tensor) else list(label_lengths)
         return [self.decode(row[:length]) for row, length in zip(labels.tolist(), lengths)]
 
     def __call__(self, images: Any) -> torch.Tensor:
@@ -140,7 +153,33 @@ def ctc_greedy_decode(logits: torch.Tensor, blank: int = 0) -> list[list[int]]:
     best = logits.argmax(dim=-1)  # (B, T)
     previous = F.pad(best[:, :-1], (1, 0), value=blank)
     keep = (best != blank) & (best != previous)  # a repeat separated by a blank is kept: a-a
-    return [row[mask].tolist() for row, mask in zip(best, keep)]
+    # One read of the whole batch (-1 marks dropped steps); `row[mask].tolist()` per sample waited for
+    # the device twice per sample on a GPU (a data-dependent shape, then the read).
+    return [[index for index in row if index >= 0] for row in torch.where(keep, best, -1).tolist()]
+
+
+def ctc_loss_with_host_lengths(
+    log_probs: torch.Tensor, labels: torch.Tensor, target_lengths: Sequence[int]
+) -> torch.Tensor:
+    """`F.ctc_loss(..., reduction="mean", zero_infinity=True)` with the lengths on the host, every step T long.
+
+    Host lengths are not read back from the device. PyTorch's CUDA CTC still copies them (and its
+    batch offsets) to the device inside the kernel, 3 blocking copies forward and 3 backward, which no
+    caller can avoid; its "mean" reduction would copy them once more, blocking, so the mean is taken
+    here with the lengths copied pinned and non-blocking. The numbers are the same: the mean divides
+    each sample's loss by its length (at least 1) and averages.
+
+    Args:
+        log_probs: (T, B, C) log-probabilities.
+        labels: (B, S) targets padded with 0.
+        target_lengths: the B true target lengths.
+    """
+    steps, batch_size = log_probs.shape[:2]
+    lengths = torch.tensor(list(target_lengths), dtype=torch.long)  # host tensors: F.ctc_loss reads them in place
+    input_lengths = torch.full((batch_size,), steps, dtype=torch.long)
+    losses = F.ctc_loss(log_probs, labels, input_lengths, lengths, reduction="none", zero_infinity=True)
+    divisor = lengths.clamp(min=1).to(losses.dtype)
+    return (losses / host_to_device(divisor, losses.device)).mean()
 
 
 @register_model("crnn", config_class=CRNNConfig)
@@ -209,15 +248,17 @@ class CRNN(Model):
     def compute_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """CTC loss (blank 0, mean over the batch of per-target-length losses, zero_infinity).
 
-        `batch["labels"]` is (B, S) padded with 0; `batch["label_lengths"]` (B,) gives the true
-        lengths (counted from the non-zero labels when absent).
+        `batch["labels"]` is (B, S) padded with 0. The true lengths come from `batch["target_lengths"]`
+        (a list on the host, as the CTCCollator gives them), else `batch["label_lengths"]` (B,), else
+        from the count of non-zero labels.
         """
         logits = outputs["logits"]
         labels = batch["labels"]
-        lengths = batch.get("label_lengths")
-        if lengths is None:
-            lengths = (labels > 0).sum(dim=1)
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # CTC wants (T, B, C)
+        if batch.get("target_lengths") is not None:
+            return ctc_loss_with_host_lengths(log_probs, labels, batch["target_lengths"])
+        lengths = batch.get("label_lengths")  # on the device: F.ctc_loss reads it back (4 host syncs on a GPU)
+        lengths = (labels > 0).sum(dim=1) if lengths is None else lengths
         input_lengths = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long, device=logits.device)
         return F.ctc_loss(log_probs, labels, input_lengths, lengths, blank=0, reduction="mean", zero_infinity=True)
 
@@ -229,7 +270,8 @@ class CRNN(Model):
 
     def decode_labels(self, batch: dict[str, Any]) -> list[str]:
         """The reference texts of a batch (for CER): its padded `labels` decoded with the charset."""
-        return self.preprocessor.decode_batch(batch["labels"], batch.get("label_lengths"))
+        lengths = batch.get("target_lengths", batch.get("label_lengths"))  # the host list saves a read
+        return self.preprocessor.decode_batch(batch["labels"], lengths)
 
     def post_process(self, outputs: dict[str, torch.Tensor] | torch.Tensor) -> list[str]:
         """Greedy CTC decoding of `{"logits": (B, T, C)}` (or the logits tensor) to strings."""

@@ -106,6 +106,7 @@ class SequenceLabeler(Model):
         attention_mask: torch.Tensor | None = None,
         word_ids: torch.Tensor | None = None,
         num_words: torch.Tensor | None = None,
+        lengths: Sequence[int] | None = None,
         **_: Any,
     ) -> dict[str, torch.Tensor]:
         """Score each token.
@@ -116,16 +117,19 @@ class SequenceLabeler(Model):
             word_ids: (B, L) from `preprocess`: the word each token begins, -1 on other tokens.
             num_words: (B,) from `preprocess`: the number of words of each input.
                 Both are passed through to the outputs, so that `post_process` gives one tag per word.
+            lengths: the real tokens of each row, on the host (the collators give them; None: counted
+                from the mask, a host sync on a GPU).
 
         Returns:
             {"logits": (B, L, num_labels)}, plus "word_ids" and "num_words" when given.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+            lengths = [input_ids.shape[1]] * input_ids.shape[0] if lengths is None else lengths
         if self.training and self.config.word_dropout > 0:
             dropped = torch.rand(input_ids.shape, device=input_ids.device) < self.config.word_dropout
             input_ids = input_ids.masked_fill(dropped & attention_mask.bool(), UNK_ID)
-        states = self.encoder(input_ids, attention_mask)
+        states = self.encoder(input_ids, attention_mask, lengths)
         outputs = {"logits": self.head(self.dropout(states))}
         if word_ids is not None:
             outputs["word_ids"] = word_ids
@@ -138,8 +142,8 @@ class SequenceLabeler(Model):
         logits = outputs["logits"].float()
         return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX)
 
-    def preprocess(self, inputs: Sequence[str | Sequence[str]]) -> dict[str, torch.Tensor]:
-        """Texts (split on whitespace) or lists of words -> input_ids, attention_mask, word_ids, num_words.
+    def preprocess(self, inputs: Sequence[str | Sequence[str]]) -> dict[str, Any]:
+        """Texts (split on whitespace) or lists of words -> input_ids, attention_mask, lengths, word_ids, num_words.
 
         `word_ids[b, t]` is the index of the word that token t begins, -1 on later pieces and padding.
         """

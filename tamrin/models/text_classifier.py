@@ -21,6 +21,7 @@ from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
 from tamrin.preprocessors.padding import pad_token_ids
 from tamrin.preprocessors.tokenizer import TextPreprocessor
+from tamrin.transfer import host_to_device
 
 __all__ = ["TextClassifier", "TextClassifierConfig", "check_label_fields", "load_text_preprocessor"]
 
@@ -71,8 +72,8 @@ def require_preprocessor(model: Model) -> Any:
     return model.preprocessor
 
 
-def encode_batch(preprocessor: Any, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-    """Pad token-id lists into `input_ids` and `attention_mask` (as the text collators do)."""
+def encode_batch(preprocessor: Any, sequences: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Pad token-id lists into `input_ids`, `attention_mask` and `lengths` (as the text collators do)."""
     return pad_token_ids(sequences, preprocessor.tokenizer.pad_id)
 
 
@@ -133,16 +134,33 @@ class PackedBiRNN(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, L) ids and mask -> (B, L, 2 * hidden_size) states (zero on padding)."""
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """(B, L) ids and mask -> (B, L, 2 * hidden_size) states (zero on padding).
+
+        Args:
+            input_ids: (B, L) token ids, right-padded.
+            attention_mask: (B, L), 1 on real tokens.
+            lengths: the real tokens of each row, on the host (the text collators' `lengths`). None:
+                counted from `attention_mask`, which on a GPU waits for the device (a host sync).
+        """
         # Packing keeps the backward direction from starting on padding; an empty text reads one [PAD].
-        # pack_padded_sequence wants the lengths on the CPU: on a GPU this is one host sync per batch.
-        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
-        embedded = self.dropout(self.embedding(input_ids))
-        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+        # pack_padded_sequence wants the lengths on the host and sorted: both are done here, on the
+        # host, so that only a pinned non-blocking copy of the order goes to the device.
+        if lengths is None or isinstance(lengths, torch.Tensor):
+            lengths = (attention_mask.sum(dim=1) if lengths is None else lengths).tolist()
+        if len(lengths) != input_ids.shape[0]:
+            raise ValueError(f"`lengths` has {len(lengths)} entries for a batch of {input_ids.shape[0]} rows.")
+        host_lengths = torch.tensor([max(int(length), 1) for length in lengths], dtype=torch.long)
+        sorted_lengths, order = torch.sort(host_lengths, descending=True)  # as pack_padded_sequence sorts
+        inverse = torch.empty_like(order).scatter_(0, order, torch.arange(len(order)))
+        order, inverse = host_to_device(torch.stack([order, inverse]), input_ids.device)
+        embedded = self.dropout(self.embedding(input_ids)).index_select(0, order)
+        packed = nn.utils.rnn.pack_padded_sequence(embedded, sorted_lengths, batch_first=True)
         states, _ = self.rnn(packed)
         states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=input_ids.shape[1])
-        return states
+        return states.index_select(0, inverse)
 
 
 @register_model("text_classifier", config_class=TextClassifierConfig)
@@ -169,20 +187,27 @@ class TextClassifier(Model):
         self.head = nn.Linear(4 * config.hidden_size, config.num_labels)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: Any
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        lengths: Sequence[int] | None = None,
+        **_: Any,
     ) -> dict[str, torch.Tensor]:
         """Score each text.
 
         Args:
             input_ids: (B, L) token ids, right-padded with 0.
             attention_mask: (B, L), 1 on real tokens (None: every position is real).
+            lengths: the real tokens of each row, on the host (the collators give them; None: counted
+                from the mask, a host sync on a GPU).
 
         Returns:
             {"logits": (B, num_labels)}.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        states = self.encoder(input_ids, attention_mask)
+            lengths = [input_ids.shape[1]] * input_ids.shape[0] if lengths is None else lengths
+        states = self.encoder(input_ids, attention_mask, lengths)
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         mean = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         maximum = states.masked_fill(mask == 0, float("-inf")).amax(dim=1)
@@ -193,8 +218,8 @@ class TextClassifier(Model):
         """Cross-entropy of the logits against `batch["labels"]` (B,) class ids."""
         return F.cross_entropy(outputs["logits"].float(), batch["labels"])
 
-    def preprocess(self, inputs: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Texts -> {"input_ids", "attention_mask"}, tokenized and cut like the training data."""
+    def preprocess(self, inputs: Sequence[str]) -> dict[str, Any]:
+        """Texts -> {"input_ids", "attention_mask", "lengths"}, tokenized and cut like the training data."""
         if isinstance(inputs, str):
             inputs = [inputs]
         preprocessor = require_preprocessor(self)

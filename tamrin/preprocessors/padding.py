@@ -7,6 +7,7 @@ batches, so it imports the padding from here rather than from the datasets.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -24,9 +25,12 @@ def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int | float) -> 
     return padded, lengths
 
 
-def pad_token_ids(sequences: Sequence[Sequence[int] | torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]:
-    """Token-id sequences -> `input_ids` (B, L_max), right-padded with `pad_id`, and `attention_mask` (1: a token)."""
+def pad_token_ids(sequences: Sequence[Sequence[int] | torch.Tensor], pad_id: int) -> dict[str, Any]:
+    """Token-id sequences -> `input_ids` (B, L_max) right-padded with `pad_id`, `attention_mask` (1: a token),
+    and `lengths`: a Python list, which stays on the host when the batch moves to the device (a packed RNN
+    needs the lengths there: reading them back from a GPU would be a sync a step)."""
     ids = [torch.as_tensor(sequence, dtype=torch.long).reshape(-1) for sequence in sequences]
     input_ids, lengths = pad_sequences(ids, pad_id)
     positions = torch.arange(input_ids.shape[1])
-    return {"input_ids": input_ids, "attention_mask": (positions < lengths[:, None]).long()}
+    mask = (positions < lengths[:, None]).long()
+    return {"input_ids": input_ids, "attention_mask": mask, "lengths": lengths.tolist()}

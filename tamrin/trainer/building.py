@@ -89,7 +89,11 @@ def build_config_optimizer(config: TrainerConfig, model: torch.nn.Module) -> tor
     """The optimizer named in the config, over the model's trainable parameters."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     return build_optimizer(
-        config.optimizer, parameters, learning_rate=config.learning_rate, weight_decay=config.weight_decay
+        config.optimizer,
+        parameters,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        kwargs=config.optimizer_kwargs,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from tamrin.configs import Config, check_choice, check_range
 from tamrin.metrics_handlers import available_tasks
-from tamrin.trainer.optim import LR_SCHEDULERS, OPTIMIZERS
+from tamrin.trainer.optim import LR_SCHEDULERS, OPTIMIZERS, check_optimizer_kwargs
 from tamrin.trainer.peer_names import peer_name_problem
 
 __all__ = ["TrainerConfig", "resolve_steps", "MIXED_PRECISION_CHOICES", "NAN_POLICIES", "PROGRESS_CHOICES"]
@@ -48,6 +48,9 @@ class TrainerConfig(Config):
         optimizer: "adam", "adamw" or "sgd" (ignored when an optimizer is passed to the Trainer).
         learning_rate: the optimizer's (peak) learning rate.
         weight_decay: the optimizer's weight decay.
+        optimizer_kwargs: more keyword arguments of the torch optimizer, e.g. {"fused": True} (AdamW's
+            fused kernel; with an fp16 GradScaler it also removes the scaler's host sync per update) or
+            {"betas": [0.9, 0.95]}; learning_rate and weight_decay have their own fields.
         lr_scheduler: a scheduler name from `tamrin.trainer.optim.LR_SCHEDULERS`, or None.
         lr_scheduler_kwargs: keyword arguments of the torch scheduler.
         lr_scheduling_steps: how often Hezar's epoch-style schedulers (step, multi_step, exponential,
@@ -102,6 +105,7 @@ class TrainerConfig(Config):
     optimizer: str = "adam"
     learning_rate: float = 2e-5
     weight_decay: float = 0.0
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
     lr_scheduler: str | None = None
     lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
     lr_scheduling_steps: int | None = None
@@ -143,6 +147,7 @@ class TrainerConfig(Config):
             _check_name("optimizer", self.optimizer, OPTIMIZERS.names()),
             check_range("learning_rate", self.learning_rate, minimum=0, exclusive_minimum=True),
             check_range("weight_decay", self.weight_decay, minimum=0),
+            check_optimizer_kwargs(self.optimizer, self.optimizer_kwargs),
             None
             if self.lr_scheduler is None
             else _check_name("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS.names()),

@@ -6,19 +6,35 @@ save and at the end of training, so no checkpoint is ever written after a bad st
 names the step where it happened. With `nan_policy="skip"` the Trainer asks, once per optimizer
 update, whether the accumulation window saw a bad loss (a host sync per update, which the user
 opts into) and then drops that update instead of applying NaN gradients.
+
+The whole record comes to the host in one read (`read`), so that an owner holding more device
+values (the LossTracker's running sum) reads everything an event needs at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["NonFiniteGuard", "NonFiniteLossError"]
+from tamrin.transfer import host_to_device
+
+__all__ = ["GuardRecord", "NonFiniteGuard", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """A training loss was NaN or infinite (nan_policy="stop")."""
+
+
+@dataclasses.dataclass
+class GuardRecord:
+    """The guard's device record as read on the host (kept up to date by the guard's own resets)."""
+
+    first_step: int  # -1: no bad loss yet
+    first_batch: int
+    bad_count: int  # non-finite losses since the count was last taken
+    window_bad: bool  # the current accumulation window saw one
 
 
 class NonFiniteGuard:
@@ -52,9 +68,11 @@ class NonFiniteGuard:
             return torch.zeros((), device=self.device)
         losses = torch.stack(self._losses).float()
         bad = ~torch.isfinite(losses)
-        positions = torch.tensor(self._positions, dtype=torch.long, device=self.device)
+        # Built on the host, copied pinned and non-blocking: a blocking copy would wait for the GPU.
+        positions = host_to_device(torch.tensor(self._positions, dtype=torch.long), self.device)
         self._losses, self._positions = [], []
-        first = positions[bad.to(torch.uint8).argmax()]  # the first bad one (row 0 if none: masked below)
+        first_index = bad.to(torch.uint8).argmax().reshape(1)  # the first bad one (row 0 if none: masked below)
+        first = positions.index_select(0, first_index)[0]  # index_select: a 0-d index would be read on the host
         record = bad.any() & (self.first_step < 0)
         self.first_step = torch.where(record, first[0], self.first_step)
         self.first_batch = torch.where(record, first[1], self.first_batch)
@@ -62,30 +80,51 @@ class NonFiniteGuard:
         self.bad_since_log += bad.sum()
         return torch.where(bad, torch.zeros_like(losses), losses).sum()
 
-    def raise_if_seen(self, checkpoint_hint: Callable[[], str]) -> None:
-        """Raise NonFiniteLossError naming the first bad step (a host sync: call it only at events).
+    def read(self, *extra: torch.Tensor) -> tuple[GuardRecord, list[float]]:
+        """The record and the device scalars `extra` on the host, in one host sync (flush first).
 
-        `checkpoint_hint` is called only when raising (it may read the disk).
+        Returns:
+            The GuardRecord and the values of `extra`, as floats.
         """
-        assert not self._losses, "flush() before raise_if_seen()"
-        step = int(self.first_step.item())
-        if step >= 0:
+        assert not self._losses, "flush() before read()"
+        fields = [self.first_step, self.first_batch, self.bad_since_log, self.window_bad, *extra]
+        if self.device.type == "mps":  # no float64 there to carry step numbers and float32 sums exactly
+            values = [value.item() for value in fields]
+        else:
+            values = torch.stack([value.double() for value in fields]).tolist()
+        step, batch, count, window_bad = values[:4]
+        return GuardRecord(int(step), int(batch), int(count), bool(window_bad)), values[4:]
+
+    def raise_if_seen(self, checkpoint_hint: Callable[[], str], record: GuardRecord | None = None) -> None:
+        """Raise NonFiniteLossError naming the first bad step.
+
+        Args:
+            checkpoint_hint: called only when raising (it may read the disk).
+            record: this guard's record from `read` (default: read it here, a host sync).
+        """
+        record = record or self.read()[0]
+        if record.first_step >= 0:
             raise NonFiniteLossError(
-                f"The training loss was NaN or infinite at step {step} (batch index {int(self.first_batch.item())} of "
-                f"its epoch); training stopped (nan_policy='stop') and nothing after that step was saved. "
-                f"{checkpoint_hint()} To go on, lower the learning rate, set max_grad_norm, check that batch's data, "
-                "or set nan_policy='skip' to drop updates with a non-finite loss."
+                f"The training loss was NaN or infinite at step {record.first_step} (batch index "
+                f"{record.first_batch} of its epoch); training stopped (nan_policy='stop') and nothing after that "
+                f"step was saved. {checkpoint_hint()} To go on, lower the learning rate, set max_grad_norm, check "
+                "that batch's data, or set nan_policy='skip' to drop updates with a non-finite loss."
             )
 
-    def window_is_finite(self) -> bool:
-        """Whether the current accumulation window's losses were all finite (a host sync; flush first)."""
-        return not bool(self.window_bad.item())
+    def window_is_finite(self, record: GuardRecord | None = None) -> bool:
+        """Whether the current accumulation window's losses were all finite (`record`: as in raise_if_seen)."""
+        return not (record or self.read()[0]).window_bad
 
-    def end_window(self) -> None:
+    def end_window(self, record: GuardRecord | None = None) -> None:
+        """Start a new accumulation window (and mark `record`, if given, accordingly)."""
         self.window_bad.zero_()
+        if record is not None:
+            record.window_bad = False
 
-    def take_bad_count(self) -> int:
-        """Non-finite losses since the last call (read at log steps and saves)."""
-        count = int(self.bad_since_log.item())
+    def take_bad_count(self, record: GuardRecord | None = None) -> int:
+        """Non-finite losses since the last call (`record`: as in raise_if_seen, and reset with the count)."""
+        record = record or self.read()[0]
+        count = record.bad_count
         self.bad_since_log.zero_()
+        record.bad_count = 0
         return count

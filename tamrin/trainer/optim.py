@@ -1,6 +1,7 @@
 """Optimizer and LR-scheduler registries: names in a config become torch objects.
 
-Optimizers by name (adam, adamw, sgd); any `torch.optim.Optimizer` passed to the Trainer is used as
+Optimizers by name (adam, adamw, sgd), with the torch optimizer's own options (`fused`, `foreach`,
+`betas`, ...) from `optimizer_kwargs`; any `torch.optim.Optimizer` passed to the Trainer is used as
 is. Schedulers by name: the torch schedulers Hezar lists plus `linear` and `cosine` with warmup.
 Both are `tamrin.registry.Registry` instances: register a new one with
 `OPTIMIZERS.add("lion", Lion)` or `@LR_SCHEDULERS.register("my_schedule")` before the config is built.
@@ -8,14 +9,15 @@ Both are `tamrin.registry.Registry` instances: register a new one with
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch.optim import lr_scheduler as torch_schedulers
 
-from tamrin.configs import ConfigError, check_choice
+from tamrin.configs import ConfigError, check_choice, suggest
 from tamrin.registry import Registry
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "scheduler_cadence",
     "build_optimizer",
     "build_lr_scheduler",
+    "check_optimizer_kwargs",
 ]
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
@@ -102,14 +105,60 @@ def scheduler_cadence(name: str | None, lr_scheduling_steps: int | None) -> str:
     return "LR scheduler" + (f" {name!r}" if name else "") + " steps after every optimizer update"
 
 
+_OWN_FIELDS = {"lr": "learning_rate", "weight_decay": "weight_decay"}
+
+
+def check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any]) -> str | None:
+    """The problem with `optimizer_kwargs` for optimizer `name`, if any (None for an unknown name).
+
+    `fused=True` runs the update in one kernel per parameter group; with an fp16 GradScaler it also
+    skips the scaler's host read of `found_inf` each update (the optimizer checks it on the device).
+    `foreach` batches the update over the parameters (torch's default on GPUs); the two exclude
+    each other.
+    """
+    if name not in OPTIMIZERS:
+        return None  # the optimizer's own check names it
+    optimizer = OPTIMIZERS.get(name)
+    accepted = [key for key in inspect.signature(optimizer.__init__).parameters if key not in ("self", "params")]
+    for key in kwargs:
+        if key in _OWN_FIELDS:
+            return f"`optimizer_kwargs.{key}` is set by its own field: use `{_OWN_FIELDS[key]}` instead."
+        if key not in accepted:
+            options = ", ".join(option for option in accepted if option not in _OWN_FIELDS)
+            return (
+                f"`optimizer_kwargs.{key}` is not an option of optimizer={name!r} ({optimizer.__name__}). "
+                f"Valid: {options}.{suggest(key, accepted)}"
+            )
+    if kwargs.get("fused") and kwargs.get("foreach"):
+        return "`optimizer_kwargs` sets both `fused` and `foreach`; torch takes one of them (fused is the faster)."
+    return None
+
+
 def build_optimizer(
-    name: str, parameters: Iterable[torch.nn.Parameter], *, learning_rate: float, weight_decay: float
+    name: str,
+    parameters: Iterable[torch.nn.Parameter],
+    *,
+    learning_rate: float,
+    weight_decay: float,
+    kwargs: Mapping[str, Any] | None = None,
 ) -> torch.optim.Optimizer:
-    """Create the optimizer called `name` over `parameters`."""
-    problem = check_choice("optimizer", name, OPTIMIZERS)
+    """Create the optimizer called `name` over `parameters`, passing it `kwargs` (e.g. `{"fused": True}`).
+
+    Raises:
+        ConfigError: unknown name, kwargs the optimizer does not take, or values it refuses (e.g.
+            `fused=True` for parameters on a device without a fused kernel).
+    """
+    kwargs = dict(kwargs or {})
+    problem = check_choice("optimizer", name, OPTIMIZERS) or check_optimizer_kwargs(name, kwargs)
     if problem:
         raise ConfigError(problem)
-    return OPTIMIZERS[name](parameters, lr=learning_rate, weight_decay=weight_decay)
+    optimizer = OPTIMIZERS[name]
+    try:
+        return optimizer(parameters, lr=learning_rate, weight_decay=weight_decay, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ConfigError(
+            f"`optimizer_kwargs={kwargs}` do not fit optimizer={name!r} ({optimizer.__name__}): {err}"
+        ) from err
 
 
 def build_lr_scheduler(

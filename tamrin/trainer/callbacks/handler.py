@@ -32,19 +32,24 @@ class CallbackHandler:
     """
 
     def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
-        self.callbacks: list[Callback] = []
+        self._callbacks: list[Callback] = []
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._loss_takers: list[Callable[..., Any]] = []
         for callback in callbacks:
             self._check(callback)
-            self.callbacks.append(callback)
+            self._callbacks.append(callback)
         self._index()
+
+    @property
+    def callbacks(self) -> tuple[Callback, ...]:
+        """The callbacks, in order (a tuple: change the list with `add` / `remove`, which re-index the events)."""
+        return tuple(self._callbacks)
 
     # -- the list ----------------------------------------------------------------------------------
     def add(self, callback: Callback) -> None:
         """Append `callback` (it runs after the others)."""
         self._check(callback)
-        self.callbacks.append(callback)
+        self._callbacks.append(callback)
         self._index()
 
     def remove(self, callback: Callback | type[Callback]) -> Callback:
@@ -53,9 +58,9 @@ class CallbackHandler:
         Raises:
             ValueError: no such callback (the message lists the trainer's callbacks).
         """
-        for index, candidate in enumerate(self.callbacks):
+        for index, candidate in enumerate(self._callbacks):
             if candidate is callback or (isinstance(callback, type) and isinstance(candidate, callback)):
-                del self.callbacks[index]
+                del self._callbacks[index]
                 self._index()
                 return candidate
         names = ", ".join(type(c).__name__ for c in self.callbacks) or "(none)"
