@@ -110,8 +110,10 @@ def check_metric_for_best_model(handler: MetricsHandler | None, name: str) -> st
     """
     metrics = handler.metric_names if handler is not None else ()
     valid = ["evaluation.loss", *(f"evaluation.{metric}" for metric in metrics), "train.loss"]
-    if name in valid:
-        return "minimize" if name.endswith(".loss") else handler.objective(name)
+    if name in ("evaluation.loss", "train.loss"):
+        return "minimize"
+    if handler is not None and name in valid:
+        return handler.objective(name)
     metric = name.removeprefix("evaluation.")
     if handler is not None and metric in handler.valid_metrics:
         hint = f" Add {metric!r} to `metrics` so that the {handler.task} handler computes it."
