@@ -185,7 +185,13 @@ class Config(metaclass=_ConfigMeta):
         Raises:
             ConfigError: the file is invalid; FileNotFoundError: nothing exists at `path`.
         """
-        yaml_path = cls._locate(path, filename or cls.config_filename, revision)
+        return cls._read_yaml(cls._locate(path, filename or cls.config_filename, revision), overrides)
+
+    @classmethod
+    def _read_yaml(
+        cls: type[ConfigT], yaml_path: Path, overrides: Mapping[str, Any] | Sequence[str] | None = None
+    ) -> ConfigT:
+        """`load` of a located YAML file, as `cls` itself (a subclass's `load` may dispatch on the file's `name`)."""
         try:
             raw = OmegaConf.load(yaml_path)
         except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:  # YAMLError: e.g. a !!python tag
