@@ -50,8 +50,16 @@ class ConfigError(ValueError):
 
 
 def suggest(name: str, valid: Iterable[str]) -> str:
-    """Return ' Did you mean `x`?' for the closest valid name, or '' when nothing is close."""
-    matches = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)
+    """Return ' Did you mean `x`?' for the closest valid name, or '' when nothing is close.
+
+    Close means a typo (similarity >= 0.75) or an abbreviation (the start of one valid name), not a
+    look-alike that means something else ('sequential' is not 'exponential').
+    """
+    valid = [str(v) for v in valid]
+    matches = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.75)
+    if not matches:
+        matches = [v for v in valid if len(str(name)) >= 3 and v.startswith(str(name))][:2]
+        matches = matches if len(matches) == 1 else []
     return f" Did you mean `{matches[0]}`?" if matches else ""
 
 
@@ -241,15 +249,34 @@ class Config(metaclass=_ConfigMeta):
         return type(self).from_dict(merged)
 
     def push_to_hub(
-        self, repo_id: str, *, filename: str | None = None, commit_message: str | None = None, private: bool = False
+        self,
+        repo_id: str,
+        *,
+        filename: str | None = None,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
     ) -> str:
-        """Upload this config as `filename` to a Hub repo in one commit; returns the commit sha."""
+        """Upload this config as `filename` to a Hub repo in one commit; returns the commit sha.
+
+        The other arguments mean what they mean in `tamrin.hub.upload_folder`; nothing is deleted.
+        """
         from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         with tempfile.TemporaryDirectory() as staging:
             self.save(staging, filename)
             message = commit_message or f"Upload {type(self).__name__}"
-            return hub.upload_folder(staging, repo_id, commit_message=message, private=private)
+            return hub.upload_folder(
+                staging,
+                repo_id,
+                commit_message=message,
+                private=private,
+                revision=revision,
+                token=token,
+                create_pr=create_pr,
+            )
 
 
 def plain_dict(node: DictConfig, *, resolve: bool = True) -> dict[str, Any]:

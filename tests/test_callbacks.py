@@ -8,44 +8,33 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from resume_job import Data, Net
+from helpers import JOB_MODEL, REGRESSION_SETTINGS, EventRecorder, RegressionData, make_trainer
 
-from tamrin import Trainer, TrainerConfig
+from tamrin import Trainer
 from tamrin.configs import ConfigError
-from tamrin.trainer.callbacks import EVENTS, Callback, EarlyStopping, build_callback
+from tamrin.trainer.callbacks import Callback, EarlyStopping, build_callback
 from tamrin.trainer.callbacks.curriculum import Curriculum, SelfPacedCurriculum
 from tamrin.trainer.callbacks.monitors import GradientNormLogger, LearningRateMonitor
 
 
-class EventRecorder(Callback):
-    """Records the name of every event it receives."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-
-for _event in EVENTS:
-    setattr(EventRecorder, _event, lambda self, trainer, _name=_event, **kwargs: self.events.append(_name))
-
-
-def _config(tmp_path: Path, **overrides) -> TrainerConfig:
-    values = {"output_dir": str(tmp_path), "task": "regression", "metrics": ["mse"], "batch_size": 4,
-              "learning_rate": 0.01, "progress": "none", "seed": 5, **overrides}  # fmt: skip
-    return TrainerConfig(**values)
-
-
 def _trainer(tmp_path: Path, callbacks, trainer_class=Trainer, **overrides) -> Trainer:
-    torch.manual_seed(0)
-    return trainer_class(
-        model=Net(), config=_config(tmp_path, **overrides), train_dataset=Data(12, seed=0),
-        eval_dataset=Data(4, seed=1), callbacks=callbacks,
-    )  # fmt: skip
+    """The jobs' model on 12 samples (4 to evaluate); TrainerConfig's defaults but for the learning rate and seed."""
+    return make_trainer(
+        tmp_path,
+        train=RegressionData(12, seed=0, features=8),
+        evaluation=RegressionData(4, seed=1, features=8),
+        callbacks=callbacks,
+        trainer_class=trainer_class,
+        model_options=JOB_MODEL,
+        settings=REGRESSION_SETTINGS,
+        **{"learning_rate": 0.01, "seed": 5, **overrides},
+    )
 
 
 def test_every_event_fires_in_loop_order_the_right_number_of_times(tmp_path: Path) -> None:
     recorder = EventRecorder()
     _trainer(tmp_path, [recorder], num_epochs=2, gradient_accumulation_steps=2, log_steps=2).train()
-    events = recorder.events
+    events = recorder.names
     assert events[:5] == ["on_train_begin", "on_epoch_begin", "on_step_begin", "on_step_end", "on_step_begin"]
     assert events[5:7] == ["on_optimizer_step", "on_step_end"]  # step 2 ends the accumulation window
     assert events[-3:] == ["on_epoch_end", "on_save", "on_train_end"]  # a checkpoint holds what on_epoch_end did

@@ -7,19 +7,22 @@ Every test is a tiny CPU run (an MLP, a few dozen samples).
 from __future__ import annotations
 
 import errno
+import functools
 import os
+import re
+import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pandas as pd
 import pytest
 import torch
+from helpers import RegressionData
 from safetensors.torch import load_file
-from test_trainer import Net, make_config
-from torch.utils.data import Dataset
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
@@ -41,19 +44,13 @@ from tamrin.trainer.checkpoint.store import load_torch
 TRAIN_FILES = ("trainer_config.yaml", "trainer_state.yaml", "optimizer.pt", "lr_scheduler.pt", "rng_state.pt")
 
 
-class Data(Dataset):
+def noiseless(size: int, seed: int = 0, sign: float = 1.0) -> RegressionData:
     """labels = sign * sum(x); an eval set with sign=-1 gets worse as the model learns the train set."""
+    return RegressionData(size, seed, noise=0.0, sign=sign)
 
-    def __init__(self, size: int, seed: int = 0, sign: float = 1.0) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(size, 4, generator=generator)
-        self.y = sign * self.x.sum(dim=1)
 
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[index], "labels": self.y[index]}
+# The shared factory with this file's default train set: 16 noiseless samples.
+make_trainer = functools.partial(helpers.make_trainer, train_size=16, data_options={"noise": 0.0})
 
 
 class LoadSpy(Callback):
@@ -66,23 +63,6 @@ class LoadSpy(Callback):
     def on_load(self, trainer: Trainer, path: str) -> None:
         self.loaded = Path(path).name
         self.param_group = dict(trainer.optimizer.param_groups[0])
-
-
-def make_trainer(
-    output_dir: Path,
-    train: Dataset | None = None,
-    evaluation: Dataset | None = None,
-    callbacks: list[Callback] | None = None,
-    **overrides: Any,
-) -> Trainer:
-    torch.manual_seed(0)
-    return Trainer(
-        model=Net(),
-        config=make_config(output_dir, **overrides),
-        train_dataset=Data(16) if train is None else train,
-        eval_dataset=evaluation,
-        callbacks=callbacks,
-    )
 
 
 def names(directory: Path) -> list[str]:
@@ -100,7 +80,7 @@ def fake_checkpoint(final: Path, step: int, content: str = "weights") -> Path:
 
 
 def test_checkpoints_have_the_documented_layout_and_zero_padded_step_names(tmp_path):
-    trainer = make_trainer(tmp_path, train=Data(24), batch_size=2, save_steps=3, lr_scheduler="linear")
+    trainer = make_trainer(tmp_path, train=noiseless(24), batch_size=2, save_steps=3, lr_scheduler="linear")
     trainer.train()
 
     checkpoints = tmp_path / "checkpoints"
@@ -126,7 +106,7 @@ def test_checkpoints_have_the_documented_layout_and_zero_padded_step_names(tmp_p
 
 
 def test_trainer_save_writes_the_same_shape_plus_the_logs(tmp_path):
-    trainer = make_trainer(tmp_path, evaluation=Data(4, seed=1), lr_scheduler="linear", log_steps=2)
+    trainer = make_trainer(tmp_path, evaluation=noiseless(4, seed=1), lr_scheduler="linear", log_steps=2)
     trainer.train()
     final = trainer.save(tmp_path / "final")
     assert (final / "model.safetensors").is_file()
@@ -162,8 +142,8 @@ def test_save_total_limit_keeps_the_newest_and_the_best_and_the_best_is_loaded_a
     the best, and only it and the newest checkpoint stay."""
     trainer = make_trainer(
         tmp_path,
-        train=Data(16),
-        evaluation=Data(8, seed=1, sign=-1.0),
+        train=noiseless(16),
+        evaluation=noiseless(8, seed=1, sign=-1.0),
         batch_size=2,
         learning_rate=0.05,
         eval_steps=2,
@@ -401,3 +381,58 @@ def test_overwrite_output_dir_starts_clean_so_a_later_resume_cannot_pick_the_old
     resumed = make_trainer(tmp_path, num_epochs=1, resume_from_checkpoint=True)
     resumed.train()
     assert resumed.state.global_step == 4
+
+
+# -- a damaged or hand-edited manifest is a damaged checkpoint (issue 15) ------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("global_step", ".inf", "is not a step number"),
+        ("global_step", "null", "is not a step number"),
+        ("global_step", "[1, 2]", "is not a step number"),
+        ("files", "[model.safetensors]", "`files` must list every file"),
+        ("files", "{}", "`files` must list every file"),
+        ("files", "{model.safetensors: {sha256: abc}}", "is not a byte count"),
+        ("files", "{../escape: {size: 1, sha256: abc}}", "is not a path inside the checkpoint"),
+    ],
+)
+def test_a_hand_edited_manifest_makes_a_damaged_checkpoint_that_resume_skips(tmp_path, field, value, problem):
+    trainer = make_trainer(tmp_path, save_steps=2, max_steps=4)
+    trainer.train()
+    manifest = tmp_path / "checkpoints" / "00000004" / "manifest.yaml"
+    lines = manifest.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{field}:"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith(" ")), len(lines))
+    manifest.write_text("\n".join([*lines[:start], f"{field}: {value}", *lines[end:]]) + "\n")
+
+    assert problem in verify_checkpoint(manifest.parent)
+    assert [info.global_step for info in list_checkpoints(tmp_path / "checkpoints")] == [2]
+    with pytest.warns(UserWarning, match=rf"Skipping checkpoint .*00000004: .*{re.escape(problem)}"):
+        assert latest_valid_checkpoint(tmp_path / "checkpoints").name == "00000002"
+
+
+# -- a run owns its output_dir (issue 15) ----------------------------------------------------------------
+def test_a_second_run_in_the_same_output_dir_is_refused_while_the_first_holds_it(tmp_path):
+    from tamrin.trainer.run_lock import RunLock
+
+    holder = RunLock(tmp_path)
+    holder.acquire()  # another run, alive
+    try:
+        with pytest.raises(
+            ConfigError, match=rf"{re.escape(str(tmp_path))} is in use by another run \(pid {os.getpid()}"
+        ):
+            make_trainer(tmp_path, max_steps=2).train()
+        assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "logs").exists()  # nothing written
+    finally:
+        holder.release()
+    make_trainer(tmp_path, max_steps=2).train()  # free again
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    code = (
+        "import os, signal, sys; from tamrin.trainer.run_lock import RunLock; "
+        f"RunLock({str(tmp_path)!r}).acquire(); os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    assert (tmp_path / ".tamrin.lock").is_file()
+    make_trainer(tmp_path, max_steps=2).train()  # the kernel dropped the dead run's lock

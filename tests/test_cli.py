@@ -99,3 +99,14 @@ def test_the_same_recipe_builds_the_same_initial_model_in_a_fresh_process(tmp_pa
     args = [sys.executable, "-c", script, *TINY_PLATES, f"trainer.output_dir={tmp_path}"]
     first, second = (subprocess.run(args, capture_output=True, text=True, check=True).stdout for _ in range(2))
     assert first == second and len(first.strip()) == 64
+
+
+def test_a_refused_fresh_run_leaves_the_earlier_runs_recipe_alone(tmp_path, capsys):
+    """Issue 15: recipe.yaml was written before the "holds an earlier run" check, so `tamrin evaluate`
+    then rebuilt the wrong data. Nothing is written before every check has passed."""
+    common = ["text_classification", f"trainer.output_dir={tmp_path}", "trainer.progress=none", "trainer.num_epochs=1"]
+    assert main(["train", *common, "dataset.num_samples=100"]) == 0
+    recipe = (tmp_path / "recipe.yaml").read_text()
+    assert main(["train", *common, "dataset.num_samples=120"]) == 2
+    assert "holds checkpoints of an earlier run" in capsys.readouterr().err
+    assert (tmp_path / "recipe.yaml").read_text() == recipe

@@ -81,9 +81,11 @@ def test_fraction_fields_reject_zero_and_big_floats(field):
         TrainerConfig(**{field: 2.0})
 
 
-def test_metric_for_best_model_needs_prefix():
-    with pytest.raises(ConfigError, match=r"Did you mean `evaluation\.f1`"):
-        TrainerConfig(metric_for_best_model="f1")
+def test_metric_for_best_model_takes_logged_hezar_and_hf_names_and_refuses_other_prefixes():
+    for name in ("evaluation.f1", "f1", "eval_f1", "train.loss"):  # Hezar's plain name, HF's eval_ name
+        assert TrainerConfig(metric_for_best_model=name).metric_for_best_model == name  # kept as given
+    with pytest.raises(ConfigError, match=r"`metric_for_best_model='validation\.f1'` must name a logged metric"):
+        TrainerConfig(metric_for_best_model="validation.f1")
 
 
 def test_bad_device_lists_valid_devices():

@@ -5,7 +5,7 @@ each checkpoint directory on disk is complete and loads.
 The moments are random but seeded, so the test is reproducible: some are wall-clock delays after
 the job starts training (with saves slowed down for half of them, so that a random moment often
 falls inside one), the others are points inside a save reached from within the job
-(tests/crash_job.py): a state file about to be written, half written or written in the staging
+(tests/jobs/crash.py): a state file about to be written, half written or written in the staging
 folder, the manifest written, the folder just published, an old checkpoint half deleted by rotation.
 Each killed run is first let through to a seeded target step (the targets climb through the run,
 so the kills spread over 8 of its 10 epochs) and is killed at most one checkpoint after it (a
@@ -16,7 +16,6 @@ wall-clock kill that has not come when the run begins its second save from there
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import signal
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import job_command, job_env
+from jobs.crash import POINTS, build_trainer
 from safetensors.torch import load_file
 from test_resume import assert_same_run
 
@@ -34,13 +35,12 @@ from tamrin.trainer.checkpoint.files import TRAIN_DIR, verify_checkpoint
 from tamrin.trainer.checkpoint.store import load_torch
 from tamrin.trainer.state import TrainerState
 
-JOB = Path(__file__).with_name("crash_job.py")
 SEED = 20260610
 WALL_KILLS, SAVE_KILLS = 12, 8  # 20 kills in all
-INTERNAL_POINTS = ("file-begin", "file-partial", "file-end", "manifest", "published", "rotation")
+INTERNAL_POINTS = POINTS  # the points inside a save where the job can kill itself
 FILES_PER_SAVE = 4  # optimizer, lr_scheduler, rng_state, callbacks (+ gradients inside a window)
 SAVE_DELAY = 0.03  # seconds per state file when saves are slowed down
-STEPS, SAVE_STEPS = 100, 4  # crash_job.py: 10 epochs of 10 steps, a checkpoint every 4 steps
+STEPS, SAVE_STEPS = 100, 4  # jobs/crash.py: 10 epochs of 10 steps, a checkpoint every 4 steps
 TIMEOUT = 120
 
 
@@ -82,22 +82,17 @@ def plan_kills(rng: random.Random, save_interval_s: float) -> list[Kill]:
 
 
 def start_job(output_dir: Path, events: Path, *, kill: Kill | None = None) -> subprocess.Popen:
-    env = {**os.environ, "CRASH_JOB_EVENTS": str(events)}
-    env.pop("CRASH_JOB_KILL", None)
-    env.pop("CRASH_JOB_SAVE_DELAY", None)
-    env.pop("CRASH_JOB_MAX_SAVES", None)
-    env.pop("CRASH_JOB_ARM_AT_STEP", None)
-    if kill is not None and kill.point:
-        env["CRASH_JOB_KILL"] = f"{kill.point}:{kill.count}"
-    if kill is not None and kill.slow_saves:
-        env["CRASH_JOB_SAVE_DELAY"] = str(SAVE_DELAY)
+    args = [str(output_dir), "--events", str(events)]
     if kill is not None:
-        env["CRASH_JOB_ARM_AT_STEP"] = str(kill.arm_at)
         # a rotation needs 3 checkpoints on disk: a run from an empty folder deletes at its 3rd save
-        env["CRASH_JOB_MAX_SAVES"] = "3" if kill.point == "rotation" else "1"
+        args += ["--arm-at-step", str(kill.arm_at), "--max-saves", "3" if kill.point == "rotation" else "1"]
+    if kill is not None and kill.point:
+        args += ["--kill", f"{kill.point}:{kill.count}"]
+    if kill is not None and kill.slow_saves:
+        args += ["--save-delay", str(SAVE_DELAY)]
     return subprocess.Popen(
-        [sys.executable, str(JOB), str(output_dir)],
-        env=env,
+        [sys.executable, *job_command("crash", *args)],
+        env=job_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -183,9 +178,6 @@ def test_run_killed_at_20_random_moments_ends_bitwise_equal_and_every_checkpoint
     checkpoints = run / "checkpoints"
     assert not [p.name for p in checkpoints.iterdir() if p.name.startswith(".")], "leftovers of killed saves remain"
     assert assert_every_checkpoint_loads(checkpoints) == 2  # save_total_limit
-    sys.path.insert(0, str(JOB.parent))
-    from crash_job import build_trainer
-
     for directory in sorted(checkpoints.iterdir()):  # and each one resumes a Trainer
         trainer = build_trainer(str(run))
         trainer.load_checkpoint(directory)

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import math
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from resume_job import Data, Net
+from helpers import JOB_MODEL, REGRESSION_SETTINGS, RegressionData, make_trainer, run_job
+from test_resume import assert_same_run
 
-from tamrin import Trainer, TrainerConfig
+from tamrin import Trainer
 from tamrin.configs import ConfigError
 from tamrin.datasets.sampling.curriculum import CurriculumSampler, LinearPacing, RootPacing, StepPacing, build_pacing
 from tamrin.trainer.callbacks.curriculum import Curriculum, SelfPacedCurriculum
 from tamrin.trainer.checkpoint.store import load_torch
-
-JOB = Path(__file__).with_name("curriculum_job.py")
 
 
 def _sampler(n: int = 60, batch_size: int = 4, total_steps: int = 45, **kwargs) -> CurriculumSampler:
@@ -135,12 +132,15 @@ def test_state_dict_round_trip() -> None:
 
 
 def _trainer(tmp_path: Path, callback, **overrides) -> Trainer:
-    config = TrainerConfig(
-        output_dir=str(tmp_path), task="regression", metrics=["mse"], batch_size=4, learning_rate=0.01,
-        progress="none", seed=3, **overrides,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return Trainer(model=Net(), config=config, train_dataset=Data(24, seed=0), callbacks=[callback])
+    """The jobs' model on 24 samples; TrainerConfig's defaults but for the learning rate and seed."""
+    return make_trainer(
+        tmp_path,
+        train=RegressionData(24, seed=0, features=8),
+        callbacks=[callback],
+        model_options=JOB_MODEL,
+        settings=REGRESSION_SETTINGS,
+        **{"learning_rate": 0.01, "seed": 3, **overrides},
+    )
 
 
 def test_curriculum_callback_supplies_the_sampler_and_logs_the_pacing(tmp_path: Path) -> None:
@@ -202,23 +202,13 @@ def test_self_paced_scores_resume_from_the_checkpoint_state(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_sigkilled_and_resumed_curriculum_run_equals_uninterrupted_run(tmp_path: Path) -> None:
-    from test_resume import assert_same_run
-
-    def run_job(output_dir: Path, *args: str) -> int:
-        result = subprocess.run(
-            [sys.executable, str(JOB), str(output_dir), *args], capture_output=True, text=True, timeout=120, check=False
-        )
-        if result.returncode not in (0, -signal.SIGKILL):
-            raise AssertionError(f"job failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        return result.returncode
-
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    assert run_job(reference) == 0
+    assert run_job("curriculum", reference, timeout=120) == 0
     # 5: epoch 0, mid-window (resumes from step 4 with epoch 0's saved scores); after the save at 20: the
     # end of epoch 1, so the resumed run re-scores epoch 2 itself; 26: resumes from step 24's saved scores.
     for kill in (["--kill-step", "5"], ["--kill-after-save", "20"], ["--kill-step", "26"]):
-        assert run_job(resumed, *kill) == -signal.SIGKILL
-    assert run_job(resumed) == 0
+        assert run_job("curriculum", resumed, *kill, timeout=120) == -signal.SIGKILL
+    assert run_job("curriculum", resumed, timeout=120) == 0
     assert_same_run(reference, resumed)
     logs = pd.read_csv(resumed / "logs" / "training_logs.csv").dropna(subset=["train.loss"])
     assert logs["curriculum.eligible"].is_monotonic_increasing and logs["train.grad_norm"].notna().all()

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from distributed_job import SAMPLES  # noqa: E402  (tests/ is on sys.path under pytest's rootdir)
+from helpers import job_command, job_env
+from jobs.distributed import SAMPLES
 from safetensors.torch import load_file
 
-JOB = Path(__file__).with_name("distributed_job.py")
 pytestmark = pytest.mark.slow
 
 
@@ -27,22 +27,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(processes: int, output_dir: Path, *args: str) -> int:
+def torchrun(
+    processes: int, output_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run jobs/distributed.py in `processes` CPU processes under torchrun, as a module from tests/."""
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(processes),
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        str(JOB),
-        str(output_dir),
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        *job_command("distributed", str(output_dir), *args),
+    ]  # fmt: skip
+    return subprocess.run(command, env=job_env(env), capture_output=True, text=True, timeout=300, check=False)
+
+
+def launch(processes: int, output_dir: Path, *args: str) -> int:
+    """torchrun the job; returns 0, or -SIGKILL when a process killed itself (anything else fails)."""
+    result = torchrun(processes, output_dir, *args)
     killed = result.returncode != 0 and ("Signals.SIGKILL" in result.stderr or "exitcode  : -9" in result.stderr)
     if result.returncode != 0 and not killed:
         raise AssertionError(f"launch failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -102,20 +101,6 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
 
 
 def test_fsdp_request_on_cpu_is_refused_not_silently_ddp(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        str(JOB),
-        str(tmp_path / "fsdp"),
-    ]
-    env = {**os.environ, "ACCELERATE_USE_FSDP": "true"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+    result = torchrun(2, tmp_path / "fsdp", env={**os.environ, "ACCELERATE_USE_FSDP": "true"})
     assert result.returncode != 0
     assert "FSDP was requested (ACCELERATE_USE_FSDP) but accelerate runs MULTI_CPU here" in result.stderr

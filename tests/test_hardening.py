@@ -5,6 +5,7 @@ lead out of output_dir). Each test is one case of docs/reliability.md."""
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import math
 import os
@@ -14,10 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pandas as pd
 import pytest
 import torch
-from torch import nn
+from helpers import RegressionData, StopAt
 
 from tamrin import Trainer, TrainerConfig
 from tamrin.configs import ConfigError
@@ -38,24 +40,12 @@ from tamrin.trainer.logs.logger import CSV_FILENAME, load_logs
 from tamrin.trainer.nonfinite import NonFiniteLossError
 
 
-class Regressor(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Linear(8, 1))
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        predictions = self.layers(x).squeeze(-1)
-        return {"logits": predictions, "loss": nn.functional.mse_loss(predictions, labels)}
-
-
-def make_data(size: int = 24, bad: dict[int, float] | None = None) -> list[dict[str, torch.Tensor]]:
-    """Regression samples; `bad` puts a NaN/inf input into the samples it names."""
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(size, 4, generator=generator)
-    y = x.sum(dim=1)
+def make_data(size: int = 24, bad: dict[int, float] | None = None) -> RegressionData:
+    """Noiseless regression samples; `bad` puts a NaN/inf input into the samples it names."""
+    data = RegressionData(size, noise=0.0)
     for index, value in (bad or {}).items():
-        x[index, 0] = value
-    return [{"x": x[i], "labels": y[i]} for i in range(size)]
+        data.x[index, 0] = value
+    return data
 
 
 class Recorder(Callback):
@@ -80,35 +70,20 @@ class Recorder(Callback):
         self.loaded = Path(path).name
 
 
-class StopAt(Callback):
-    """Stops training after a step (a checkpoint due at that step is still written)."""
-
-    def __init__(self, step: int | None) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        if trainer.state.global_step == self.step:
-            trainer.control.should_stop = True
-
-
-def make_trainer(output_dir: Path, *, data=None, callbacks=(), **overrides) -> Trainer:
-    settings = {
-        "output_dir": str(output_dir),
-        "task": "regression",
-        "metrics": ["mse"],
-        "batch_size": 4,
-        "learning_rate": 0.05,
-        "optimizer": "adamw",
-        "do_evaluate": False,
-        "log_steps": 1,
-        "seed": 7,
-        "progress": "none",
-        **overrides,
-    }
-    torch.manual_seed(0)
-    return Trainer(
-        model=Regressor(), config=TrainerConfig(**settings), train_dataset=data or make_data(), callbacks=callbacks
-    )
+# The shared factory with this file's run: 24 noiseless samples (shuffled: TrainerConfig's default); a
+# dropout MLP; AdamW; a log row every step and no evaluation.
+make_trainer = functools.partial(
+    helpers.make_trainer,
+    train_size=24,
+    data_options={"noise": 0.0},
+    model_options={"activation": None, "dropout": 0.2},
+    settings=helpers.REGRESSION_SETTINGS,
+    learning_rate=0.05,
+    optimizer="adamw",
+    do_evaluate=False,
+    log_steps=1,
+    seed=7,
+)
 
 
 def checkpoint_dirs(output_dir: Path) -> list[str]:
@@ -127,7 +102,7 @@ def reseal(checkpoint: Path) -> None:
 def test_nonfinite_loss_stops_naming_the_step_and_batch_and_saves_nothing_after_it(tmp_path, value):
     # sample 9 is in batch index 2 of the first epoch (no shuffle): step 3
     trainer = make_trainer(
-        tmp_path, data=make_data(bad={9: value}), dataloader_shuffle=False, save_steps=2, log_steps=1
+        tmp_path, train=make_data(bad={9: value}), dataloader_shuffle=False, save_steps=2, log_steps=1
     )
     with pytest.raises(NonFiniteLossError, match=r"at step 3 \(batch index 2 of its epoch\)") as caught:
         trainer.train()
@@ -139,7 +114,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_batch_and_saves_nothing_after_
 def test_nonfinite_loss_is_reported_at_its_own_step_even_when_found_later(tmp_path):
     # no log or save until the end of the epoch: the check runs there and still names step 2, batch 1
     trainer = make_trainer(
-        tmp_path, data=make_data(bad={5: math.nan}), dataloader_shuffle=False, log_steps=None, save_steps=None
+        tmp_path, train=make_data(bad={5: math.nan}), dataloader_shuffle=False, log_steps=None, save_steps=None
     )
     with pytest.raises(NonFiniteLossError, match=r"at step 2 \(batch index 1 of its epoch\).*No checkpoint was saved"):
         trainer.train()
@@ -151,7 +126,7 @@ def test_nan_policy_skip_drops_that_update_and_counts_it_in_the_logs(tmp_path, a
     recorder = Recorder()
     trainer = make_trainer(
         tmp_path,
-        data=make_data(bad={5: math.nan}),  # step 2 (batch index 1)
+        train=make_data(bad={5: math.nan}),  # step 2 (batch index 1)
         dataloader_shuffle=False,
         nan_policy="skip",
         gradient_accumulation_steps=accumulation,

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from hub_server import HubServer, patch_hub_client, set_hub_offline
 
-# tests/ is not a package: make this folder importable whatever pytest's import mode is.
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import hub_server as hub_server_module  # noqa: E402
-from hub_server import HubServer, patch_hub_client, set_hub_offline  # noqa: E402
-
-from tamrin import hub  # noqa: E402
-from tamrin.hub import HubError  # noqa: E402
+from tamrin import hub
+from tamrin.hub import HubError
 
 TOKEN = "hf_tamrin_writer"
 OTHER_TOKEN = "hf_someone_else"
 REPO = "tamrin-tests/tiny-model"
-
-hub_server = hub_server_module.hub_server  # the fixture, made visible to pytest in this module
 
 
 def _make_folder(root: Path, weights: bytes = bytes(range(256)) * 64) -> dict[str, bytes]:

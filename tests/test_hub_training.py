@@ -6,33 +6,26 @@ The real huggingface_hub client talks to a local server; every test starts with 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
+from helpers import REGRESSION_SETTINGS, RegressionData, StopAt, make_trainer
+from hub_server import HubServer, patch_hub_client, set_hub_offline
 from torch import nn
 
-# tests/ is not a package: make this folder importable whatever pytest's import mode is.
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import hub_server as hub_server_module  # noqa: E402
-from hub_server import HubServer, patch_hub_client, set_hub_offline  # noqa: E402
-
-from tamrin import Trainer, TrainerConfig  # noqa: E402
-from tamrin.cli import main  # noqa: E402
-from tamrin.datasets import DatasetConfig  # noqa: E402
-from tamrin.hub import HubError  # noqa: E402
-from tamrin.models import CRNN, Model, ModelConfig, build_model  # noqa: E402
-from tamrin.trainer.callbacks import Callback  # noqa: E402
+from tamrin import Trainer, TrainerConfig
+from tamrin.cli import main
+from tamrin.datasets import DatasetConfig
+from tamrin.hub import HubError
+from tamrin.models import CRNN, Model, ModelConfig, build_model
+from tamrin.trainer.checkpoint.publishing import download_pushed_run
 
 TOKEN = "hf_tamrin_writer_secret"
 REPO = "tamrin-tests/crnn-plates"
 CHARSET = "ABC123"
-
-hub_server = hub_server_module.hub_server  # the fixture, made visible to pytest in this module
 
 
 # -- a tiny OCR run (a tamrin Model: CRNN, image2text) ------------------------------------------------
@@ -263,67 +256,21 @@ def test_offline_mode_with_a_warm_cache_needs_no_server(
 
 
 # -- resuming from a pushed run (a plain nn.Module, regression) ------------------------------------------
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        predictions = self.layers(x).squeeze(-1)
-        return {"logits": predictions, "loss": nn.functional.mse_loss(predictions, labels)}
-
-
-class Numbers(torch.utils.data.Dataset):
-    def __init__(self, size: int, seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(size, 4, generator=generator)
-        self.y = self.x.sum(dim=1) + 0.1 * torch.randn(size, generator=generator)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[index], "labels": self.y[index]}
-
-
-class StopAt(Callback):
-    """Stop training after a step (an interrupted run); None never stops."""
-
-    def __init__(self, step: int | None) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        if trainer.state.global_step == self.step:
-            trainer.control.should_stop = True
-
-
 def regression_trainer(output_dir: Path, stop_at: int | None = None, **overrides) -> Trainer:
-    torch.manual_seed(0)
-    config = TrainerConfig(
-        **{
-            "output_dir": str(output_dir),
-            "task": "regression",
-            "metrics": ["mse"],
-            "metric_for_best_model": "evaluation.mse",
-            "num_epochs": 2,
-            "batch_size": 4,
-            "gradient_accumulation_steps": 2,
-            "learning_rate": 0.01,
-            "optimizer": "adamw",
-            "lr_scheduler": "linear",
-            "warmup_steps": 1,
-            "log_steps": 2,
-            "seed": 11,
-            "progress": "none",
-            **overrides,
-        }
-    )
-    return Trainer(
-        model=Net(),
-        config=config,
-        train_dataset=Numbers(24, 0),
-        eval_dataset=Numbers(8, 1),
+    """Shuffle, dropout, accumulation 2 and a warmup schedule: what an exact resume must carry over."""
+    settings = {
+        **REGRESSION_SETTINGS, "metric_for_best_model": "evaluation.mse", "num_epochs": 2,
+        "gradient_accumulation_steps": 2, "learning_rate": 0.01, "optimizer": "adamw", "lr_scheduler": "linear",
+        "warmup_steps": 1, "log_steps": 2, "seed": 11,
+    }  # fmt: skip
+    return make_trainer(
+        output_dir,
+        train=RegressionData(24, seed=0),
+        evaluation=RegressionData(8, seed=1),
         callbacks=[StopAt(stop_at)],
+        model_options={"hidden": 16, "activation": nn.ReLU, "dropout": 0.3},
+        settings=settings,
+        **overrides,
     )
 
 
@@ -350,6 +297,15 @@ def test_resume_from_a_pushed_checkpoint_equals_an_uninterrupted_run(
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(actual[index][key])), key
 
     resumed.push_to_hub("tamrin-tests/regression-run")  # finished: no open accumulation window
+    # A push deletes nothing it was not asked to: the first push's gradients stay in the repo, but the new
+    # manifest does not list them, so a resume from the repo neither downloads nor loads them.
+    assert "train/gradients.pt" in hub_server.commits("tamrin-tests/regression-run")[-1].paths
+    manifest = yaml.safe_load(hub_server.read_file("tamrin-tests/regression-run", "manifest.yaml"))
+    assert "train/gradients.pt" not in manifest["files"] and "train/optimizer.pt" in manifest["files"]
+    snapshot = download_pushed_run("tamrin-tests/regression-run")
+    assert (snapshot / "train" / "optimizer.pt").is_file() and not (snapshot / "train" / "gradients.pt").exists()
+
+    resumed.push_to_hub("tamrin-tests/regression-run", delete_patterns="train/gradients.pt")  # asked: it goes
     assert "train/gradients.pt" not in hub_server.commits("tamrin-tests/regression-run")[-1].paths
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import levenshtein
 
 from tamrin.configs import ConfigError
 from tamrin.metrics_handlers import (
@@ -205,16 +206,6 @@ def text_data(n: int = 45, seed: int = 0) -> tuple[list[str], list[str]]:
     return predictions, references
 
 
-def levenshtein(a, b) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
 def ngrams(tokens: list[str], n: int) -> Counter:
     return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
@@ -343,9 +334,10 @@ def test_objective_accepts_plain_and_logged_names():
 
 def test_check_metric_for_best_model():
     handler = build_metrics_handler("regression", ["mse", "r2"])
-    assert check_metric_for_best_model(handler, "evaluation.r2") == "maximize"
-    assert check_metric_for_best_model(handler, "evaluation.mse") == "minimize"
-    assert check_metric_for_best_model(handler, "train.loss") == "minimize"
+    assert check_metric_for_best_model(handler, "evaluation.r2") == "evaluation.r2"
+    assert check_metric_for_best_model(handler, "train.loss") == "train.loss"
+    assert handler.objective("evaluation.r2") == "maximize"
+    assert handler.objective("evaluation.mse") == handler.objective("train.loss") == "minimize"
     with pytest.raises(
         ConfigError,
         match=r"'evaluation.mae'.*Valid: 'evaluation.loss', 'evaluation.mse', "
@@ -354,7 +346,12 @@ def test_check_metric_for_best_model():
         check_metric_for_best_model(handler, "evaluation.mae")
     with pytest.raises(ConfigError, match=r"Did you mean `evaluation.mse`"):
         check_metric_for_best_model(handler, "evaluation.mser")
-    assert check_metric_for_best_model(None, "evaluation.loss") == "minimize"
+    assert check_metric_for_best_model(None, "evaluation.loss") == "evaluation.loss"
+    assert (
+        check_metric_for_best_model(handler, "mse")
+        == check_metric_for_best_model(handler, "eval_mse")
+        == "evaluation.mse"
+    )
 
 
 def test_sequence_labeling_needs_readable_id2label():

@@ -1,4 +1,4 @@
-"""What a Hezar or Hugging Face user ports to tamrin means what they think (issue 14).
+"""What a Hezar or Hugging Face user ports to tamrin means what they think (issue 14): the training loop.
 
 Each test takes a habit of those users (an override as Hezar documents it, an Accelerator built as
 accelerate documents it, ...) and checks that tamrin trains as the habit means, or says at build
@@ -7,74 +7,17 @@ time what it does instead. Reference numbers come from plain torch arithmetic, n
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from accelerate import Accelerator
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from porting_models import Line, Pairs, StopAtStep, config, reference_sgd
+from torch.utils.data import DataLoader
 
-from tamrin import Trainer, TrainerConfig
+from tamrin import Trainer
 from tamrin.configs import ConfigError
 from tamrin.trainer.callbacks import Callback
-
-
-class Line(nn.Module):
-    """y = w * x with one weight: every update can be checked by hand."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        predictions = self.w * x
-        out = {"logits": predictions}
-        if labels is not None:
-            out["loss"] = ((predictions - labels) ** 2).mean()
-        return out
-
-
-class Pairs(Dataset):
-    """x = 1..n, labels = 2x: the loss pulls w towards 2."""
-
-    def __init__(self, n: int) -> None:
-        self.x = torch.arange(1, n + 1, dtype=torch.float32)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[index], "labels": 2 * self.x[index]}
-
-
-def config(tmp_path: Path, **overrides: Any) -> TrainerConfig:
-    settings: dict[str, Any] = {
-        "output_dir": str(tmp_path / "run"),
-        "task": "regression",
-        "metrics": [],
-        "batch_size": 1,
-        "num_epochs": 1,
-        "optimizer": "sgd",
-        "learning_rate": 0.01,
-        "dataloader_shuffle": False,
-        "do_evaluate": False,
-        "progress": "none",
-        "seed": 0,
-    }
-    return TrainerConfig(**{**settings, **overrides})
-
-
-def reference_sgd(xs: list[float], windows: list[int], lr: float) -> float:
-    """Plain SGD on y = w x, each update the mean gradient of its window's batches (batch size 1)."""
-    w, position = 0.0, 0
-    for size in windows:
-        batch = xs[position : position + size]
-        gradient = sum(2 * (w * x - 2 * x) * x for x in batch) / size
-        w -= lr * gradient
-        position += size
-    return w
 
 
 # -- accumulation -----------------------------------------------------------------------------------
@@ -243,15 +186,6 @@ class ShuffledLoader(Trainer):
         return DataLoader(dataset, batch_size=2, shuffle=True, generator=generator)
 
 
-class StopAtStep(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer) -> None:
-        if trainer.state.global_step == self.step:
-            trainer.control.should_save = trainer.control.should_stop = True
-
-
 def test_a_plain_shuffled_dataloader_trains_and_resumes_exactly_mid_epoch(tmp_path):
     cfg = {"num_epochs": 3, "batch_size": 2, "save_steps": 100}
     with pytest.warns(UserWarning, match=r"sampler \(RandomSampler\) cannot start mid-epoch.*resume is exact"):
@@ -274,56 +208,3 @@ def test_a_plain_shuffled_dataloader_trains_and_resumes_exactly_mid_epoch(tmp_pa
 def test_a_dataloader_without_a_generator_warns_that_its_resume_is_not_exact(tmp_path):
     with pytest.warns(UserWarning, match=r"drawn from the global random state.*generator=torch.Generator\(\)"):
         ShuffledLoader(Line(), config(tmp_path), train_dataset=Pairs(8), generator=False)
-
-
-# -- callbacks at resume ----------------------------------------------------------------------------------
-class Counter(Callback):
-    """A stateful callback: counts steps, and a checkpoint keeps the count."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def on_step_end(self, trainer) -> None:
-        self.steps += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = state["steps"]
-
-
-class Printer(Callback):
-    """A callback without state (a monitor a user adds or drops between runs)."""
-
-    def on_log(self, trainer, logs) -> None:
-        pass
-
-
-def interrupted_run(tmp_path: Path, callbacks: list[Callback]) -> None:
-    Trainer(
-        Line(), config(tmp_path, num_epochs=2), train_dataset=Pairs(4), callbacks=[*callbacks, StopAtStep(3)]
-    ).train()
-
-
-def test_callbacks_without_state_may_change_between_a_run_and_its_resume(tmp_path):
-    counter = Counter()
-    interrupted_run(tmp_path, [counter])
-    resumed_counter = Counter()
-    resumed = Trainer(
-        Line(),
-        config(tmp_path, num_epochs=2, resume_from_checkpoint=True),
-        train_dataset=Pairs(4),
-        callbacks=[Printer(), resumed_counter],  # a new stateless callback, and StopAtStep gone
-    )
-    resumed.train()
-    assert resumed_counter.steps == 8  # 3 before the stop, 5 after: the state came back
-
-
-def test_a_stateful_callback_missing_at_resume_is_named(tmp_path):
-    interrupted_run(tmp_path, [Counter()])
-    resumed = Trainer(Line(), config(tmp_path, num_epochs=2, resume_from_checkpoint=True), train_dataset=Pairs(4))
-    with pytest.raises(
-        ValueError, match=r"holds the state of callback\(s\) \['Counter'\], which this trainer does not"
-    ):
-        resumed.train()

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from helpers import run_job
 from safetensors.torch import load_file
 
 from tamrin.trainer.checkpoint.store import load_torch
-
-JOB = Path(__file__).with_name("resume_job.py")
-
-
-def run_job(output_dir: Path, *args: str) -> int:
-    result = subprocess.run(
-        [sys.executable, str(JOB), str(output_dir), *args], capture_output=True, text=True, timeout=300, check=False
-    )
-    if result.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"job failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result.returncode
 
 
 def assert_same_run(reference: Path, resumed: Path) -> None:
@@ -49,13 +37,13 @@ def assert_same_run(reference: Path, resumed: Path) -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_sigkilled_and_resumed_run_equals_uninterrupted_run(tmp_path, workers):
     reference = tmp_path / "reference"
-    assert run_job(reference, "--workers", str(workers)) == 0
+    assert run_job("resume", reference, "--workers", str(workers)) == 0
 
     resumed = tmp_path / "resumed"
     # step 5: mid-epoch, inside an accumulation window (the save at step 4 holds partial gradients);
     # step 14: the second epoch; after the save at step 20: right after a checkpoint is published.
-    assert run_job(resumed, "--workers", str(workers), "--kill-step", "5") == -signal.SIGKILL
-    assert run_job(resumed, "--workers", str(workers), "--kill-step", "14") == -signal.SIGKILL
-    assert run_job(resumed, "--workers", str(workers), "--kill-after-save", "20") == -signal.SIGKILL
-    assert run_job(resumed, "--workers", str(workers)) == 0
+    assert run_job("resume", resumed, "--workers", str(workers), "--kill-step", "5") == -signal.SIGKILL
+    assert run_job("resume", resumed, "--workers", str(workers), "--kill-step", "14") == -signal.SIGKILL
+    assert run_job("resume", resumed, "--workers", str(workers), "--kill-after-save", "20") == -signal.SIGKILL
+    assert run_job("resume", resumed, "--workers", str(workers)) == 0
     assert_same_run(reference, resumed)

@@ -10,149 +10,22 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import torch
+from helpers import EventRecorder, RegressionData, StopAt, TinyRegressor, make_config, make_trainer, parameters
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tamrin import Trainer, TrainerConfig
+from tamrin import Trainer
 from tamrin.configs import ConfigError
 from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 from tamrin.trainer.callbacks import EVENTS, Callback
 from tamrin.trainer.checkpoint.files import list_checkpoints
 from tamrin.trainer.checkpoint.store import load_torch
 from tamrin.trainer.config import resolve_steps
-
-# -- tiny models and data -----------------------------------------------------------------------
-
-
-class Net(nn.Module):
-    """A regression MLP whose outputs carry the loss when `labels` are given."""
-
-    def __init__(self, inputs: int = 4, hidden: int = 8) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        logits = self.layers(x).squeeze(-1)
-        outputs = {"logits": logits}
-        if labels is not None:
-            outputs["loss"] = nn.functional.mse_loss(logits, labels)
-        return outputs
-
-
-class Data(Dataset):
-    """Deterministic regression data: labels = sum of the inputs (+ noise); `sign` flips the labels."""
-
-    def __init__(self, size: int, seed: int = 0, sign: float = 1.0, extra_keys: bool = False) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(size, 4, generator=generator)
-        self.y = sign * self.x.sum(dim=1) + 0.1 * torch.randn(size, generator=generator)
-        self.extra_keys = extra_keys
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = {"x": self.x[index], "labels": self.y[index]}
-        if self.extra_keys:  # keys the model's forward does not take
-            item.update(sample_id=torch.tensor(index), weight=torch.tensor(1.0))
-        return item
-
-
-def make_config(output_dir: Path, **overrides: Any) -> TrainerConfig:
-    settings: dict[str, Any] = {
-        "output_dir": str(output_dir),
-        "task": "regression",
-        "metrics": ["mse"],
-        "batch_size": 4,
-        "num_epochs": 1,
-        "optimizer": "sgd",
-        "learning_rate": 0.05,
-        "dataloader_shuffle": False,
-        "log_steps": 1000,
-        "seed": 0,
-        "progress": "none",
-    }
-    settings.update(overrides)
-    return TrainerConfig(**settings)
-
-
-def make_trainer(
-    output_dir: Path,
-    model: nn.Module | None = None,
-    train: Dataset | None = None,
-    evaluation: Dataset | None = None,
-    *,
-    callbacks: list[Callback] | None = None,
-    trainer_class: type[Trainer] = Trainer,
-    **overrides: Any,
-) -> Trainer:
-    if model is None:
-        torch.manual_seed(0)
-        model = Net()
-    return trainer_class(
-        model=model,
-        config=make_config(output_dir, **overrides),
-        train_dataset=Data(20) if train is None else train,
-        eval_dataset=evaluation,
-        callbacks=callbacks,
-    )
-
-
-class Recorder(Callback):
-    """Records every event as (event, global_step[, "train" | "evaluation" for on_log])."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-
-    def _record(self, event: str, trainer: Trainer, *extra: Any) -> None:
-        self.events.append((event, trainer.state.global_step, *extra))
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        self._record("on_train_begin", trainer)
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        self._record("on_train_end", trainer)
-
-    def on_epoch_begin(self, trainer: Trainer) -> None:
-        self._record("on_epoch_begin", trainer)
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        self._record("on_epoch_end", trainer)
-
-    def on_step_begin(self, trainer: Trainer) -> None:
-        self._record("on_step_begin", trainer)
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        self._record("on_step_end", trainer)
-
-    def on_optimizer_step(self, trainer: Trainer) -> None:
-        self._record("on_optimizer_step", trainer)
-
-    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        self._record("on_evaluate", trainer)
-
-    def on_log(self, trainer: Trainer, logs: dict[str, float]) -> None:
-        self._record("on_log", trainer, "train" if "train.loss" in logs else "evaluation")
-
-    def on_save(self, trainer: Trainer, path: str) -> None:
-        self._record("on_save", trainer, Path(path).name)
-
-    def on_load(self, trainer: Trainer, path: str) -> None:
-        self._record("on_load", trainer, Path(path).name)
-
-    def steps_of(self, event: str) -> list[int]:
-        return [entry[1] for entry in self.events if entry[0] == event]
-
-
-def parameters(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.named_parameters()}
-
 
 # -- 1. parity with a plain torch loop ------------------------------------------------------------
 
@@ -163,9 +36,12 @@ def test_trainer_equals_a_plain_torch_loop_bitwise(tmp_path):
     Evaluations between epochs must not disturb training, and the logged train.loss is the mean of
     the step losses since the previous log.
     """
-    train, evaluation = Data(22, seed=0), Data(6, seed=1)  # 22 samples: a partial last batch per epoch
+    train, evaluation = (
+        RegressionData(22, seed=0),
+        RegressionData(6, seed=1),
+    )  # 22 samples: a partial last batch per epoch
     torch.manual_seed(0)
-    model = Net()
+    model = TinyRegressor()
     reference = copy.deepcopy(model)
     trainer = make_trainer(
         tmp_path, model, train, evaluation, optimizer="adam", learning_rate=0.01, num_epochs=2, log_steps=3
@@ -201,7 +77,7 @@ def test_accumulating_two_batches_of_4_equals_one_batch_of_8(tmp_path):
     def run(name: str, batch_size: int, accumulation: int) -> dict[str, torch.Tensor]:
         trainer = make_trainer(
             tmp_path / name,
-            train=Data(24),
+            train=RegressionData(24),
             batch_size=batch_size,
             gradient_accumulation_steps=accumulation,
             num_epochs=2,
@@ -219,9 +95,14 @@ def test_accumulating_two_batches_of_4_equals_one_batch_of_8(tmp_path):
 
 def test_optimizer_steps_count_updates_and_global_step_counts_batches(tmp_path):
     """5 batches per epoch, accumulation 2: updates after batches 2, 4 and 5 (the partial window) of each epoch."""
-    recorder = Recorder()
+    recorder = EventRecorder()
     trainer = make_trainer(
-        tmp_path, train=Data(20), batch_size=4, gradient_accumulation_steps=2, num_epochs=2, callbacks=[recorder]
+        tmp_path,
+        train=RegressionData(20),
+        batch_size=4,
+        gradient_accumulation_steps=2,
+        num_epochs=2,
+        callbacks=[recorder],
     )
     trainer.train()
 
@@ -232,8 +113,10 @@ def test_optimizer_steps_count_updates_and_global_step_counts_batches(tmp_path):
 
 
 def test_max_steps_inside_an_accumulation_window_applies_it(tmp_path):
-    recorder = Recorder()
-    trainer = make_trainer(tmp_path, train=Data(40), gradient_accumulation_steps=3, max_steps=4, callbacks=[recorder])
+    recorder = EventRecorder()
+    trainer = make_trainer(
+        tmp_path, train=RegressionData(40), gradient_accumulation_steps=3, max_steps=4, callbacks=[recorder]
+    )
     trainer.train()
     assert trainer.state.global_step == 4
     assert recorder.steps_of("on_optimizer_step") == [3, 4]
@@ -261,9 +144,9 @@ class EpochGuard(Callback):
 
 def test_a_drop_last_sampler_ends_each_epoch_with_its_last_full_batch(tmp_path):
     """10 samples, batch 4: 2 steps per epoch. (The loop used to wait for position 10 forever.)"""
-    recorder = Recorder()
+    recorder = EventRecorder()
     trainer = make_trainer(
-        tmp_path, train=Data(10), evaluation=Data(4, seed=1), num_epochs=2, gradient_accumulation_steps=3,
+        tmp_path, train=RegressionData(10), evaluation=RegressionData(4, seed=1), num_epochs=2, gradient_accumulation_steps=3,
         trainer_class=DropLastTrainer, callbacks=[recorder, EpochGuard(2)],
     )  # fmt: skip
     trainer.train()
@@ -274,7 +157,7 @@ def test_a_drop_last_sampler_ends_each_epoch_with_its_last_full_batch(tmp_path):
 
 def test_a_batch_size_above_the_dataset_size_trains_one_short_batch_per_epoch(tmp_path):
     """As in HF Trainer: the last, incomplete batch is kept, so 20 samples at batch_size=64 is one step."""
-    trainer = make_trainer(tmp_path, train=Data(20), batch_size=64, num_epochs=2)
+    trainer = make_trainer(tmp_path, train=RegressionData(20), batch_size=64, num_epochs=2)
     trainer.train()
     assert (trainer.plan.steps_per_epoch, trainer.state.global_step, trainer.state.optimizer_steps) == (1, 2, 2)
 
@@ -282,12 +165,12 @@ def test_a_batch_size_above_the_dataset_size_trains_one_short_batch_per_epoch(tm
 def test_a_batch_size_that_leaves_an_epoch_without_a_step_fails_when_the_trainer_is_built(tmp_path):
     """A drop_last sampler at batch_size=64 over 20 samples yields no batch (it used to crash in train())."""
     with pytest.raises(ConfigError, match=r"`batch_size=64` gives 0 training steps.*20 samples.*at most 20"):
-        make_trainer(tmp_path, train=Data(20), batch_size=64, trainer_class=DropLastTrainer)
+        make_trainer(tmp_path, train=RegressionData(20), batch_size=64, trainer_class=DropLastTrainer)
 
 
 def test_an_empty_train_dataset_fails_when_the_trainer_is_built(tmp_path):
-    with pytest.raises(ConfigError, match=r"`train_dataset` \(Data\) is empty: 0 samples"):
-        make_trainer(tmp_path, train=Data(0))
+    with pytest.raises(ConfigError, match=r"`train_dataset` \(RegressionData\) is empty: 0 samples"):
+        make_trainer(tmp_path, train=RegressionData(0))
 
 
 # -- 3. the model contract ------------------------------------------------------------------------
@@ -298,7 +181,7 @@ class ModelWithComputeLoss(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = Net()
+        self.net = TinyRegressor()
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -314,7 +197,7 @@ class LogitsOnly(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = Net()
+        self.net = TinyRegressor()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.net(x)["logits"]}
@@ -333,31 +216,31 @@ class HuberTrainer(Trainer):
 def test_the_models_compute_loss_is_used(tmp_path):
     torch.manual_seed(0)
     model = ModelWithComputeLoss()
-    trainer = make_trainer(tmp_path, model, evaluation=Data(8, seed=1))
+    trainer = make_trainer(tmp_path, model, evaluation=RegressionData(8, seed=1))
     logs = trainer.train()
     assert model.calls == 5 + 2  # 5 training batches, 2 evaluation batches
 
     with torch.no_grad():
-        predictions = model(Data(8, seed=1).x)["logits"]
-    expected_l1 = nn.functional.l1_loss(predictions, Data(8, seed=1).y).item()
+        predictions = model(RegressionData(8, seed=1).x)["logits"]
+    expected_l1 = nn.functional.l1_loss(predictions, RegressionData(8, seed=1).y).item()
     assert logs["evaluation.loss"] == pytest.approx(expected_l1, rel=1e-5)
 
 
 def test_a_trainer_subclass_compute_loss_wins_over_the_outputs_loss(tmp_path):
     HuberTrainer.calls = 0
-    trainer = make_trainer(tmp_path, evaluation=Data(8, seed=1), trainer_class=HuberTrainer)
+    trainer = make_trainer(tmp_path, evaluation=RegressionData(8, seed=1), trainer_class=HuberTrainer)
     logs = trainer.train()
     assert HuberTrainer.calls == 5 + 2
 
     with torch.no_grad():
-        predictions = trainer.model(Data(8, seed=1).x)["logits"]
-    expected = nn.functional.huber_loss(predictions, Data(8, seed=1).y).item()
+        predictions = trainer.model(RegressionData(8, seed=1).x)["logits"]
+    expected = nn.functional.huber_loss(predictions, RegressionData(8, seed=1).y).item()
     assert logs["evaluation.loss"] == pytest.approx(expected, rel=1e-5)
     assert logs["evaluation.loss"] != pytest.approx(logs["evaluation.mse"], rel=1e-3)  # not the outputs' MSE
 
 
 def test_the_outputs_loss_is_used_when_nothing_else_defines_one(tmp_path):
-    trainer = make_trainer(tmp_path, evaluation=Data(8, seed=1))
+    trainer = make_trainer(tmp_path, evaluation=RegressionData(8, seed=1))
     logs = trainer.train()
     assert logs["evaluation.loss"] == pytest.approx(logs["evaluation.mse"], rel=1e-5)  # the outputs' MSE
 
@@ -372,23 +255,30 @@ def test_no_loss_anywhere_is_a_clear_error(tmp_path):
         assert fix in message
 
 
+class ExtraKeysData(RegressionData):
+    """Items with keys the model's forward does not take."""
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {**super().__getitem__(index), "sample_id": torch.tensor(index), "weight": torch.tensor(1.0)}
+
+
 def test_forward_receives_only_the_batch_keys_it_accepts(tmp_path):
     received: list[set[str]] = []
 
-    class Spy(Net):
+    class Spy(TinyRegressor):
         def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
             received.append({"x", "labels"} if labels is not None else {"x"})
             return super().forward(x, labels)
 
     torch.manual_seed(0)
-    trainer = make_trainer(tmp_path, Spy(), Data(8, extra_keys=True), Data(4, extra_keys=True))
+    trainer = make_trainer(tmp_path, Spy(), ExtraKeysData(8), ExtraKeysData(4))
     logs = trainer.train()
     assert trainer.state.global_step == 2
     assert received == [{"x", "labels"}] * 3
     assert math.isfinite(logs["train.loss"]) and math.isfinite(logs["evaluation.mse"])
 
 
-class TupleData(Data):
+class TupleData(RegressionData):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[index], self.y[index]
 
@@ -396,7 +286,7 @@ class TupleData(Data):
 class TupleModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.net = Net()
+        self.net = TinyRegressor()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)["logits"]
@@ -473,7 +363,9 @@ def test_training_reads_tensors_to_the_host_per_event_not_per_step(tmp_path, mon
 
     SGD, because torch's single-tensor Adam reads its (CPU) step counter with `.item()` each update.
     """
-    trainer = make_trainer(tmp_path, train=Data(100), batch_size=1, num_epochs=2, log_steps=100, do_evaluate=False)
+    trainer = make_trainer(
+        tmp_path, train=RegressionData(100), batch_size=1, num_epochs=2, log_steps=100, do_evaluate=False
+    )
     calls: Counter[str] = Counter()
     for name in SYNCING_METHODS:
         original = getattr(torch.Tensor, name)
@@ -497,7 +389,9 @@ def test_training_reads_tensors_to_the_host_per_event_not_per_step(tmp_path, mon
 
 
 def test_csv_logs_have_train_rows_at_log_steps_and_evaluation_columns_after_evaluations(tmp_path):
-    trainer = make_trainer(tmp_path, train=Data(16), evaluation=Data(8, seed=1), num_epochs=2, log_steps=2)
+    trainer = make_trainer(
+        tmp_path, train=RegressionData(16), evaluation=RegressionData(8, seed=1), num_epochs=2, log_steps=2
+    )
     final_logs = trainer.train()
 
     df = trainer.load_csv_logs()
@@ -517,7 +411,7 @@ def test_csv_logs_have_train_rows_at_log_steps_and_evaluation_columns_after_eval
 
 def test_the_csv_epoch_column_holds_whole_epochs_as_integers(tmp_path):
     """The Trainer logs `state.epoch` (an int: epochs done); the CSV says 1, not 1.0."""
-    trainer = make_trainer(tmp_path, train=Data(16), num_epochs=2, log_steps=2)
+    trainer = make_trainer(tmp_path, train=RegressionData(16), num_epochs=2, log_steps=2)
     trainer.train()
     lines = (trainer.logs_dir / "training_logs.csv").read_text().splitlines()
     assert lines[0].startswith("step,epoch,")
@@ -525,12 +419,12 @@ def test_the_csv_epoch_column_holds_whole_epochs_as_integers(tmp_path):
 
 
 def test_evaluate_on_another_dataset_returns_exact_metrics_and_writes_no_log_row(tmp_path):
-    trainer = make_trainer(tmp_path, evaluation=Data(8, seed=1))
+    trainer = make_trainer(tmp_path, evaluation=RegressionData(8, seed=1))
     trainer.train()
     csv_file = trainer.logs_dir / "training_logs.csv"
     written = csv_file.read_bytes()
 
-    other = Data(10, seed=2)
+    other = RegressionData(10, seed=2)
     metrics = trainer.evaluate(other)
 
     assert csv_file.read_bytes() == written
@@ -564,11 +458,11 @@ def expected_events() -> list[tuple[Any, ...]]:
 
 
 def test_every_callback_event_fires_in_order_the_right_number_of_times(tmp_path):
-    recorder = Recorder()
+    recorder = EventRecorder()
     trainer = make_trainer(
         tmp_path,
-        train=Data(10),
-        evaluation=Data(4, seed=1),
+        train=RegressionData(10),
+        evaluation=RegressionData(4, seed=1),
         batch_size=2,
         gradient_accumulation_steps=2,
         num_epochs=2,
@@ -581,17 +475,8 @@ def test_every_callback_event_fires_in_order_the_right_number_of_times(tmp_path)
     assert fired == set(EVENTS) - {"on_load"}
 
 
-class StopAt(Callback):
-    def __init__(self, step: int | None) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        if trainer.state.global_step == self.step:
-            trainer.control.should_stop = True
-
-
 def test_a_callback_stops_training_at_its_step(tmp_path):
-    recorder = Recorder()
+    recorder = EventRecorder()
     trainer = make_trainer(tmp_path, num_epochs=3, callbacks=[StopAt(3), recorder])
     trainer.train()
     assert trainer.state.global_step == 3
@@ -600,11 +485,11 @@ def test_a_callback_stops_training_at_its_step(tmp_path):
 
 
 def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path):
-    recorder = Recorder()
+    recorder = EventRecorder()
     trainer = make_trainer(
         tmp_path,
-        train=Data(40),
-        evaluation=Data(8, seed=1),
+        train=RegressionData(40),
+        evaluation=RegressionData(8, seed=1),
         eval_steps=2,
         early_stopping_patience=2,
         early_stopping_min_delta=1e9,  # nothing counts as an improvement after the first evaluation
@@ -639,7 +524,7 @@ class StepCounter(Callback):
 def test_callback_state_is_saved_in_checkpoints_and_restored_on_resume(tmp_path):
     """A run stopped after its step-6 checkpoint and resumed ends like an uninterrupted run, callback
     state included (20 samples, batch 2, accumulation 4: the checkpoint sits inside a window)."""
-    settings = {"train": Data(20), "batch_size": 2, "gradient_accumulation_steps": 4, "save_steps": 6}
+    settings = {"train": RegressionData(20), "batch_size": 2, "gradient_accumulation_steps": 4, "save_steps": 6}
     straight = StepCounter()
     reference = make_trainer(tmp_path / "straight", callbacks=[straight, StopAt(None)], **settings)
     reference.train()
@@ -650,7 +535,7 @@ def test_callback_state_is_saved_in_checkpoints_and_restored_on_resume(tmp_path)
     resumed_counter = StepCounter()
     resumed = make_trainer(
         tmp_path / "resumed",
-        callbacks=[Recorder(), resumed_counter, StopAt(None)],  # a stateless Recorder more: no obstacle
+        callbacks=[EventRecorder(), resumed_counter, StopAt(None)],  # a stateless recorder more: no obstacle
         resume_from_checkpoint=True,
         **settings,
     )
@@ -678,7 +563,7 @@ class EpochCounter(Callback):
 
 def test_on_epoch_end_fires_before_the_epoch_end_checkpoint_so_a_resume_keeps_its_changes(tmp_path):
     """2 epochs of 5 steps, saved at each epoch end; the run stops after epoch 1 and is resumed."""
-    settings = {"train": Data(10), "batch_size": 2, "num_epochs": 2}
+    settings = {"train": RegressionData(10), "batch_size": 2, "num_epochs": 2}
     straight = EpochCounter()
     make_trainer(tmp_path / "straight", callbacks=[straight, StopAt(None)], **settings).train()
 
@@ -722,7 +607,7 @@ def test_linear_schedule_with_warmup_gives_the_expected_learning_rates(tmp_path,
     rates = LearningRates()
     trainer = make_trainer(
         tmp_path,
-        train=Data(20),
+        train=RegressionData(20),
         batch_size=2,
         learning_rate=0.1,
         lr_scheduler="linear",
@@ -739,8 +624,8 @@ def test_reduce_on_plateau_steps_after_evaluations_on_the_best_model_metric(tmp_
     rates = LearningRates()
     trainer = make_trainer(
         tmp_path,
-        train=Data(24),
-        evaluation=Data(8, seed=1),
+        train=RegressionData(24),
+        evaluation=RegressionData(8, seed=1),
         learning_rate=1e-7,  # the metric stalls: no relative improvement of 1e-4
         lr_scheduler="reduce_on_plateau",
         lr_scheduler_kwargs={"factor": 0.5, "patience": 0},
@@ -771,8 +656,8 @@ def test_fractional_log_save_and_eval_steps_resolve_against_the_total_steps(tmp_
     eval_steps=0.2 -> every 2; each is also due at the last step."""
     trainer = make_trainer(
         tmp_path,
-        train=Data(20),
-        evaluation=Data(4, seed=1),
+        train=RegressionData(20),
+        evaluation=RegressionData(4, seed=1),
         batch_size=2,
         log_steps=0.25,
         save_steps=0.45,
@@ -797,5 +682,5 @@ def test_fractional_steps_resolve_without_float_error(fraction, total, expected)
 
 
 def test_a_fractional_save_steps_gives_the_whole_number_of_steps_it_names(tmp_path):
-    trainer = make_trainer(tmp_path, train=Data(400), save_steps=0.07)  # 100 steps
+    trainer = make_trainer(tmp_path, train=RegressionData(400), save_steps=0.07)  # 100 steps
     assert trainer.plan.save_steps == 7

@@ -1,9 +1,10 @@
-"""`tamrin push OUTPUT_DIR REPO_ID [--private] [--message M] [--revision R]`: publish a run on the Hub.
+"""`tamrin push OUTPUT_DIR REPO_ID [options]`: publish a run on the Hub.
 
 Pushes, in one commit, the run's final model (`OUTPUT_DIR/model`, as `tamrin train` writes it) or, when
-there is none, the newest valid checkpoint in `OUTPUT_DIR/checkpoints`, together with the run's CSV logs
-and a model card. OUTPUT_DIR may also be one saved directory itself (a checkpoint). The token comes from
-HF_TOKEN or `hf auth login`.
+there is none, the newest valid checkpoint in `OUTPUT_DIR/checkpoints`, together with the run's CSV logs,
+its recipe.yaml (so that `tamrin evaluate REPO_ID` can rebuild its data) and a model card. OUTPUT_DIR may
+also be one saved directory itself (a checkpoint). The push deletes nothing in the repo unless `--delete`
+names it. The token comes from `--token`, HF_TOKEN or `hf auth login`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import argparse
 import warnings
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from tamrin.recipes import FINAL_MODEL_DIR
+from tamrin.recipes import FINAL_MODEL_DIR, RECIPE_FILENAME
 from tamrin.trainer.checkpoint.files import MANIFEST, TRAIN_DIR, latest_valid_checkpoint, verify_checkpoint
 from tamrin.trainer.checkpoint.publishing import push_checkpoint_to_hub
 from tamrin.trainer.logs.logger import CSV_FILENAME
@@ -28,9 +29,30 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="the run's output_dir (or one checkpoint directory)")
     parser.add_argument("repo_id", metavar="REPO_ID", help="the Hub repo, 'user/repo' (created if needed)")
-    parser.add_argument("--private", action="store_true", help="create the repo as private (if it does not exist)")
+    parser.add_argument(
+        "--private",
+        action="store_true",
+        default=None,
+        help="create the repo as private (default: the namespace's default; an existing repo keeps its own)",
+    )
     parser.add_argument("--message", "-m", default=None, help="the commit message")
     parser.add_argument("--revision", default=None, help="the branch to push to (created if needed; default: main)")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument("--token", default=None, help="a Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument(
+        "--no-optimizer",
+        dest="push_optimizer",
+        action="store_false",
+        help="leave out what only a resume needs (optimizer, scheduler, RNG, callbacks state)",
+    )
+    parser.add_argument("--no-logs", dest="push_logs", action="store_false", help="leave out the CSV logs")
+    parser.add_argument(
+        "--delete",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help="also delete the repo's files matching this glob (repeatable; e.g. 'train/*'); default: none",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -66,10 +88,23 @@ def find_push_source(output_dir: str | Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     source = find_push_source(args.output_dir)
     logs = _run_logs(Path(args.output_dir), source)
+    recipe = Path(args.output_dir) / RECIPE_FILENAME
     sha = push_checkpoint_to_hub(
-        source, args.repo_id, logs=logs, commit_message=args.message, private=args.private, revision=args.revision
+        source,
+        args.repo_id,
+        logs=logs,
+        extra_files={recipe.name: recipe} if source != Path(args.output_dir) and recipe.is_file() else None,
+        commit_message=args.message,
+        private=args.private,
+        push_optimizer=args.push_optimizer,
+        push_logs=args.push_logs,
+        revision=args.revision,
+        token=args.token,
+        create_pr=args.create_pr,
+        delete_patterns=args.delete,
     )
-    print(f"Pushed {source} to {args.repo_id} ({args.revision or 'main'}), commit {sha}.")
+    where = f"pull request {sha.pr_url}" if sha.pr_url else args.revision or "main"
+    print(f"Pushed {source} to {args.repo_id} ({where}), commit {sha}.")
     return 0
 
 
@@ -78,6 +113,7 @@ def _run_logs(output_dir: Path, source: Path) -> Path | None:
     if source == output_dir:
         return None  # a checkpoint given directly: push the logs it holds, if any
     config_path = source / TRAIN_DIR / "trainer_config.yaml"
-    logs_dir = (OmegaConf.load(config_path).get("logs_dir") if config_path.is_file() else None) or "logs"
+    config = OmegaConf.load(config_path) if config_path.is_file() else None
+    logs_dir = (config.get("logs_dir") if isinstance(config, DictConfig) else None) or "logs"
     path = output_dir / str(logs_dir) / CSV_FILENAME
     return path if path.is_file() else None

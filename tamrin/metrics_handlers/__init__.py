@@ -16,6 +16,7 @@ from tamrin.metrics_handlers.registry import (
     available_tasks,
     build_metrics_handler,
     check_metric_for_best_model,
+    logged_metric_name,
     register_metrics_handler,
 )
 from tamrin.metrics_handlers.regression import RegressionMetricsHandler
@@ -38,5 +39,6 @@ __all__ = [
     "available_tasks",
     "build_metrics_handler",
     "check_metric_for_best_model",
+    "logged_metric_name",
     "register_metrics_handler",
 ]

@@ -69,7 +69,7 @@ class MetricsHandler:
     objectives: ClassVar[Mapping[str, str]] = {}  # metric -> "minimize" | "maximize"; unlisted: maximize
     metric_options: ClassVar[Mapping[str, tuple[str, ...]]] = {}  # metric -> MetricConfig options it takes
     logits_key: ClassVar[str] = "logits"
-    labels_key: ClassVar[str] = "labels"
+    labels_key: str = "labels"  # the batch key of the targets; the Trainer sets TrainerConfig.label_names[0]
 
     def __init__(
         self,
@@ -80,6 +80,8 @@ class MetricsHandler:
     ) -> None:
         self.metric_configs: dict[str, MetricConfig] = self._parse_metrics(metrics or [])
         self.gather: Callable[[Any], Any] = gather if gather is not None else _identity
+        if isinstance(context.get("labels_key"), str):
+            self.labels_key = context["labels_key"]
         self.context = context
         self.metrics: dict[str, Metric] = {}
         self._loss_sum: torch.Tensor | None = None

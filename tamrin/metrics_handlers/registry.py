@@ -18,6 +18,7 @@ __all__ = [
     "available_tasks",
     "build_metrics_handler",
     "check_metric_for_best_model",
+    "logged_metric_name",
     "register_metrics_handler",
 ]
 
@@ -95,30 +96,35 @@ def build_metrics_handler(
     return METRICS_HANDLERS.get(task)(metrics, gather=gather, **context)
 
 
+def logged_metric_name(name: str) -> str:
+    """The logged name `metric_for_best_model` means: Hezar's plain "cer" and HF's "eval_cer" are "evaluation.cer"."""
+    if "." in name:
+        return name
+    return f"evaluation.{name.removeprefix('eval_')}"
+
+
 def check_metric_for_best_model(handler: MetricsHandler | None, name: str) -> str:
-    """Check, when the Trainer is built, that some handler logs `metric_for_best_model`.
+    """Check, when the Trainer is built, that some handler logs `metric_for_best_model`; return its logged name.
 
     Args:
         handler: the run's metrics handler (None: only losses are logged).
-        name: "evaluation.loss", "train.loss" or "evaluation.<metric>".
+        name: "evaluation.loss", "train.loss", "evaluation.<metric>", or a plain / HF `eval_` name.
 
     Returns:
-        The metric's objective: "minimize" or "maximize".
+        The logged name (`logged_metric_name`), e.g. "evaluation.cer" for "cer".
 
     Raises:
         ConfigError: nothing logs `name`; the message lists what does.
     """
+    given, name = name, logged_metric_name(name)
     metrics = handler.metric_names if handler is not None else ()
     valid = ["evaluation.loss", *(f"evaluation.{metric}" for metric in metrics), "train.loss"]
-    if name in ("evaluation.loss", "train.loss"):
-        return "minimize"
-    if handler is not None and name in valid:
-        return handler.objective(name)
+    if name in valid:
+        return name
     metric = name.removeprefix("evaluation.")
     if handler is not None and metric in handler.valid_metrics:
         hint = f" Add {metric!r} to `metrics` so that the {handler.task} handler computes it."
     else:
         hint = suggest(name, valid)
-    raise ConfigError(
-        f"`metric_for_best_model={name!r}` is not logged by this run. Valid: {', '.join(repr(v) for v in valid)}.{hint}"
-    )
+    shown = ", ".join(repr(v) for v in valid)
+    raise ConfigError(f"`metric_for_best_model={given!r}` is not logged by this run. Valid: {shown}.{hint}")

@@ -239,14 +239,34 @@ class Model(nn.Module):
         model.load_weights(directory / WEIGHTS_FILENAME, strict=True)
         return model.eval()
 
-    def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, private: bool = False) -> str:
-        """Upload the saved model (weights, config, preprocessor) to a Hub repo in one commit."""
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+    ) -> str:
+        """Upload the saved model (weights, config, preprocessor) to a Hub repo in one commit.
+
+        The arguments mean what they mean in `tamrin.hub.upload_folder`; nothing in the repo is deleted.
+        """
         from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
         with tempfile.TemporaryDirectory() as staging:
             self.save(staging)
             message = commit_message or f"Upload {type(self).__name__}"
-            return hub.upload_folder(staging, repo_id, commit_message=message, private=private)
+            return hub.upload_folder(
+                staging,
+                repo_id,
+                commit_message=message,
+                private=private,
+                revision=revision,
+                token=token,
+                create_pr=create_pr,
+            )
 
 
 def _view_key(tensor: torch.Tensor) -> tuple | None:

@@ -11,11 +11,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tamrin.configs import plain_dict
+from tamrin.configs import atomic_write_text, plain_dict
 from tamrin.datasets import build_dataset
 from tamrin.models import Model, ModelConfig
 from tamrin.recipes.building import build_trainer
 from tamrin.recipes.loading import dataset_spec
+from tamrin.trainer.callbacks import Callback, TrainerView
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.trainer import Trainer
 
@@ -36,8 +37,7 @@ RECIPE_FILENAME = "recipe.yaml"
 def train_from_recipe(recipe: DictConfig | dict[str, Any]) -> dict[str, float]:
     """Train a recipe, save the final model, and print where everything is and the best metric."""
     trainer = build_trainer(recipe)
-    if trainer.is_main_process:
-        save_recipe(recipe, Path(trainer.config.output_dir))
+    trainer.add_callback(SaveRecipeAtStart(recipe))
     logs = trainer.train()
     final = trainer.save(Path(trainer.config.output_dir) / FINAL_MODEL_DIR)
     if trainer.is_main_process:
@@ -49,11 +49,23 @@ def train_from_recipe(recipe: DictConfig | dict[str, Any]) -> dict[str, float]:
     return logs
 
 
+class SaveRecipeAtStart(Callback):
+    """Writes recipe.yaml when training begins: after the run holds its output_dir and passed the
+    fresh-run check, so a refused run never overwrites the recipe of the run it would have clobbered."""
+
+    def __init__(self, recipe: DictConfig | dict[str, Any]) -> None:
+        self.recipe = recipe
+
+    def on_train_begin(self, trainer: TrainerView) -> None:
+        if trainer.accelerator.is_main_process:
+            save_recipe(self.recipe, Path(trainer.config.output_dir))
+
+
 def save_recipe(recipe: DictConfig | dict[str, Any], output_dir: Path) -> Path:
     """Keep the resolved recipe beside the run, so `tamrin evaluate` can rebuild its data later."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / RECIPE_FILENAME
-    path.write_text(OmegaConf.to_yaml(OmegaConf.create(recipe)), encoding="utf-8")
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(recipe)))
     return path
 
 

@@ -7,6 +7,7 @@ Trainer: each function gets exactly what it uses.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,7 +21,7 @@ from tamrin.datasets import RangedSampler
 from tamrin.metrics_handlers import MetricsHandler, build_metrics_handler
 from tamrin.trainer.callbacks import Callback, EarlyStopping
 from tamrin.trainer.config import TrainerConfig
-from tamrin.trainer.modeling import metrics_context
+from tamrin.trainer.modeling import metrics_context, named_forward_arguments
 from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
 from tamrin.trainer.steps import EpochPosition, SkippingEpochPosition, StepPlan, can_start_mid_epoch
 
@@ -35,6 +36,8 @@ __all__ = [
     "build_task_metrics_handler",
     "direct_backward_and_optimizer",
     "epoch_position_for",
+    "without_unused_columns",
+    "check_compute_loss_override",
 ]
 
 
@@ -117,7 +120,10 @@ def build_config_lr_scheduler(
 
 def build_task_metrics_handler(config: TrainerConfig, model: torch.nn.Module, gather: Callable) -> MetricsHandler:
     """The task's metrics handler, given what it needs from the model (never the trainer)."""
-    return build_metrics_handler(config.task, config.metrics, gather=gather, **metrics_context(model))
+    context = metrics_context(model)
+    if config.label_names:
+        context["labels_key"] = config.label_names[0]
+    return build_metrics_handler(config.task, config.metrics, gather=gather, **context)
 
 
 def default_callbacks(config: TrainerConfig) -> list[Callback]:
@@ -189,3 +195,60 @@ def epoch_position_for(loader: DataLoader | None, *, num_processes: int) -> Epoc
     )
     warnings.warn(f"{note} tamrin's RangedSampler (`create_train_sampler`) resumes exactly in O(1).", stacklevel=4)
     return SkippingEpochPosition(note)
+
+
+def without_unused_columns(dataset: Any, model: torch.nn.Module, config: TrainerConfig) -> Any:
+    """A Hugging Face `datasets.Dataset` without the columns the model's `forward` does not name (HF's
+    `remove_unused_columns`), so a leftover `text` column does not reach `DataCollatorWithPadding`.
+
+    Other datasets are returned as they are: their own collators may need every key they give.
+
+    Raises:
+        ConfigError: no column would be left (the names of forward's arguments are listed).
+    """
+    columns = getattr(dataset, "column_names", None)
+    if not config.remove_unused_columns or not callable(getattr(dataset, "remove_columns", None)):
+        return dataset
+    if not isinstance(columns, list):
+        return dataset
+    keep = named_forward_arguments(model) | set(config.label_names or ["labels"]) | {"label", "label_ids"}
+    unused = [column for column in columns if column not in keep]
+    if not unused:
+        return dataset
+    if len(unused) == len(columns):
+        raise ConfigError(
+            f"None of the dataset's columns {columns} is an argument of {type(model).__name__}.forward "
+            f"({sorted(named_forward_arguments(model))}) or a label name: set remove_unused_columns=False, or "
+            "rename the columns."
+        )
+    warnings.warn(
+        f"Columns {unused} are not arguments of {type(model).__name__}.forward: they are dropped before "
+        "collation (remove_unused_columns=True, as in the HF Trainer).",
+        stacklevel=4,
+    )
+    return dataset.remove_columns(unused)
+
+
+def check_compute_loss_override(trainer_class: type) -> None:
+    """Refuse a `compute_loss` override written for the HF Trainer, before it fails mid-step.
+
+    HF's is `compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None)` and
+    calls the model itself; tamrin's is `compute_loss(self, outputs, batch)` and gets the outputs.
+
+    Raises:
+        TypeError: the override takes HF's arguments; the message shows how to port it.
+    """
+    method = getattr(trainer_class, "compute_loss", None)
+    if not callable(method):
+        return
+    names = list(inspect.signature(method).parameters)
+    if "inputs" in names or "return_outputs" in names:
+        raise TypeError(
+            f"{trainer_class.__name__}.compute_loss{inspect.signature(method)} has the HF Trainer's signature. "
+            "tamrin calls `compute_loss(self, outputs, batch)` with the model's outputs already computed "
+            "(by `forward`) and wants the loss tensor back. Port it as:\n"
+            "    def compute_loss(self, outputs, batch):\n"
+            "        labels = batch['labels']            # HF's `inputs`\n"
+            "        logits = outputs['logits']          # HF called model(**inputs) here\n"
+            "        return loss_fn(logits, labels)      # no return_outputs: tamrin keeps the outputs"
+        )

@@ -18,6 +18,7 @@ from typing import Any
 from tamrin.configs import Config, check_choice, check_range
 from tamrin.metrics_handlers import available_tasks
 from tamrin.trainer.optim import LR_SCHEDULERS, OPTIMIZERS
+from tamrin.trainer.peer_names import peer_name_problem
 
 __all__ = ["TrainerConfig", "resolve_steps", "MIXED_PRECISION_CHOICES", "NAN_POLICIES", "PROGRESS_CHOICES"]
 
@@ -62,7 +63,8 @@ class TrainerConfig(Config):
         do_evaluate: evaluate on the eval dataset (at each epoch end, or every eval_steps).
         evaluate_with_generate: evaluate with the model's `generate` (generative tasks).
         metrics: metric names, or mappings with options ({"name": "f1", "average": "macro"}).
-        metric_for_best_model: the logged metric that picks the best checkpoint, e.g.
+        metric_for_best_model: the logged metric that picks the best checkpoint (a plain name or
+            HF's `eval_` name means the evaluation metric: "cer" and "eval_cer" are "evaluation.cer"), e.g.
             "evaluation.f1" or "evaluation.loss".
         save_steps: save a checkpoint every this many steps (int or fraction; None: each epoch end).
         log_steps: log train loss and learning rate every this many steps (int or fraction).
@@ -78,6 +80,10 @@ class TrainerConfig(Config):
         compile: wrap the model with torch.compile.
         nan_policy: on a NaN/inf loss, "stop" training (with the step and batch) or "skip" the update.
         progress: "auto" (a bar on a terminal, plain lines otherwise), "bar", "plain" or "none".
+        label_names: the batch keys that hold the targets (HF's name; None: "labels"); the metrics
+            read the first.
+        remove_unused_columns: drop the columns of a Hugging Face `datasets.Dataset` that the model's
+            `forward` does not name (and that are not label_names) before collation, as HF does.
     """
 
     config_filename = "trainer_config.yaml"
@@ -123,19 +129,23 @@ class TrainerConfig(Config):
     compile: bool = False
     nan_policy: str = "stop"
     progress: str = "auto"
+    label_names: list[str] | None = None
+    remove_unused_columns: bool = True
 
     def validate(self) -> list[str | None]:
         return [
-            check_choice("task", self.task, available_tasks()),
+            _check_name("task", self.task, available_tasks()),
             None if self.output_dir else "`output_dir` must be a non-empty path.",
             _check_device(self.device),
             check_range("num_epochs", self.num_epochs, minimum=1),
             _check_step_value("max_steps", self.max_steps, optional=True),
             check_range("num_dataloader_workers", self.num_dataloader_workers, minimum=0),
-            check_choice("optimizer", self.optimizer, OPTIMIZERS),
+            _check_name("optimizer", self.optimizer, OPTIMIZERS.names()),
             check_range("learning_rate", self.learning_rate, minimum=0, exclusive_minimum=True),
             check_range("weight_decay", self.weight_decay, minimum=0),
-            check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS, optional=True),
+            None
+            if self.lr_scheduler is None
+            else _check_name("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS.names()),
             check_range("lr_scheduling_steps", self.lr_scheduling_steps, minimum=1, optional=True),
             check_range("batch_size", self.batch_size, minimum=1),
             check_range("eval_batch_size", self.eval_batch_size, minimum=1, optional=True),
@@ -155,7 +165,14 @@ class TrainerConfig(Config):
             check_choice("nan_policy", self.nan_policy, NAN_POLICIES),
             check_choice("progress", self.progress, PROGRESS_CHOICES),
             _check_metrics_list(self.metrics),
+            _check_label_names(self.label_names),
         ]
+
+
+def _check_label_names(names: list[str] | None) -> str | None:
+    if names is None or (names and all(isinstance(name, str) and name for name in names)):
+        return None
+    return f"`label_names={names!r}` must be a non-empty list of batch keys, e.g. ['labels'], or None."
 
 
 def _check_device(device: str) -> str | None:
@@ -204,12 +221,21 @@ def _check_subfolder(name: str, value: str) -> str | None:
     return None
 
 
+def _check_name(field: str, value: Any, valid: list[str]) -> str | None:
+    """A registered name; a Hezar name tamrin lacks is said to be one (no misleading "did you mean")."""
+    return check_choice(field, value, valid) and (
+        peer_name_problem(field, value, valid) or check_choice(field, value, valid)
+    )
+
+
 def _check_metric_name(name: str) -> str | None:
-    if "." in name and name.split(".", 1)[0] in ("evaluation", "train") and name.split(".", 1)[1]:
+    """A logged name ("evaluation.f1", "train.loss"), or Hezar's / HF's plain and `eval_` names ("f1", "eval_f1")."""
+    prefix, dot, metric = name.partition(".")
+    if (dot and prefix in ("evaluation", "train") and metric) or (not dot and name.removeprefix("eval_")):
         return None
     return (
-        f"`metric_for_best_model={name!r}` must name a logged metric with its prefix, "
-        f"e.g. 'evaluation.loss' or 'evaluation.f1'.{'' if '.' in name else f' Did you mean `evaluation.{name}`?'}"
+        f"`metric_for_best_model={name!r}` must name a logged metric: 'evaluation.<metric>' or 'train.loss' "
+        "(a plain 'f1' or HF's 'eval_f1' means 'evaluation.f1')."
     )
 
 

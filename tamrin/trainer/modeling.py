@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 
 from tamrin import hub
 from tamrin.configs import ConfigError
@@ -26,9 +27,11 @@ __all__ = [
     "WEIGHTS_NAME",
     "forward_keys",
     "call_model",
+    "named_forward_arguments",
     "loss_from_outputs",
     "save_model_weights",
     "load_model_weights",
+    "load_matching_weights",
     "is_tamrin_model",
     "prepare_model",
     "batch_size_of",
@@ -60,7 +63,7 @@ def prepare_model(model: torch.nn.Module, *, init_weights_from: str | None, comp
             if not hub.is_repo_id(init_weights_from):
                 raise FileNotFoundError(f"`init_weights_from={init_weights_from!r}`: no such directory or Hub repo id.")
             directory = hub.download(init_weights_from, ignore_patterns=HUB_NON_MODEL_FILES)  # weights only
-        load_model_weights(model, directory)
+        load_matching_weights(model, directory)
     return cast(torch.nn.Module, torch.compile(model)) if compile else model
 
 
@@ -84,6 +87,14 @@ def forward_keys(model: torch.nn.Module) -> frozenset[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+
+
+def named_forward_arguments(model: torch.nn.Module) -> set[str]:
+    """The arguments `model.forward` names (leaving out *args and **kwargs), as HF reads a signature."""
+    parameters = inspect.signature(model.forward).parameters.values()
+    return {
+        p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
 
 
 def call_model(model: torch.nn.Module, batch: Any, accepted: frozenset[str] | None) -> Any:
@@ -218,6 +229,40 @@ def save_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> 
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "to_json_file"):
         config.to_json_file(str(directory / "config.json"))
+
+
+def load_matching_weights(model: torch.nn.Module, directory: str | os.PathLike) -> None:
+    """Initialise `model` from the tensors of `directory` whose name and shape match (Hezar's
+    `init_weights_from`, HF's `ignore_mismatched_sizes`): a pretrained body under a new head.
+
+    What is left at its fresh initialisation is named once, in a warning.
+
+    Raises:
+        FileNotFoundError: no weights file. RuntimeError: no tensor fits (a wholly different model).
+    """
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"No {WEIGHTS_NAME} in {directory}.")
+    saved = load_file(str(path))
+    own = model.state_dict()
+    fits = {name: tensor for name, tensor in saved.items() if name in own and own[name].shape == tensor.shape}
+    if not fits:
+        raise RuntimeError(
+            f"No tensor of {path} fits {type(model).__name__} (by name and shape): it holds another model "
+            f"(its first names: {sorted(saved)[:3]}; this model's: {sorted(own)[:3]})."
+        )
+    model.load_state_dict(fits, strict=False)
+    reshaped = sorted(name for name in saved if name in own and name not in fits)
+    fresh = sorted(name for name in own if name not in fits)
+    if fresh:
+        shapes = ", ".join(f"{n} {tuple(saved[n].shape)} -> {tuple(own[n].shape)}" for n in reshaped)
+        warnings.warn(
+            f"init_weights_from={str(directory)!r}: loaded {len(fits)} of {len(own)} tensors; "
+            f"{len(fresh)} keep their fresh initialisation: {fresh}"
+            + (f" (shape differs: {shapes})" if shapes else "")
+            + f"; {len(saved) - len(fits) - len(reshaped)} saved tensors have no place in this model.",
+            stacklevel=3,
+        )
 
 
 def load_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> None:

@@ -42,8 +42,9 @@ def _warmup_then(decay: Callable[[float], float]) -> Callable[..., torch_schedul
     ) -> torch_schedulers.LambdaLR:
         if kwargs:
             raise ConfigError(
-                f"`lr_scheduler_kwargs` has unknown keys {sorted(kwargs)}; "
-                "warmup schedulers take none (use warmup_steps)."
+                f"`lr_scheduler_kwargs` has unknown keys {sorted(kwargs)}; the warmup schedules 'linear', 'cosine' "
+                "and 'constant' (the HF Trainer's) take none: set warmup_steps. torch's LinearLR and ConstantLR "
+                "(Hezar's 'linear' and 'constant') are 'linear_lr' and 'constant_lr'."
             )
 
         def multiplier(update: int) -> float:
@@ -69,12 +70,14 @@ LR_SCHEDULERS.add("cosine_annealing", torch_schedulers.CosineAnnealingLR)
 LR_SCHEDULERS.add("cyclic", torch_schedulers.CyclicLR)
 LR_SCHEDULERS.add("one_cycle", torch_schedulers.OneCycleLR)
 LR_SCHEDULERS.add("polynomial", torch_schedulers.PolynomialLR)
+LR_SCHEDULERS.add("linear_lr", torch_schedulers.LinearLR)  # Hezar's "linear"
+LR_SCHEDULERS.add("constant_lr", torch_schedulers.ConstantLR)  # Hezar's "constant"
 """Scheduler names. linear/cosine/constant take `warmup_steps`; the others take their torch kwargs."""
 
 PLATEAU_SCHEDULERS = frozenset({"reduce_on_plateau"})
 """Schedulers stepped with the evaluation metric after each evaluation, not per update."""
 
-EPOCH_SCHEDULERS = frozenset({"step", "multi_step", "exponential", "cosine_annealing"})
+EPOCH_SCHEDULERS = frozenset({"step", "multi_step", "exponential", "cosine_annealing", "linear_lr", "constant_lr"})
 """Hezar's epoch-style schedulers: stepped every `lr_scheduling_steps` steps, by default once per epoch."""
 
 _WARMUP_SCHEDULERS = frozenset({"linear", "cosine", "constant"})

@@ -19,16 +19,18 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model
+from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model, logged_metric_name
 from tamrin.trainer import building
 from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl, TrainerView
 from tamrin.trainer.checkpoint import Checkpointer
 from tamrin.trainer.checkpoint.publishing import push_trainer_to_hub
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.logs.logger import TrainingLogger, load_logs
-from tamrin.trainer.logs.progress import resolve_progress_mode
+from tamrin.trainer.logs.progress import describe_run, resolve_progress_mode
 from tamrin.trainer.loss_tracking import LossTracker
 from tamrin.trainer.modeling import adopt_data_preprocessor, forward_keys, prepare_model
+from tamrin.trainer.optim import scheduler_cadence
+from tamrin.trainer.run_lock import RunLock
 from tamrin.trainer.runtime import (
     build_accelerator,
     check_accelerator_accumulation,
@@ -61,10 +63,13 @@ class TrainerParts:
         if not isinstance(config, TrainerConfig):
             raise TypeError(f"`config` must be a TrainerConfig, got {type(config).__name__}.")
         self.config = config
+        building.check_compute_loss_override(type(self))
         self.accelerator = accelerator or build_accelerator(config)
         check_accelerator_accumulation(self.accelerator, config)
         check_supported_engine(self.accelerator)
         seed_everything(config.seed)
+        train_dataset = building.without_unused_columns(train_dataset, model, config)
+        eval_dataset = building.without_unused_columns(eval_dataset, model, config)
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.data_collator = data_collator or getattr(train_dataset, "data_collator", None)
@@ -73,13 +78,14 @@ class TrainerParts:
         self.checkpoints_dir = self.output_dir / config.checkpoints_dir
         self.logs_dir = self.output_dir / config.logs_dir
         self.checkpointer = Checkpointer(self.accelerator, self.checkpoints_dir, self.logs_dir)  # .store: replaceable
+        self._run_lock = RunLock(self.output_dir)  # held by the main process from train()'s start to its end
         self.state = TrainerState(world_size=self.accelerator.num_processes)
         self.control = TrainerControl()
         adopt_data_preprocessor(model, preprocessor or getattr(train_dataset, "preprocessor", None))
         self.model = prepare_model(model, init_weights_from=config.init_weights_from, compile=config.compile)
         for dataset in (train_dataset, eval_dataset):  # e.g. rows longer than the model's context: fail now
             getattr(dataset, "check_model", lambda model: None)(model)
-        self._forward_keys = forward_keys(self.model)
+        self._forward_keys = forward_keys(model)  # the model's own forward (a compiled one takes **kwargs)
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
         self.callbacks = CallbackHandler(building.default_callbacks(config) + list(callbacks or ()))
         self.train_dataloader = self._checked_train_dataloader(train_dataset)
@@ -88,7 +94,7 @@ class TrainerParts:
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         self._backward, self._step_optimizer = building.direct_backward_and_optimizer(self.accelerator, self.optimizer)
         self.metrics_handler = metrics_handler or self.create_metrics_handler()
-        check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
+        self.metric_for_best_model = check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
         self.lr_scheduler = lr_scheduler if lr_scheduler is not None else self.create_lr_scheduler()
         self.progress_mode = resolve_progress_mode(config.progress, is_main_process=self.is_main_process)
         self.logger: TrainingLogger | None = None
@@ -113,7 +119,7 @@ class TrainerParts:
     def unwrapped_model(self) -> torch.nn.Module:
         """The model without its DDP / compile wrappers (cached: accelerate's unwrap costs ~0.1 ms a call)."""
         if getattr(self, "_unwrapped_for", None) is not self.model:
-            self._unwrapped = self.accelerator.unwrap_model(self.model)
+            self._unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
             self._unwrapped_for = self.model
         return self._unwrapped
 
@@ -177,7 +183,8 @@ class TrainerParts:
     def _maximize_best_metric(self) -> bool:
         """Whether a larger metric_for_best_model is better (False before the metrics handler exists)."""
         handler = getattr(self, "metrics_handler", None)
-        return handler is not None and handler.objective(self.config.metric_for_best_model) == "maximize"
+        name = logged_metric_name(self.config.metric_for_best_model)
+        return handler is not None and handler.objective(name) == "maximize"
 
     def add_callback(self, callback: Callback) -> None:
         """Add a callback after the others (e.g. a tool that watches a run)."""
@@ -219,6 +226,42 @@ class TrainerParts:
         self.checkpointer.load(self, path)
         self.callbacks.fire("on_load", self._view(), path=str(path))
 
+    def _start_run(self) -> None:
+        """Before the first step: lock the output_dir, resume or check a fresh run, open the logs, print the plan.
+
+        Nothing is written into output_dir before the lock is held and the fresh-run check passed.
+        """
+        if self.is_main_process:
+            self._run_lock.acquire()
+        try:
+            resumed = self._resume_if_requested()
+            self.logger = TrainingLogger(
+                self.logs_dir,
+                columns=building.log_columns(self.config, self.metrics_handler.metric_names),
+                resume_step=self.state.global_step if resumed else None,
+                enabled=self.is_main_process,
+            )
+        except BaseException:
+            self._run_lock.release(refused=True)
+            raise
+        if self.progress_mode != "none" and self.plan is not None:
+            print(self._describe_run(self.plan), flush=True)
+
+    def _end_run(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+        self._run_lock.release()
+
+    def _describe_run(self, plan: StepPlan) -> str:
+        cadence = (
+            ""
+            if self.lr_scheduler is None
+            else scheduler_cadence(self.config.lr_scheduler, self.config.lr_scheduling_steps)
+        )
+        return describe_run(plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
+                            num_processes=self.accelerator.num_processes, start_step=self.state.global_step,
+                            lr_schedule=cadence)  # fmt: skip
+
     def _resume_if_requested(self) -> Path | None:
         """Load the checkpoint `resume_from_checkpoint` names; None for a fresh run (checked first)."""
         path = self.checkpointer.resume_path(self.config.resume_from_checkpoint)
@@ -232,6 +275,13 @@ class TrainerParts:
         """The run's CSV logs as a pandas DataFrame, one row per logged step."""
         return load_logs(self.logs_dir)
 
-    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool = False, **kwargs: Any) -> str:
-        """Push the trained model, configs, state and logs to the Hub in one commit (see tamrin.hub)."""
+    def push_to_hub(
+        self, repo_id: str, commit_message: str | None = None, private: bool | None = None, **kwargs: Any
+    ) -> str:
+        """Push the trained model, configs, state and logs to the Hub in one commit (see tamrin.hub).
+
+        `private=None` keeps the namespace's default visibility for a new repo; `kwargs` go to
+        `push_trainer_to_hub` (push_model, push_optimizer, push_logs, revision, token, create_pr,
+        delete_patterns).
+        """
         return push_trainer_to_hub(self, repo_id, commit_message=commit_message, private=private, **kwargs)

@@ -15,9 +15,7 @@ import torch
 from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader
 
-from tamrin.trainer import building
-from tamrin.trainer.logs.logger import TrainingLogger
-from tamrin.trainer.logs.progress import Progress, describe_run
+from tamrin.trainer.logs.progress import Progress
 from tamrin.trainer.modeling import (
     batch_size_of,
     call_model,
@@ -26,7 +24,7 @@ from tamrin.trainer.modeling import (
     loss_from_outputs,
     step_loss,
 )
-from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, scheduler_cadence
+from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS
 from tamrin.trainer.parts import TrainerParts
 from tamrin.trainer.steps import StepPlan
 
@@ -157,42 +155,27 @@ class Trainer(TrainerParts):
         if self.config.evaluate_with_generate:
             generate = self.unwrapped_model.generate  # evaluate_with_generate: the model must define generate()
             outputs = generate(**generation_inputs(batch, self._forward_keys))  # type: ignore[operator]
-        self.metrics_handler.update(outputs, batch)
+        if self.metrics_handler.metric_names:  # no metrics asked for: the targets are not read at all
+            self.metrics_handler.update(outputs, batch)
 
     # -- the loops ----------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
         """Train as configured (resuming if asked); returns the final logs."""
         if self.train_dataloader is None or self.plan is None:
             raise ValueError("Trainer.train() needs a `train_dataset`.")
-        resumed = self._resume_if_requested()
-        self.logger = TrainingLogger(
-            self.logs_dir,
-            columns=building.log_columns(self.config, self.metrics_handler.metric_names),
-            resume_step=self.state.global_step if resumed else None,
-            enabled=self.is_main_process,
-        )
-        if self.progress_mode != "none":
-            processes, start = self.accelerator.num_processes, self.state.global_step
-            print(describe_run(self.plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
-                               num_processes=processes, start_step=start, lr_schedule=self._lr_cadence()),
-                  flush=True)  # fmt: skip
-        self.callbacks.fire("on_train_begin", self)
+        self._start_run()  # lock the output_dir, resume (or check a fresh run), open the logs, print the plan
         try:
+            self.callbacks.fire("on_train_begin", self)
             while self.state.epoch < self._plan.num_epochs and not self._finished():
                 self.callbacks.fire("on_epoch_begin", self)
                 self.inner_training_loop(self.state.epoch)
             self._check_losses_finite()
         finally:
-            self.logger.close()
+            self._end_run()  # close the logs, release the lock
         self.callbacks.fire("on_train_end", self)
         if self.config.load_best_model_at_end and self.state.best_checkpoint:
             load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
         return dict(self._last_logs)
-
-    def _lr_cadence(self) -> str:
-        if self.lr_scheduler is None:
-            return ""
-        return scheduler_cadence(self.config.lr_scheduler, self.config.lr_scheduling_steps)
 
     @property
     def _plan(self) -> StepPlan:
@@ -307,11 +290,13 @@ class Trainer(TrainerParts):
             self._check_losses_finite()
         if log_due:
             logs = self._training_logs()
+            self._track_best(logs, step)
             self.log(logs, step)
             progress.show(logs)
         if evaluate_due:
             self.control.should_evaluate = False
-            self._evaluate_during_training(step)
+            metrics = self._evaluate_during_training(step)
+            progress.report(f"Evaluation at step {step}", metrics)
         epoch_over = end_of_epoch or self._finished()  # after evaluating: early stopping may end the run
         if epoch_over:
             self.callbacks.fire("on_epoch_end", self)
@@ -335,17 +320,24 @@ class Trainer(TrainerParts):
             logs["train.skipped_updates"] = float(self.state.skipped_updates)
         return logs
 
-    def _evaluate_during_training(self, step: int) -> None:
+    def _evaluate_during_training(self, step: int) -> dict[str, float]:
         metrics = {f"evaluation.{key}": value for key, value in self.evaluate().items()}
-        value = metrics.get(self.config.metric_for_best_model)
+        self._track_best(metrics, step)
+        self.log(metrics, step)
+        self.callbacks.fire("on_evaluate", self, metrics=metrics)
+        return metrics
+
+    def _track_best(self, logs: dict[str, float], step: int) -> None:
+        """Follow metric_for_best_model in training or evaluation logs: the best step, reduce_on_plateau."""
+        value = logs.get(self.metric_for_best_model)
+        if value is None:
+            return
         if self.state.improve_best(value, step, maximize=self._maximize_best_metric()) and (
             self.config.load_best_model_at_end or self.config.save_total_limit
         ):
             self.control.should_save = True  # the best step always gets its own checkpoint
         if self.lr_scheduler is not None and self.config.lr_scheduler in PLATEAU_SCHEDULERS:
-            self.lr_scheduler.step(metrics[self.config.metric_for_best_model])
-        self.log(metrics, step)
-        self.callbacks.fire("on_evaluate", self, metrics=metrics)
+            self.lr_scheduler.step(value)
 
     @torch.inference_mode()
     def evaluate(self, dataset: Any = None) -> dict[str, float]:

@@ -50,6 +50,7 @@ class TrainerView(Protocol):
     data_collator: Any
     grad_norm: torch.Tensor | None
     progress_mode: str
+    metric_for_best_model: str  # the logged name ("evaluation.cer" for a config's "cer")
 
     @property
     def unwrapped_model(self) -> torch.nn.Module: ...

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from tamrin.configs import ConfigError
+from tamrin.metrics_handlers import logged_metric_name
 from tamrin.trainer.callbacks.base import Callback, TrainerView
 from tamrin.trainer.callbacks.registry import register_callback
 
@@ -16,8 +17,10 @@ __all__ = ["EarlyStopping"]
 class EarlyStopping(Callback):
     """Stop when `metric_for_best_model` has not improved by `min_delta` for `patience` evaluations.
 
+    It watches every log row that carries the metric: evaluations, or the log steps for `train.loss`.
+
     Args:
-        patience: evaluations without improvement before training stops.
+        patience: evaluations (log rows with the metric) without improvement before training stops.
         min_delta: the smallest change that counts as an improvement.
         metric: the logged metric to watch (default: the trainer's metric_for_best_model).
     """
@@ -33,9 +36,12 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.evaluations_without_improvement = 0
 
-    def on_evaluate(self, trainer: TrainerView, metrics: dict[str, float]) -> None:
-        name = self.metric or trainer.config.metric_for_best_model
-        value = metrics[name]
+    def on_log(self, trainer: TrainerView, logs: dict[str, float]) -> None:
+        """Count the logs that carry the watched metric (evaluations; log steps for `train.loss`)."""
+        name = logged_metric_name(self.metric) if self.metric else trainer.metric_for_best_model
+        if name not in logs:
+            return
+        value = logs[name]
         maximize = trainer.metrics_handler.objective(name) == "maximize"
         improved = self.best is None or (
             value > self.best + self.min_delta if maximize else value < self.best - self.min_delta

@@ -15,6 +15,7 @@ from typing import Any
 from tamrin import hub
 from tamrin.configs import ConfigError
 from tamrin.trainer.checkpoint import files
+from tamrin.trainer.checkpoint.publishing import download_pushed_run
 from tamrin.trainer.checkpoint.resume_rules import apply_current_optimizer_settings, warn_config_differences
 from tamrin.trainer.checkpoint.rng import capture_rng_state
 from tamrin.trainer.checkpoint.state_files import STATE_FILES, TRAIN_DIR, Checkpointable, SaveContext
@@ -154,5 +155,5 @@ def _checkpoint_source(request: str) -> Path:
     if path.is_dir():
         return path
     if not path.exists() and hub.is_repo_id(request):
-        return hub.download(request)
+        return download_pushed_run(request)
     raise FileNotFoundError(f"`resume_from_checkpoint={request!r}`: no such checkpoint directory or Hub repo id.")

@@ -171,7 +171,14 @@ def checkpoint_write_error(err: OSError, path: Path, checkpoints_dir: Path | Non
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest of a checkpoint directory (ValueError when missing or unreadable)."""
+    """The manifest of a checkpoint directory, checked field by field.
+
+    A damaged or hand-edited manifest makes a damaged checkpoint: it is skipped with a warning like a
+    bad checksum (in resume, rotation, the fresh-run check and push), never half-trusted.
+
+    Raises:
+        ValueError: missing, unreadable, or a field of the wrong shape (the message names it).
+    """
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise ValueError(f"{path} is missing (the checkpoint was not completed)")
@@ -181,7 +188,31 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ValueError(f"{path} cannot be read: {err}") from err
     if not isinstance(manifest, dict) or "files" not in manifest or "global_step" not in manifest:
         raise ValueError(f"{path} is not a tamrin checkpoint manifest")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise ValueError(f"{path} is damaged: {problem}")
     return {str(key): value for key, value in manifest.items()}
+
+
+def _manifest_problem(manifest: dict[Any, Any]) -> str | None:
+    """What is wrong with a parsed manifest's step and file table, or None."""
+    step = manifest["global_step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"`global_step: {step!r}` is not a step number"
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files:
+        return f"`files` must list every file of the checkpoint with its size and sha256, got {files!r}"
+    for name, entry in files.items():
+        if not isinstance(name, str) or name.startswith("/") or ".." in Path(name).parts:
+            return f"the file name {name!r} is not a path inside the checkpoint"
+        if not isinstance(entry, dict):
+            return f"`files[{name!r}]` must be a mapping with `size` and `sha256`, got {entry!r}"
+        size, digest = entry.get("size"), entry.get("sha256")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            return f"`files[{name!r}].size: {size!r}` is not a byte count"
+        if not isinstance(digest, str) or len(digest) != 64:
+            return f"`files[{name!r}].sha256: {digest!r}` is not a sha256"
+    return None
 
 
 def verify_checkpoint(directory: Path, *, check_hashes: bool = True) -> str | None:

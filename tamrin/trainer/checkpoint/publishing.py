@@ -11,11 +11,14 @@
     logs/training_logs.csv                                                       push_logs
     manifest.yaml                   size and sha256 of every file above
 
-`TrainerConfig(resume_from_checkpoint="user/repo")` verifies the download against the manifest and
-resumes exactly. A push without the model or the optimizer state keeps listing the files it leaves
-out, so a resume from it stops at once and names the missing file instead of half-loading a run.
-Each push replaces the revision's files (`upload_folder(replace=True)` deletes, in the same commit,
-what the staged folder does not hold), so no file of an earlier push can mix into a later run.
+`TrainerConfig(resume_from_checkpoint="user/repo")` downloads the manifest, then exactly the files it
+lists (`download_pushed_run`), verifies them and resumes exactly. A push without the model or the
+optimizer state keeps listing the files it leaves out, so a resume from it stops at once and names the
+missing file instead of half-loading a run.
+
+A push deletes nothing it was not asked to (`delete_patterns`, see `tamrin.hub.upload_folder`): files
+of an earlier push that this one does not hold stay in the repo. They cannot mix into a resume, which
+reads only what the new manifest lists; and a symlink in the pushed directory is never followed out of it.
 
 Tokens are never read here: huggingface_hub finds HF_TOKEN or the stored login itself, and nothing
 this module writes (configs, state, card) holds one.
@@ -23,10 +26,12 @@ this module writes (configs, state, card) holds one.
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import glob
+import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,19 +40,19 @@ from omegaconf import OmegaConf
 from tamrin import hub
 from tamrin.trainer.checkpoint.files import TRAIN_DIR, read_manifest
 from tamrin.trainer.checkpoint.manifest import MANIFEST, write_manifest
+from tamrin.trainer.checkpoint.run_card import CARD_FILENAME, RunFacts, best_metrics, model_card
 from tamrin.trainer.checkpoint.state_files import LOGS_DIR, is_resume_only
-from tamrin.trainer.logs.logger import CSV_FILENAME, load_logs
-from tamrin.trainer.logs.review import summarize_logs
-from tamrin.version import __version__
+from tamrin.trainer.logs.logger import CSV_FILENAME
 
-__all__ = ["push_trainer_to_hub", "push_checkpoint_to_hub", "push_staged_folder", "best_metrics", "model_card"]
+__all__ = [
+    "best_metrics",
+    "download_pushed_run",
+    "model_card",
+    "push_checkpoint_to_hub",
+    "push_staged_folder",
+    "push_trainer_to_hub",
+]
 
-CARD_FILENAME = "README.md"
-CARD_SETTINGS = (
-    "optimizer", "learning_rate", "weight_decay", "lr_scheduler", "warmup_steps", "batch_size",
-    "gradient_accumulation_steps", "num_epochs", "max_steps", "max_grad_norm", "mixed_precision", "seed",
-    "metric_for_best_model",
-)  # fmt: skip
 
 T = TypeVar("T")
 
@@ -57,12 +62,14 @@ def push_trainer_to_hub(
     repo_id: str,
     *,
     commit_message: str | None = None,
-    private: bool = False,
+    private: bool | None = None,
     push_model: bool = True,
     push_optimizer: bool = True,
     push_logs: bool = True,
     revision: str | None = None,
     token: str | None = None,
+    create_pr: bool = False,
+    delete_patterns: str | Sequence[str] | None = None,
 ) -> str:
     """Push a Trainer's model, configs, state and logs, with a model card, to a Hub repo in one commit.
 
@@ -73,34 +80,34 @@ def push_trainer_to_hub(
         trainer: The Trainer (usually after `train()`).
         repo_id: "user/repo" or "org/repo"; created if needed (an existing repo keeps its visibility).
         commit_message: Commit title; defaults to "Upload <model> at step <n> with tamrin".
-        private: Create the repo as private.
+        private: Visibility of a repo the push creates; None (default) keeps the namespace's default.
         push_model: Include the weights, model config and preprocessor files.
         push_optimizer: Include what resuming needs: optimizer, LR scheduler, scaler, RNG, callbacks.
         push_logs: Include logs/training_logs.csv.
         revision: Branch to commit to (created if needed); default: the main branch.
         token: Hub token; None lets huggingface_hub use HF_TOKEN or the stored login.
+        create_pr: Open a pull request against `revision` instead of committing to it.
+        delete_patterns: Repo files to delete in the same commit (globs, e.g. "train/*"); default none.
 
     Returns:
-        The sha of the commit.
+        The sha of the commit (a `tamrin.hub.Commit`, which also carries the pull request's url).
 
     Raises:
         HubError: The Hub refused or failed; the message says why and what to do.
     """
+    target = _Target(repo_id, commit_message, private, revision, token, create_pr, delete_patterns)
     with tempfile.TemporaryDirectory(prefix="tamrin-push-") as tmp:
         staging = trainer.save(Path(tmp) / "push")
+        model = getattr(trainer.unwrapped_model, "_orig_mod", trainer.unwrapped_model)
 
         def upload() -> str:
-            return push_staged_folder(
+            return _push(
                 staging,
-                repo_id,
-                commit_message=commit_message,
-                private=private,
+                target,
                 push_model=push_model,
                 push_optimizer=push_optimizer,
                 push_logs=push_logs,
-                revision=revision,
-                token=token,
-                model_class=type(getattr(trainer.unwrapped_model, "_orig_mod", trainer.unwrapped_model)).__name__,
+                model_class=type(model).__name__,
             )
 
         return _on_main_process(trainer.accelerator, upload)
@@ -111,39 +118,111 @@ def push_checkpoint_to_hub(
     repo_id: str,
     *,
     logs: str | Path | None = None,
+    extra_files: Mapping[str, str | Path] | None = None,
     commit_message: str | None = None,
-    private: bool = False,
+    private: bool | None = None,
+    push_optimizer: bool = True,
+    push_logs: bool = True,
     revision: str | None = None,
     token: str | None = None,
-) -> str:
+    create_pr: bool = False,
+    delete_patterns: str | Sequence[str] | None = None,
+) -> hub.Commit:
     """Push a directory written by `Trainer.save` (a final model or a checkpoint), with a model card.
 
     Args:
-        directory: The saved directory; it is copied, never changed.
+        directory: The saved directory; it is copied, never changed. A symlink in it that points
+            outside it is refused (named in the error), never followed.
         repo_id: "user/repo"; created if needed.
         logs: A training_logs.csv to push as logs/training_logs.csv (replacing the directory's copy).
-        commit_message, private, revision, token: as in `push_trainer_to_hub`.
+        extra_files: More files to push, repo path -> local file (e.g. the run's recipe.yaml).
+        commit_message, private, push_optimizer, push_logs, revision, token, create_pr, delete_patterns:
+            as in `push_trainer_to_hub`.
 
     Returns:
         The sha of the commit.
 
     Raises:
-        FileNotFoundError: `directory` or `logs` does not exist. HubError: the Hub refused or failed.
+        FileNotFoundError: `directory`, `logs` or an extra file does not exist.
+        HubError: a symlink points out of `directory` (or `logs` is one); the Hub refused or failed.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"Cannot push {str(directory)!r}: it is not a directory.")
-    if logs is not None and not Path(logs).is_file():
-        raise FileNotFoundError(f"Cannot push the logs {str(logs)!r}: no such file.")
+    extras = {name: Path(path) for name, path in {**(extra_files or {}), **_logs_entry(logs)}.items()}
+    for name, path in extras.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"Cannot push {str(path)!r} as {name}: no such file.")
+        if path.is_symlink():
+            raise hub.HubError(
+                f"Cannot push {str(path)!r} as {name}: it is a symlink (to {os.readlink(path)}), and a push never "
+                "follows one. Replace it with a copy of the file."
+            )
+    hub.local_files(directory, f"push {str(directory)!r}")  # refuses links out of it before anything is copied
+    target = _Target(repo_id, commit_message, private, revision, token, create_pr, delete_patterns)
     with tempfile.TemporaryDirectory(prefix="tamrin-push-") as tmp:
         staging = Path(tmp) / "push"
         shutil.copytree(directory, staging, ignore=shutil.ignore_patterns(".tmp-*", ".old-*", ".del-*"))
-        if logs is not None:
-            (staging / LOGS_DIR).mkdir(exist_ok=True)
-            shutil.copyfile(logs, staging / LOGS_DIR / CSV_FILENAME)
-        return push_staged_folder(
-            staging, repo_id, commit_message=commit_message, private=private, revision=revision, token=token
+        for name, path in extras.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, staging / name)
+        return _push(staging, target, push_optimizer=push_optimizer, push_logs=push_logs)
+
+
+def download_pushed_run(repo_id: str, revision: str | None = None, token: str | None = None) -> Path:
+    """Download what resuming from a pushed run needs: its manifest, then exactly the files it lists.
+
+    Both downloads read the same commit (the one the manifest came from), and files of an earlier push
+    that the manifest does not list are not downloaded, so they cannot mix into the resume.
+
+    Args:
+        repo_id: The repo a run was pushed to.
+        revision: Branch, tag or commit sha; default: main.
+        token: Hub token; None lets huggingface_hub use HF_TOKEN or the stored login.
+
+    Returns:
+        The local snapshot folder.
+
+    Raises:
+        HubError: The repo, revision, manifest or network is unavailable, or (offline) the cache lacks files.
+        ValueError: The snapshot holds run state the manifest does not list (from an earlier full download).
+    """
+    manifest_path = hub.download_file(repo_id, MANIFEST, revision=revision, token=token)
+    snapshot = manifest_path.parent  # the manifest is at the top of the repo: this is the commit's snapshot
+    listed = sorted(read_manifest(snapshot)["files"])
+    hub.download(repo_id, revision=snapshot.name, allow_patterns=[MANIFEST, *map(glob.escape, listed)], token=token)
+    strays = _unlisted_run_state(snapshot, set(listed))
+    if strays:
+        raise ValueError(
+            f"Cannot resume from {repo_id!r}: its cached snapshot {snapshot} holds {', '.join(strays)}, which the "
+            f"run's {MANIFEST} does not list (files an earlier push left in the repo), and a resume would load "
+            f"them. Delete them from the repo (`tamrin push ... --delete 'train/*'`) or from the cache."
         )
+    return snapshot
+
+
+def _unlisted_run_state(snapshot: Path, listed: set[str]) -> list[str]:
+    """Files under train/ of a snapshot that its manifest does not list (left there by an earlier push)."""
+    train = snapshot / TRAIN_DIR
+    names = (p.relative_to(snapshot).as_posix() for p in train.rglob("*") if p.is_file()) if train.is_dir() else ()
+    return sorted(name for name in names if name not in listed)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """Where and how a push commits (what `tamrin.hub.upload_folder` takes besides the folder)."""
+
+    repo_id: str
+    commit_message: str | None
+    private: bool | None
+    revision: str | None
+    token: str | None
+    create_pr: bool
+    delete_patterns: str | Sequence[str] | None
+
+
+def _logs_entry(logs: str | Path | None) -> dict[str, Path]:
+    return {} if logs is None else {f"{LOGS_DIR}/{CSV_FILENAME}": Path(logs)}
 
 
 def push_staged_folder(
@@ -151,12 +230,14 @@ def push_staged_folder(
     repo_id: str,
     *,
     commit_message: str | None = None,
-    private: bool = False,
+    private: bool | None = None,
     push_model: bool = True,
     push_optimizer: bool = True,
     push_logs: bool = True,
     revision: str | None = None,
     token: str | None = None,
+    create_pr: bool = False,
+    delete_patterns: str | Sequence[str] | None = None,
     model_class: str | None = None,
 ) -> str:
     """Write the card into a staged checkpoint folder, drop what the flags exclude, and upload it.
@@ -167,15 +248,42 @@ def push_staged_folder(
     Returns:
         The sha of the commit.
     """
-    facts = _RunFacts.read(staging, model_class)
-    (staging / CARD_FILENAME).write_text(model_card(facts, repo_id), encoding="utf-8")
+    target = _Target(repo_id, commit_message, private, revision, token, create_pr, delete_patterns)
+    return _push(
+        staging,
+        target,
+        push_model=push_model,
+        push_optimizer=push_optimizer,
+        push_logs=push_logs,
+        model_class=model_class,
+    )
+
+
+def _push(
+    staging: Path,
+    target: _Target,
+    *,
+    push_model: bool = True,
+    push_optimizer: bool = True,
+    push_logs: bool = True,
+    model_class: str | None = None,
+) -> hub.Commit:
+    facts = RunFacts.read(staging, model_class)
+    (staging / CARD_FILENAME).write_text(model_card(facts, target.repo_id), encoding="utf-8")
     manifest = read_manifest(staging) if (staging / MANIFEST).is_file() else None
     _leave_out(staging, push_model=push_model, push_optimizer=push_optimizer, push_logs=push_logs)
     if manifest is not None:
         _refresh_manifest(staging, manifest)
-    message = commit_message or f"Upload {facts.model_name} at step {facts.state.get('global_step', 0)} with tamrin"
+    step = facts.state.get("global_step", 0)
     return hub.upload_folder(
-        staging, repo_id, commit_message=message, private=private, revision=revision, token=token, replace=True
+        staging,
+        target.repo_id,
+        commit_message=target.commit_message or f"Upload {facts.model_name} at step {step} with tamrin",
+        private=target.private,
+        revision=target.revision,
+        token=target.token,
+        create_pr=target.create_pr,
+        delete_patterns=target.delete_patterns,
     )
 
 
@@ -233,103 +341,3 @@ def _on_main_process(accelerator: Any, function: Callable[[], T]) -> T:
     if error is not None:
         raise error
     return result
-
-
-# -- the model card -------------------------------------------------------------------------------
-class _RunFacts:
-    """What a staged checkpoint says about its run, read from its files (never from the Trainer)."""
-
-    def __init__(self, staging: Path, model_class: str | None) -> None:
-        self.trainer_config = _read_yaml(staging / TRAIN_DIR / "trainer_config.yaml")
-        self.state = _read_yaml(staging / TRAIN_DIR / "trainer_state.yaml")
-        self.dataset_config = _read_yaml(staging / TRAIN_DIR / "dataset_config.yaml")
-        model_config = _read_yaml(staging / "model_config.yaml")
-        hf_config = _read_yaml(staging / "config.json")
-        architectures = hf_config.get("architectures") or [None]
-        self.model_name = str(model_config.get("name") or architectures[0] or model_class or "model")
-        self.num_parameters = _count_parameters(staging / "model.safetensors")
-        self.logs_csv = staging / LOGS_DIR / CSV_FILENAME
-
-    @classmethod
-    def read(cls, staging: Path, model_class: str | None = None) -> _RunFacts:
-        return cls(Path(staging), model_class)
-
-    @property
-    def task(self) -> str:
-        return str(self.trainer_config.get("task") or self.dataset_config.get("task") or "unknown")
-
-    def settings(self) -> dict[str, Any]:
-        settings: dict[str, Any] = {"model": self.model_name}
-        if self.num_parameters is not None:
-            settings["parameters"] = f"{self.num_parameters:,}"
-        if self.dataset_config.get("name"):
-            settings["dataset"] = self.dataset_config["name"]
-        settings.update({k: self.trainer_config[k] for k in CARD_SETTINGS if self.trainer_config.get(k) is not None})
-        for label, key in (("trained steps", "global_step"), ("optimizer updates", "optimizer_steps")):
-            if self.state.get(key) is not None:
-                settings[label] = self.state[key]
-        if (self.state.get("world_size") or 1) > 1:
-            settings["processes"] = self.state["world_size"]
-        return settings
-
-
-def model_card(facts: _RunFacts, repo_id: str) -> str:
-    """The README.md of a push: `tamrin.hub.render_model_card` with the run's metrics and settings."""
-
-    return hub.render_model_card(
-        repo_id=repo_id,
-        task=facts.task,
-        model_name=repo_id.split("/")[-1],
-        best_metrics=best_metrics(facts.logs_csv, facts.state, facts.trainer_config.get("metric_for_best_model")),
-        training_settings=facts.settings(),
-        library_version=__version__,
-    )
-
-
-def best_metrics(logs_csv: Path, state: Mapping[str, Any], metric_for_best_model: str | None) -> dict[str, float]:
-    """The evaluation metrics of the best step (`state["best_step"]`), `metric_for_best_model` first.
-
-    Without a logged row for the best step, each evaluation metric's own best over the logs is used
-    (the last value for a metric whose direction is unknown); without logs, the state's best metric.
-
-    Args:
-        logs_csv: The run's training_logs.csv (may be missing).
-        state: The TrainerState as a mapping (`best_step`, `best_metric`).
-        metric_for_best_model: The metric `best_metric` is a value of, e.g. "evaluation.cer".
-    """
-    metrics: dict[str, float] = {}
-    if logs_csv.is_file():
-        logs = load_logs(logs_csv)
-        columns = [c for c in logs.columns if c.startswith("evaluation.")]
-        row = logs[logs["step"] == state.get("best_step")][columns] if columns else logs.iloc[0:0]
-        if not row.empty and not row.iloc[-1].isna().all():
-            metrics = {name: float(value) for name, value in row.iloc[-1].items() if not math.isnan(value)}
-        elif columns:
-            summary = summarize_logs(logs[["step", *columns]])
-            for name, record in summary.iterrows():
-                value = record["best"] if not math.isnan(record["best"]) else record["last"]
-                if not math.isnan(value):
-                    metrics[str(name)] = float(value)
-    if metric_for_best_model and state.get("best_metric") is not None:
-        metrics[metric_for_best_model] = float(state["best_metric"])
-    if metric_for_best_model in metrics:
-        metrics = {metric_for_best_model: metrics.pop(metric_for_best_model), **metrics}
-    return metrics
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML (or JSON) mapping as plain values; {} when the file is missing."""
-    if not path.is_file():
-        return {}
-    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    return {str(key): value for key, value in data.items()} if isinstance(data, dict) else {}
-
-
-def _count_parameters(weights: Path) -> int | None:
-    """Elements in a safetensors file, read from its header only (tied tensors are stored once)."""
-    if not weights.is_file():
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(weights), framework="pt") as handle:
-        return sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())  # noqa: SIM118

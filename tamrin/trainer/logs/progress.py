@@ -72,6 +72,16 @@ class Progress:
         elif self.mode == "plain":
             print(f"{self.description} [{self.count}/{self.total}] {text}", flush=True)
 
+    def report(self, title: str, values: dict[str, Any]) -> None:
+        """Print one line that stays (e.g. an evaluation's metrics), above the bar in bar mode."""
+        if self.mode == "none":
+            return
+        line = f"{title}: " + ", ".join(f"{key}={_format(value)}" for key, value in values.items())
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line, flush=True)
+
     def close(self) -> None:
         """Close the bar (plain mode prints nothing more)."""
         if self._bar is not None:

@@ -1,7 +1,7 @@
 """A training job for the multi-process tests; launch it with torchrun (or plain python for 1 process).
 
-    python -m torch.distributed.run --nproc_per_node N tests/distributed_job.py OUT [--kill-step K]
-    python -m torch.distributed.run --nproc_per_node N tests/distributed_job.py OUT --evaluate-only
+    PYTHONPATH=tests python -m torch.distributed.run --nproc_per_node N -m jobs.distributed OUT [--kill-step K]
+    PYTHONPATH=tests python -m torch.distributed.run --nproc_per_node N -m jobs.distributed OUT --evaluate-only
 
 It records, through a stateful callback, every sample index that all processes consumed (gathered
 across processes), so a test can check that each epoch saw every sample exactly once, across kills
@@ -10,46 +10,39 @@ and changes of world size. At the end the main process writes OUT/seen.json and 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
 import torch
-from torch import nn
+from helpers import JOB_MODEL, RegressionData, TinyRegressor
 
-from tamrin import Trainer, TrainerConfig
+from jobs.builder import KillAt, job_config, job_parser
+from tamrin import Trainer
 from tamrin.trainer.callbacks import Callback
 
 SAMPLES = 48
 
 
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 1))
+class PerSampleLossRegressor(TinyRegressor):
+    """The jobs' MLP (dropout 0.2) returning per-sample losses: the Trainer averages them to train, and
+    evaluation stays exact under the distributed sampler's padding."""
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"logits": self.layers(x).squeeze(-1)}
 
     def compute_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-sample losses: the Trainer averages them to train, and evaluation stays exact under padding."""
         return (outputs["logits"] - batch["labels"]) ** 2
 
 
-class Data(torch.utils.data.Dataset):
-    def __init__(self, size: int, seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(size, 8, generator=generator)
-        self.y = self.x.sum(dim=1)
+class IndexedData(RegressionData):
+    """Noiseless regression data on the jobs' 8 features whose items also carry their `index`."""
 
-    def __len__(self) -> int:
-        return len(self.y)
+    def __init__(self, size: int, seed: int) -> None:
+        super().__init__(size, seed, features=JOB_MODEL["inputs"], noise=0.0)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[index], "labels": self.y[index], "index": torch.tensor(index)}
+        return {**super().__getitem__(index), "index": torch.tensor(index)}
 
 
 class SeenSamples(Callback):
@@ -73,15 +66,6 @@ class SeenSamples(Callback):
         self.epochs, self.indices = state["epochs"].tolist(), state["indices"].tolist()
 
 
-class KillAt(Callback):
-    def __init__(self, step: int | None) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        if trainer.state.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 class RecordingTrainer(Trainer):
     """Gathers each step's sample indices from all processes (a sync per step: fine in a test)."""
 
@@ -93,36 +77,22 @@ class RecordingTrainer(Trainer):
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("output_dir")
-    parser.add_argument("--kill-step", type=int, default=None)
-    parser.add_argument("--evaluate-only", action="store_true")
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--evaluate-only", action="store_true", help="evaluate once, write OUT/metrics.json")
     args = parser.parse_args(argv)
+    config = job_config(
+        args.output_dir, metrics=["mse", "mae", "r2"], gradient_accumulation_steps=2, optimizer="adam",
+        warmup_steps=0, save_steps=2, log_steps=2, eval_steps=None, eval_batch_size=5, seed=7, device="cpu",
+    )  # fmt: skip
     torch.manual_seed(0)
-    config = TrainerConfig(
-        output_dir=args.output_dir,
-        task="regression",
-        metrics=["mse", "mae", "r2"],
-        num_epochs=3,
-        batch_size=4,
-        gradient_accumulation_steps=2,
-        learning_rate=0.01,
-        lr_scheduler="linear",
-        save_steps=2,
-        log_steps=2,
-        eval_batch_size=5,
-        resume_from_checkpoint=True,
-        seed=7,
-        progress="none",
-        device="cpu",
-    )
+    model = PerSampleLossRegressor(**{**JOB_MODEL, "dropout": 0.2})
     seen = SeenSamples()
     trainer = RecordingTrainer(
-        model=Net(),
+        model=model,
         config=config,
-        train_dataset=Data(SAMPLES, seed=0),
-        eval_dataset=Data(41, seed=1),
-        callbacks=[seen, KillAt(args.kill_step)],
+        train_dataset=IndexedData(SAMPLES, seed=0),
+        eval_dataset=IndexedData(41, seed=1),
+        callbacks=[seen, KillAt(args.kill_step, args.kill_after_save)],
     )
     trainer.seen = seen
     output = Path(args.output_dir)
