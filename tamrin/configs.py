@@ -22,7 +22,16 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, SCMode
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["Config", "ConfigError", "atomic_write_text", "check_choice", "check_range", "suggest"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "atomic_write_text",
+    "check_choice",
+    "check_range",
+    "merge_dict_configs",
+    "plain_dict",
+    "suggest",
+]
 
 ConfigT = TypeVar("ConfigT", bound="Config")
 
@@ -135,7 +144,7 @@ class Config(metaclass=_ConfigMeta):
             node = OmegaConf.structured(self)
         except OmegaConfBaseException as err:
             raise _as_config_error(err, type(self)) from None
-        plain = OmegaConf.to_container(node, resolve=False, structured_config_mode=SCMode.DICT)
+        plain = plain_dict(node, resolve=False)
         for field in dataclasses.fields(self):
             if not isinstance(getattr(self, field.name), Config):
                 object.__setattr__(self, field.name, plain[field.name])
@@ -143,19 +152,19 @@ class Config(metaclass=_ConfigMeta):
     @classmethod
     def from_dict(cls: type[ConfigT], data: Mapping[str, Any] | DictConfig) -> ConfigT:
         """Build a config from a mapping (interpolations resolved); unknown keys fail clearly."""
-        if isinstance(data, DictConfig):
-            data = OmegaConf.to_container(data, resolve=True)
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"A {cls.__name__} must be a mapping of keys to values, got {type(data).__name__}.")
-        cls._check_keys(data)
+        plain: object = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else data
+        if not isinstance(plain, Mapping):  # e.g. a DictConfig holding None converts to None
+            raise ConfigError(f"A {cls.__name__} must be a mapping of keys to values, got {type(plain).__name__}.")
+        cls._check_keys(plain)
         try:
-            merged = OmegaConf.merge(OmegaConf.structured(cls), data)
-            return OmegaConf.to_object(merged)
+            config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), plain))
         except OmegaConfBaseException as err:
             raise _as_config_error(err, cls) from None
+        assert isinstance(config, cls), "to_object of a structured node of `cls` is a `cls`"  # narrows the stubs' union
+        return config
 
     @classmethod
-    def _check_keys(cls, data: Mapping[str, Any]) -> None:
+    def _check_keys(cls, data: Mapping[Any, Any]) -> None:
         names = [f.name for f in dataclasses.fields(cls) if f.init]
         unknown = [str(key) for key in data if key not in names]
         if unknown:
@@ -184,16 +193,22 @@ class Config(metaclass=_ConfigMeta):
         Raises:
             ConfigError: the file is invalid; FileNotFoundError: nothing exists at `path`.
         """
-        yaml_path = cls._locate(path, filename or cls.config_filename, revision)
+        return cls._read_yaml(cls._locate(path, filename or cls.config_filename, revision), overrides)
+
+    @classmethod
+    def _read_yaml(
+        cls: type[ConfigT], yaml_path: Path, overrides: Mapping[str, Any] | Sequence[str] | None = None
+    ) -> ConfigT:
+        """`load` of a located YAML file, as `cls` itself (a subclass's `load` may dispatch on the file's `name`)."""
         try:
             raw = OmegaConf.load(yaml_path)
         except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:  # YAMLError: e.g. a !!python tag
             raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
-        if overrides:
-            raw = OmegaConf.merge(raw, _overrides_to_config(overrides))
         if not isinstance(raw, DictConfig):
             raise ConfigError(f"{yaml_path} must hold a mapping of keys to values, not a list.")
-        return cls.from_dict(OmegaConf.to_container(raw, resolve=True))
+        if overrides:
+            raw = merge_dict_configs(raw, _overrides_to_config(overrides))
+        return cls.from_dict(raw)
 
     @staticmethod
     def _locate(path: str | os.PathLike, filename: str, revision: str | None) -> Path:
@@ -214,7 +229,7 @@ class Config(metaclass=_ConfigMeta):
     # -- conversion and persistence ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-friendly dict of every field (nested configs become dicts)."""
-        return OmegaConf.to_container(OmegaConf.structured(self), resolve=True, structured_config_mode=SCMode.DICT)
+        return plain_dict(OmegaConf.structured(self))
 
     def to_yaml(self) -> str:
         """The config as plain YAML, without Python object tags."""
@@ -230,7 +245,7 @@ class Config(metaclass=_ConfigMeta):
 
     def merge(self: ConfigT, overrides: Mapping[str, Any] | Sequence[str]) -> ConfigT:
         """Return a new config with `overrides` (a mapping or `key=value` strings) applied."""
-        merged = OmegaConf.merge(OmegaConf.create(self.to_dict()), _overrides_to_config(overrides))
+        merged = merge_dict_configs(OmegaConf.create(self.to_dict()), _overrides_to_config(overrides))
         return type(self).from_dict(merged)
 
     def push_to_hub(
@@ -262,6 +277,37 @@ class Config(metaclass=_ConfigMeta):
                 token=token,
                 create_pr=create_pr,
             )
+
+
+def plain_dict(node: DictConfig, *, resolve: bool = True) -> dict[str, Any]:
+    """`OmegaConf.to_container(node)` for a mapping read by name: a config, a recipe, a manifest.
+
+    omegaconf types the result as any container (a DictConfig holding None converts to None) keyed by
+    any key type (str, int, Enum, ...); this checks both, so callers get the `dict[str, Any]` they index by name.
+
+    Raises:
+        ConfigError: the node holds no mapping, or a top-level key is not a string (e.g. YAML's `1: x`).
+    """
+    plain = OmegaConf.to_container(node, resolve=resolve, structured_config_mode=SCMode.DICT)
+    if not isinstance(plain, dict):
+        raise ConfigError(f"Expected a mapping of keys to values, got {type(plain).__name__}.")
+    named: dict[str, Any] = {}
+    for key, value in plain.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"Key {key!r} must be a string (a field or section name), not a {type(key).__name__}.")
+        named[key] = value
+    return named
+
+
+def merge_dict_configs(base: DictConfig, *overrides: DictConfig) -> DictConfig:
+    """`OmegaConf.merge(base, *overrides)`, typed as what it returns for a DictConfig base: a DictConfig.
+
+    omegaconf's stubs give merge one return type for every input (DictConfig, ListConfig or TupleConfig);
+    the first argument decides which it is.
+    """
+    merged = OmegaConf.merge(base, *overrides)
+    assert isinstance(merged, DictConfig), "omegaconf merges into the type of its first argument"
+    return merged
 
 
 def _overrides_to_config(overrides: Mapping[str, Any] | Sequence[str] | DictConfig) -> DictConfig:

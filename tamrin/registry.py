@@ -80,6 +80,8 @@ class Registry(Generic[T]):
         """Decorator form of `add`: `@registry.register("name")`."""
 
         def decorator(entry: EntryT) -> EntryT:
+            # An EntryT is meant to be a T (e.g. a Model subclass in a Registry[type[Model]]), but typing cannot
+            # bound a method's TypeVar by the class's; the decorator returns `entry` with its own, narrower type.
             self.add(name, entry, replace=replace)  # type: ignore[arg-type]
             return entry
 
@@ -179,18 +181,18 @@ def load_registered_config(
         raise ConfigError(f"Could not read {cls.__name__} from {yaml_path}: {err}") from err
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise ConfigError(f"{yaml_path} must be a mapping with a string `name` naming a registered {registry.kind}.")
-    config_class = registry.get(raw["name"]).config_class
+    config_class: type[Config] = registry.get(raw["name"]).config_class
     if not issubclass(config_class, cls):
         raise ConfigError(
             f"{yaml_path} holds a {config_class.__name__} (`name={raw['name']!r}`), not a {cls.__name__}. "
             f"Load it with {root.__name__}.load or {config_class.__name__}.load."
         )
-    return Config.load.__func__(config_class, yaml_path, overrides)  # type: ignore[attr-defined]
+    return config_class._read_yaml(yaml_path, overrides)  # not `load`: `cls.load` is the override that called us
 
 
 def config_name_default(config_class: type[Config]) -> str:
     """The default of `name` in a config class: what a model or dataset registered with it must be called."""
     for field in dataclasses.fields(config_class):
         if field.name == "name":
-            return field.default  # type: ignore[return-value]
+            return field.default if isinstance(field.default, str) else ""
     return ""

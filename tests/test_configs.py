@@ -126,6 +126,13 @@ def test_interpolation_in_yaml(tmp_path):
     assert config.output_dir == "runs/regression"
 
 
+def test_load_of_a_yaml_list_with_overrides_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping of keys to values, not a list"):
+        TrainerConfig.load(path, ["batch_size=3"])
+
+
 def test_load_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="No trainer_config.yaml in directory"):
         TrainerConfig.load(tmp_path)

@@ -375,6 +375,13 @@ def test_missing_inputs_fail_with_the_fix():
         text.update(["a", "b"], {"labels": torch.zeros(2, 3)})
 
 
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_building_a_classification_metric_before_the_number_of_classes_is_known_names_the_fix(multilabel):
+    handler = build_metrics_handler("text_classification", ["f1"], multilabel=multilabel)
+    with pytest.raises(ValueError, match=r"once it knows the number of classes: give `num_labels`"):
+        handler.build_metric(handler.metric_configs["f1"])
+
+
 def test_register_rejects_inconsistent_tables():
     with pytest.raises(TypeError, match=r"objectives\['mse'\]"):
 

@@ -101,7 +101,7 @@ def format_summary(summaries: dict[str, pd.DataFrame], runs: dict[str, pd.DataFr
     lines = [_describe(name, df) for name, df in (runs or {}).items()]
     if not metrics:
         return "\n".join([*lines, "No metrics logged yet."])
-    objectives = {}
+    objectives: dict[str, str] = {}  # metric -> "minimize" or "maximize"
     for summary in summaries.values():
         for metric in summary.index:
             objective = summary.at[metric, "objective"]

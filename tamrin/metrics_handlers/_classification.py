@@ -7,7 +7,7 @@ not grow with the evaluation set, and the result equals scikit-learn's over the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["ClassificationMetricsHandler"]
 
 _SCORES = ("precision", "recall", "f1")
+# `MetricConfig.average` (a str: omegaconf fields cannot be Literal) as the Literal torchmetrics takes;
+# `MetricConfig.validate` admits only these keys.
+_AVERAGES: dict[str, Literal["micro", "macro", "weighted"]] = {
+    "micro": "micro",
+    "macro": "macro",
+    "weighted": "weighted",
+}
 
 
 class ClassificationMetricsHandler(MetricsHandler):
@@ -41,8 +48,8 @@ class ClassificationMetricsHandler(MetricsHandler):
         **context: ignored (e.g. `post_process`: classification reads the logits).
     """
 
-    valid_metrics = ("accuracy", "top_k_accuracy", "precision", "recall", "f1")
-    metric_options = {
+    valid_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "top_k_accuracy", "precision", "recall", "f1")
+    metric_options: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "accuracy": ("threshold", "multilabel"),
         "top_k_accuracy": ("top_k",),
         **{name: ("average", "threshold", "multilabel") for name in _SCORES},
@@ -74,8 +81,8 @@ class ClassificationMetricsHandler(MetricsHandler):
                 problems.append("`top_k_accuracy` is for single-label classification; drop it for multi-label.")
         problems += self._check_top_k()
         if problems:
-            name = f"metrics of task {self.task!r}" if len(problems) > 1 else None
-            raise ConfigError(problems, config_name=name)
+            config_name = f"metrics of task {self.task!r}" if len(problems) > 1 else None
+            raise ConfigError(problems, config_name=config_name)
 
     def is_multilabel(self, config: MetricConfig) -> bool:
         """Whether `config`'s metric scores multi-label predictions."""
@@ -135,18 +142,29 @@ class ClassificationMetricsHandler(MetricsHandler):
         from torchmetrics import classification as tmc
 
         name = config.name
+        num_labels = self._known_num_labels()
+        average = _AVERAGES[config.average or "macro"]
         if self.is_multilabel(config):
             threshold = 0.5 if config.threshold is None else config.threshold
             if name == "accuracy":
-                return tmc.MultilabelExactMatch(num_labels=self.num_labels, threshold=threshold)
+                return tmc.MultilabelExactMatch(num_labels=num_labels, threshold=threshold)
             multilabel = {
                 "precision": tmc.MultilabelPrecision,
                 "recall": tmc.MultilabelRecall,
                 "f1": tmc.MultilabelF1Score,
             }
-            return multilabel[name](num_labels=self.num_labels, threshold=threshold, average=config.average or "macro")
+            return multilabel[name](num_labels=num_labels, threshold=threshold, average=average)
         if name in ("accuracy", "top_k_accuracy"):
             top_k = 1 if name == "accuracy" else config.top_k or 5
-            return tmc.MulticlassAccuracy(num_classes=self.num_labels, top_k=top_k, average="micro")
+            return tmc.MulticlassAccuracy(num_classes=num_labels, top_k=top_k, average="micro")
         multiclass = {"precision": tmc.MulticlassPrecision, "recall": tmc.MulticlassRecall, "f1": tmc.MulticlassF1Score}
-        return multiclass[name](num_classes=self.num_labels, average=config.average or "macro")
+        return multiclass[name](num_classes=num_labels, average=average)
+
+    def _known_num_labels(self) -> int:
+        """`num_labels`, which `update` learns from the first logits when the context did not give it."""
+        if self.num_labels is None:
+            raise ValueError(
+                f"{type(self).__name__} builds its metrics once it knows the number of classes: give "
+                "`num_labels` (or `id2label`), or `update` it with [batch, num_labels] logits first."
+            )
+        return self.num_labels

@@ -230,7 +230,7 @@ class MetricsHandler:
         A metric with no data yet is NaN. This is where values come to the host.
         """
         results = self.compute_metrics()
-        if self._loss_count:
+        if self._loss_sum is not None and self._loss_count:  # the sum is None until a loss is counted
             results["loss"] = (self._loss_sum / self._loss_count).item()
         return results
 
@@ -239,8 +239,7 @@ class MetricsHandler:
         results = {}
         for name in self.metric_names:
             metric = self.metrics.get(name)
-            empty = metric is None or metric.update_count == 0
-            results[name] = math.nan if empty else float(metric.compute())
+            results[name] = math.nan if metric is None or metric.update_count == 0 else float(metric.compute())
         return results
 
     def reset(self) -> None:

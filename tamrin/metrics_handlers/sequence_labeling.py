@@ -66,7 +66,7 @@ class SequenceLabelingMetricsHandler(MetricsHandler):
                 "Entity-level precision/recall/f1 need the tag names: pass `id2label` (e.g. "
                 "the model config's id2label) to the sequence_labeling metrics handler."
             )
-        self.decoders = {scheme: EntityDecoder(id2label, scheme) for scheme in schemes}
+        self.decoders = {scheme: EntityDecoder(id2label, scheme) for scheme in schemes} if id2label is not None else {}
         self.num_labels = len(id2label) if id2label is not None else None
         # Layout of the counter vector: [correct tokens, counted tokens, then per scheme tp | pred | gold].
         self._offsets: dict[str | None, int] = {}
@@ -95,14 +95,15 @@ class SequenceLabelingMetricsHandler(MetricsHandler):
     def _sample_counts(self, predicted: list[int], gold: list[int]) -> list[int]:
         pairs = [(p, g) for p, g in zip(predicted, gold) if g != self.ignore_index]
         row = [sum(p == g for p, g in pairs), len(pairs)]
-        if not self.decoders:
+        num_labels = self.num_labels
+        if not self.decoders or num_labels is None:  # decoders come with id2label, hence with num_labels
             return row
         predicted, gold = [p for p, _ in pairs], [g for _, g in pairs]
         for ids, kind in ((predicted, "predicted"), (gold, "label")):
-            if ids and (min(ids) < 0 or max(ids) >= self.num_labels):
+            if ids and (min(ids) < 0 or max(ids) >= num_labels):
                 raise ValueError(
                     f"A {kind} tag id ({min(ids)} or {max(ids)}) is outside id2label (0.."
-                    f"{self.num_labels - 1}); labels to ignore must be {self.ignore_index}."
+                    f"{num_labels - 1}); labels to ignore must be {self.ignore_index}."
                 )
         for decoder in self.decoders.values():
             size = len(decoder.types)

@@ -61,7 +61,9 @@ class Model(nn.Module):
         self.preprocessor: Any = None
 
     # -- the task interface --------------------------------------------------------------------
-    def forward(self, **batch: Any) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+    # `*args` too: mypy reads (*args: Any, **kwargs: Any) as "any signature", so a subclass may name the
+    # batch keys it reads (`forward(self, input_ids, attention_mask=None, **_)`). The Trainer calls `model(**batch)`.
+    def forward(self, *args: Any, **batch: Any) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement forward(**batch) -> dict of tensors.")
 
     def compute_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:

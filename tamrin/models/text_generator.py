@@ -150,9 +150,9 @@ class TextGenerator(Model):
                 nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.num_layers))
 
     @property
-    def preprocessor(self) -> CharVocabulary | None:
+    def preprocessor(self) -> CharVocabulary:
         """The vocabulary: always `CharVocabulary(config.charset)`, so the saved config restores it."""
-        return self.__dict__.get("_vocabulary")
+        return self.__dict__["_vocabulary"]  # set in __init__, never unset (the setter refuses None)
 
     @preprocessor.setter
     def preprocessor(self, value: CharVocabulary | None) -> None:
@@ -308,7 +308,10 @@ class TextGenerator(Model):
         try:
             device = next(self.parameters()).device
             batch = {key: value.to(device) for key, value in self.preprocess(inputs).items()}
-            return self.post_process(self.generate(**batch, max_new_tokens=max_new_tokens))
+            generated = self.generate(
+                batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens
+            )
+            return self.post_process(generated)
         finally:
             self.train(was_training)
 
@@ -347,12 +350,12 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def _check_sampling(max_new_tokens: Any, temperature: float, top_k: int | None) -> None:
-    problems = [
+    checks = [
         check_range("max_new_tokens", max_new_tokens, minimum=0),
         check_range("temperature", temperature, minimum=0.0, exclusive_minimum=True),
         check_range("top_k", top_k, minimum=1, optional=True),
     ]
-    problems = [problem for problem in problems if problem]
+    problems = [problem for problem in checks if problem]
     if problems:
         raise ConfigError(problems, config_name="generate() arguments" if len(problems) > 1 else None)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from tamrin.configs import ConfigError
+from tamrin.configs import ConfigError, plain_dict
 from tamrin.datasets import build_dataset
 from tamrin.models import build_model
 from tamrin.recipes.loading import dataset_spec
@@ -22,7 +22,7 @@ __all__ = ["build_model_for_data", "build_trainer"]
 def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
     """Build the Trainer a (validated) recipe describes."""
     if isinstance(recipe, DictConfig):
-        recipe = OmegaConf.to_container(recipe, resolve=True)
+        recipe = plain_dict(recipe)
     config = TrainerConfig.from_dict(recipe["trainer"])
     seed_everything(config.seed)  # before the model draws its initial weights: a recipe reproduces itself
     spec, split = dataset_spec(recipe, "dataset")

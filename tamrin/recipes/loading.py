@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tamrin.configs import ConfigError, suggest
+from tamrin.configs import ConfigError, merge_dict_configs, plain_dict, suggest
 from tamrin.datasets import get_dataset_class
 from tamrin.models import get_model_class
 from tamrin.trainer.callbacks import registered_callbacks
@@ -75,10 +75,10 @@ def load_recipe(name_or_path: str | os.PathLike | None = None, overrides: Sequen
         raise ConfigError(f"Could not read recipe {path}: {err}") from err
     if not isinstance(recipe, DictConfig):
         raise ConfigError(f"Recipe {path} must be a mapping with sections {', '.join(RECIPE_SECTIONS)}.")
-    recipe = OmegaConf.merge(recipe, _parse_overrides(overrides))
+    recipe = merge_dict_configs(recipe, _parse_overrides(overrides))
     _check_sections(recipe, path)
     try:
-        resolved = OmegaConf.to_container(recipe, resolve=True)
+        resolved = plain_dict(recipe)
     except OmegaConfBaseException as err:
         raise ConfigError(f"Recipe {path}: {err}") from None
     _sync_task(resolved, path)
@@ -104,9 +104,9 @@ def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
 
 def _check_sections(recipe: DictConfig, path: Path) -> None:
     problems = [
-        f"Unknown section `{key}` in recipe {path}.{suggest(str(key), RECIPE_SECTIONS)} "
+        f"Unknown section `{key}` in recipe {path}.{suggest(key, RECIPE_SECTIONS)} "
         f"Sections: {', '.join(RECIPE_SECTIONS)}."
-        for key in recipe
+        for key in map(str, recipe)  # YAML admits non-string keys (`1: x`); none is a section
         if key not in RECIPE_SECTIONS
     ]
     problems += [f"Recipe {path} has no `{name}` section." for name in REQUIRED_SECTIONS if name not in recipe]

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tamrin.configs import atomic_write_text
+from tamrin.configs import atomic_write_text, plain_dict
 from tamrin.datasets import build_dataset
 from tamrin.models import Model, ModelConfig
 from tamrin.recipes.building import build_trainer
@@ -96,7 +96,7 @@ def evaluate_from_recipe(
 ) -> dict[str, float]:
     """Evaluate the model in `model_dir` (default: the recipe's final model) on its eval data."""
     if isinstance(recipe, DictConfig):
-        recipe = OmegaConf.to_container(recipe, resolve=True)
+        recipe = plain_dict(recipe)
     config = TrainerConfig.from_dict({**recipe["trainer"], "resume_from_checkpoint": None, "init_weights_from": None})
     model_dir = Path(model_dir) if model_dir is not None else Path(config.output_dir) / FINAL_MODEL_DIR
     if not model_dir.is_dir():

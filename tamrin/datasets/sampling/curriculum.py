@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Mapping, Sized
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -114,7 +114,16 @@ def build_pacing(pacing: str | Mapping[str, Any] | Pacing, **kwargs: Any) -> Pac
         raise ConfigError(f"Pacing {pacing!r} does not take {kwargs}: {err}") from err
 
 
-def difficulty_scores(data: Sized, scores: Any) -> np.ndarray:
+class IndexedData(Protocol):
+    """What difficulty scores are read from: a sized dataset indexed by position (or, for a Hugging Face
+    dataset, by column name: hence the untyped index)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: Any, /) -> Any: ...
+
+
+def difficulty_scores(data: IndexedData, scores: Any) -> np.ndarray:
     """Per-sample difficulty (low = easy) as float64: an array of len(data), the name of a column
     of `data` (a Hugging Face dataset column, or a key of each item), or a function of one item.
     None gives equal scores (the order is then random, keyed by the seed).
@@ -187,7 +196,7 @@ class CurriculumSampler(RangedSampler):
 
     def __init__(
         self,
-        data: Sized,
+        data: IndexedData,
         batch_size: int,
         scores: Any = None,
         pacing: str | Mapping[str, Any] | Pacing = "linear",

@@ -192,7 +192,7 @@ class SyntheticPlatesDataset(Dataset):
         config = self.config
         font = _font(int(config.font_size))
         left, top, right, bottom = font.getbbox(text)
-        width, height = right - left, bottom - top
+        width, height = int(right - left), int(bottom - top)  # typed float by Pillow; FreeType gives whole pixels
         background = int(rng.integers(140, 256))
         ink = int(rng.integers(0, max(background - 100, 1)))
         if rng.random() < 0.2:  # some plates are light text on a dark ground

@@ -301,7 +301,9 @@ def sentiment_row(rng: random.Random, config: SyntheticSentimentConfig) -> dict[
 class SyntheticSentimentDataset(TextClassificationDataset):
     """Generated 3-class sentiment sentences (negative, neutral, positive); see the module docstring."""
 
-    config: SyntheticSentimentConfig
+    # Not a TextClassificationConfig (no files or column fields): this dataset reuses the parent's encoding
+    # and overrides what reads those fields (`load_rows`, `text_column`, `label_column`).
+    config: SyntheticSentimentConfig  # type: ignore[assignment]
     text_column = "text"
     label_column = "label"
 
@@ -391,7 +393,9 @@ def ner_row(rng: random.Random, config: SyntheticNERConfig, unseen: bool = False
 class SyntheticNERDataset(SequenceLabelingDataset):
     """Generated NER sentences with IOB2 tags for PER, LOC and ORG; see the module docstring."""
 
-    config: SyntheticNERConfig
+    # Not a SequenceLabelingConfig (no files or column fields): this dataset reuses the parent's encoding
+    # and overrides what reads those fields (`load_rows`, `tokens_column`, `tags_column`).
+    config: SyntheticNERConfig  # type: ignore[assignment]
     tokens_column = "tokens"
     tags_column = "tags"
 

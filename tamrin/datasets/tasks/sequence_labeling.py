@@ -85,6 +85,9 @@ class SequenceLabelingDataset(TextDataset):
             for index, row in enumerate(rows)
         ]
 
+    def load_rows(self) -> list[dict[str, Any]]:
+        return self.read_split(self.config.files)
+
     def read_file(self, path: Path) -> list[dict[str, Any]]:
         # Columns are checked per row in `words_and_tags`: read_records' check cannot read list cells.
         return read_records(path)

@@ -11,6 +11,7 @@ Sequence labelling, built on the same base (`TextDataset`), is in sequence_label
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ class TextDataset(Dataset):
     """Shared machinery: load rows, build or take the preprocessor, encode every row once.
 
     Subclasses define `columns`, `read_file(path)`, `labels_of(rows)` (the label map's entries),
-    `encode_row(row, where)` and may override `load_rows()` (the synthetic datasets generate rows).
+    `encode_row(row, where)` and `load_rows()` (`read_split(files)` reads a file; the synthetic datasets generate rows).
     """
 
     config: TextEncodingConfig
@@ -164,8 +165,13 @@ class TextDataset(Dataset):
 
     # -- loading -------------------------------------------------------------------------------
     def load_rows(self) -> list[dict[str, Any]]:
-        """The rows of `files[split]`."""
-        files = self.config.files
+        """The split's rows: a file dataset reads them with `read_split`, a synthetic one generates them."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `load_rows()`, e.g. `return self.read_split(self.config.files)`."
+        )
+
+    def read_split(self, files: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The rows of `files[split]` (`files`: the config's data file of each split)."""
         if self.split not in files:
             raise ConfigError(
                 f"{self.config.name} has no file for split {self.split!r}: `files` names the splits "
@@ -261,6 +267,9 @@ class TextClassificationDataset(TextDataset):
     @classmethod
     def required_columns(cls, config: Any) -> list[str]:
         return [config.text_column, config.label_column]
+
+    def load_rows(self) -> list[dict[str, Any]]:
+        return self.read_split(self.config.files)
 
     @classmethod
     def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:

@@ -76,7 +76,8 @@ def rng_fingerprints() -> dict[str, str]:
 
     states = {
         "torch": fingerprint(torch.get_rng_state()),
-        "numpy": fingerprint(torch.from_numpy(np.random.get_state()[1].astype(np.int64))),
+        # the MT19937 key (the same array as the legacy tuple's [1], which numpy's stubs type as a dict)
+        "numpy": fingerprint(torch.from_numpy(np.random.get_state(legacy=False)["state"]["key"].astype(np.int64))),
         "python": hashlib.sha256(repr(random.getstate()).encode()).hexdigest()[:24],
     }
     if torch.cuda.is_available():

@@ -167,7 +167,7 @@ def verify_resume(
     import_all(imports)
     load_recipe(recipe, overrides)  # a bad recipe fails here, once, with its own message
     temporary = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="tamrin-verify-resume-") if temporary else workdir)
+    workdir = Path(tempfile.mkdtemp(prefix="tamrin-verify-resume-") if workdir is None else workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     spec = {"recipe": recipe, "overrides": list(overrides), "imports": list(imports), "steps": steps}
     _run_job(workdir, "straight", {**spec, "stop_at": None, "final": True, "initial": "save"}, timeout)
