@@ -190,6 +190,8 @@ class CRNN(Model):
     C = len(charset) + 1); `compute_loss` applies CTC; `post_process` decodes greedily to strings.
     """
 
+    config: CRNNConfig
+
     def __init__(self, config: CRNNConfig) -> None:
         super().__init__(config)
         self.preprocessor = CharsetPreprocessor(config.charset, config.image_height, config.image_width)

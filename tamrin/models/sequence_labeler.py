@@ -176,7 +176,7 @@ class SequenceLabeler(Model):
         id2label = self.config.id2label or {}
         predicted = logits.argmax(dim=-1).tolist()
         word_ids = outputs.get("word_ids") if isinstance(outputs, dict) else None
-        if word_ids is None:
+        if word_ids is None or not isinstance(outputs, dict):
             return [[id2label.get(tag, str(tag)) for tag in row] for row in predicted]
         counts = outputs["num_words"].tolist() if "num_words" in outputs else [None] * len(predicted)
         results = []

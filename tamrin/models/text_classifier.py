@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -38,6 +38,14 @@ def check_label_fields(num_labels: int, id2label: Mapping[int, str] | None, mini
     return problems
 
 
+class LabelledTextConfig(Protocol):
+    """What `load_text_preprocessor` reads from a text model's config (TextClassifierConfig, SequenceLabelerConfig)."""
+
+    vocab_size: int
+    num_labels: int
+    id2label: dict[int, str] | None
+
+
 def load_text_preprocessor(model: Model, directory: str | os.PathLike) -> None:
     """Restore a text model's `TextPreprocessor` from `directory`, checking it matches the config.
 
@@ -49,7 +57,7 @@ def load_text_preprocessor(model: Model, directory: str | os.PathLike) -> None:
     if not TextPreprocessor.exists(directory):
         return
     preprocessor = TextPreprocessor.load(directory)
-    config = model.config
+    config = cast(LabelledTextConfig, model.config)  # the text models' configs all have these fields
     problems = []
     if preprocessor.tokenizer.vocab_size != config.vocab_size:
         problems.append(
