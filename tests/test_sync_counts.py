@@ -193,9 +193,3 @@ def test_a_built_in_models_evaluation_syncs_grow_with_the_batches_not_with_the_s
         )
         counts.append([event for event in evaluation_syncs(trainer) if not event.startswith(PER_TOKEN)])
     assert counts[0] == counts[1]
-
-
-def test_the_example_in_docs_performance_runs(tmp_path):
-    text = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
-    block = text.split("To count your own model's syncs", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    exec(compile(block, "docs/performance.md", "exec"), {"trainer": mlp_trainer(tmp_path)})

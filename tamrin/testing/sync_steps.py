@@ -100,7 +100,9 @@ class SyncSteps(Callback):
 
     def on_train_begin(self, trainer: TrainerView) -> None:
         if self.emulate_gpu_batches:
-            self._batches.enter_context(gpu_batches(trainer, self.counter))
+            self._batches.enter_context(
+                gpu_batches(trainer, self.counter, pinned_eval_batches=True)
+            )  # as its CUDA loaders
 
     def on_step_begin(self, trainer: TrainerView) -> None:
         self._close()

@@ -73,7 +73,9 @@ def build_train_sampler(dataset: Any, config: TrainerConfig, *, num_replicas: in
     )
 
 
-def build_eval_dataloader(dataset: Any, config: TrainerConfig, collator: Callable | None) -> DataLoader:
+def build_eval_dataloader(
+    dataset: Any, config: TrainerConfig, collator: Callable | None, *, pin_memory: bool = False
+) -> DataLoader:
     """A DataLoader over an evaluation dataset, in order (accelerate shards it across processes)."""
     return DataLoader(
         dataset,
@@ -82,6 +84,7 @@ def build_eval_dataloader(dataset: Any, config: TrainerConfig, collator: Callabl
         collate_fn=getattr(dataset, "data_collator", None) or collator,
         num_workers=config.num_dataloader_workers,
         generator=torch.Generator(),  # iterating never draws from the global RNG
+        pin_memory=pin_memory,  # on CUDA: the batch copies in prepare_input_batch do not wait
     )
 
 

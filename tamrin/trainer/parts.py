@@ -150,7 +150,8 @@ class TrainerParts:
 
     def create_eval_dataloader(self, dataset: Any) -> DataLoader:
         """A DataLoader over an evaluation dataset, in order; accelerate shards it across processes."""
-        return building.build_eval_dataloader(dataset, self.config, self.data_collator)
+        pin = self.accelerator.device.type == "cuda"
+        return building.build_eval_dataloader(dataset, self.config, self.data_collator, pin_memory=pin)
 
     def create_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer named in the config, over the model's trainable parameters."""

@@ -365,10 +365,15 @@ class Trainer(TrainerParts):
         return self.metrics_handler.compute()
 
     def _eval_loader(self, dataset: Any) -> DataLoader:
-        """The prepared eval loader of `dataset` (prepared once: accelerate keeps a reference to each)."""
+        """The prepared eval loader of `dataset` (prepared once: accelerate keeps a reference to each).
+
+        accelerate shards it across processes; `prepare_input_batch` moves its (pinned) batches without
+        waiting, where accelerate's device placement would copy every tensor blocking.
+        """
         key = id(dataset)
         if key not in self._eval_loaders:
-            self._eval_loaders[key] = self.accelerator.prepare(self.create_eval_dataloader(dataset))
+            loader = self.create_eval_dataloader(dataset)
+            self._eval_loaders[key] = self.accelerator.prepare_data_loader(loader, device_placement=False)
         return self._eval_loaders[key]
 
     # -- logs ---------------------------------------------------------------------------------------
