@@ -492,3 +492,34 @@ def test_the_cli_turns_a_stop_on_a_signal_into_one_line_and_the_signals_exit_cod
     err = capsys.readouterr().err
     assert "Stopped by SIGTERM at step 12" in err and "trainer.resume_from_checkpoint=true" in err
     assert "Traceback" not in err
+
+
+# -- going back to an older checkpoint starts a new branch (issue 15) ---------------------------------------
+class SaveAndStopAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.state.global_step == self.step:
+            trainer.control.should_save = trainer.control.should_stop = True
+
+
+def test_going_back_then_crashing_resumes_the_redo_not_the_abandoned_run(tmp_path, capsys):
+    settings = {"num_epochs": 2, "save_steps": 2, "save_total_limit": 2}
+    make_trainer(tmp_path, **settings).train()  # run A: 8 steps, keeps 00000006 and 00000008
+    checkpoints = tmp_path / "checkpoints"
+    assert names(checkpoints) == ["00000006", "00000008"]
+    redo = make_trainer(tmp_path, resume_from_checkpoint=str(checkpoints / "00000006"), **settings)
+    redo.add_callback(SaveAndStopAt(7))  # the redo saves at step 7 and "crashes"
+    redo.train()
+    assert "the later checkpoint(s) 00000008 of the run it left are kept in" in capsys.readouterr().out
+    abandoned = tmp_path / "abandoned" / "after-00000006-1"
+    assert names(abandoned) == ["00000008"] and verify_checkpoint(abandoned / "00000008") is None
+    assert names(checkpoints) == ["00000006", "00000007"]  # rotation kept the redo's own checkpoints
+
+    spy = LoadSpy()
+    resumed = make_trainer(tmp_path, resume_from_checkpoint=True, callbacks=[spy], **settings)
+    resumed.train()
+    assert spy.loaded == "00000007"  # the redo's newest, not run A's 00000008
+    logged = resumed.load_csv_logs()["step"].tolist()
+    assert logged == sorted(set(logged))  # each step once

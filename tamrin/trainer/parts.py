@@ -284,6 +284,7 @@ class TrainerParts:
             self.checkpointer.clear_for_fresh_run(self.config.overwrite_output_dir)
         else:
             self.load_checkpoint(path)
+            self.checkpointer.set_aside_later_checkpoints(self.state.global_step)
         return path
 
     def load_csv_logs(self) -> Any:

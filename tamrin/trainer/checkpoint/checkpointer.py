@@ -23,7 +23,10 @@ from tamrin.trainer.checkpoint.store import CheckpointStore
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.runtime import run_info
 
-__all__ = ["Checkpointer"]
+__all__ = ["ABANDONED_DIR", "Checkpointer"]
+
+ABANDONED_DIR = "abandoned"
+"""Where the later checkpoints of a branch left by going back to an older checkpoint are kept."""
 
 
 class Checkpointer:
@@ -121,6 +124,35 @@ class Checkpointer:
             raise ValueError(f"Cannot resume from {path}: {problem}.")
         return path
 
+    def set_aside_later_checkpoints(self, step: int) -> Path | None:
+        """Going back to an older checkpoint starts a new branch: move this run's later checkpoints aside.
+
+        They are kept (in `{output_dir}/abandoned/after-{step}-{n}/`), not deleted, and said so; "latest"
+        and rotation then see only the live branch, so a crash of the redo cannot resume the abandoned
+        run, and rotation cannot delete the redo's own checkpoints.
+
+        Returns:
+            The folder they went to (None when there were none). Main process only; others wait.
+        """
+        later = [info.path for info in files.list_checkpoints(self.checkpoints_dir) if info.global_step > step]
+        target = None
+        if later and self.accelerator.is_main_process:
+            parent = self.checkpoints_dir.parent / ABANDONED_DIR
+            number = 1
+            while (parent / f"after-{files.checkpoint_name(step)}-{number}").exists():
+                number += 1
+            target = parent / f"after-{files.checkpoint_name(step)}-{number}"
+            target.mkdir(parents=True)
+            for path in later:
+                self.store.rename(path, target / path.name)
+            names = ", ".join(path.name for path in later)
+            self.accelerator.print(
+                f"Resuming from step {step}: the later checkpoint(s) {names} of the run it left are kept in {target}, "
+                "out of this run's way (a new branch starts here)."
+            )
+        self.accelerator.wait_for_everyone()
+        return target
+
     def clear_for_fresh_run(self, overwrite: bool) -> None:
         """A fresh run must not meet another run's checkpoints: a later resume would pick theirs.
 
@@ -138,7 +170,7 @@ class Checkpointer:
                 "to delete them and their logs first."
             )
         if self.accelerator.is_main_process:
-            for directory in (self.checkpoints_dir, self.logs_dir):
+            for directory in (self.checkpoints_dir, self.logs_dir, self.checkpoints_dir.parent / ABANDONED_DIR):
                 if directory.exists():
                     shutil.rmtree(directory)
         self.accelerator.wait_for_everyone()
