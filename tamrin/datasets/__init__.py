@@ -26,14 +26,13 @@ from tamrin.datasets.base import (
 from tamrin.datasets.collators import CTCCollator, ImageCollator, TextCollator, TokenLabelCollator
 from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 from tamrin.datasets.synthetic.generation import SyntheticGenerationConfig, SyntheticGenerationDataset
+from tamrin.datasets.synthetic.ner import SyntheticNERConfig, SyntheticNERDataset  # registers "synthetic_ner"
 from tamrin.datasets.synthetic.plates import SyntheticPlatesConfig, SyntheticPlatesDataset
-from tamrin.datasets.synthetic.shapes import SyntheticShapesConfig, SyntheticShapesDataset
-from tamrin.datasets.synthetic.text import (  # registers "synthetic_sentiment", "synthetic_ner"
-    SyntheticNERConfig,
-    SyntheticNERDataset,
+from tamrin.datasets.synthetic.sentiment import (  # registers "synthetic_sentiment"
     SyntheticSentimentConfig,
     SyntheticSentimentDataset,
 )
+from tamrin.datasets.synthetic.shapes import SyntheticShapesConfig, SyntheticShapesDataset
 from tamrin.datasets.tasks.image_classification import ImageFolderConfig, ImageFolderDataset
 from tamrin.datasets.tasks.sequence_labeling import (  # registers "sequence_labeling"
     SequenceLabelingConfig,

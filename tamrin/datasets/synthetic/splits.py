@@ -7,13 +7,14 @@ train, 10% validation, 10% test), and a sample depends only on its (seed, split,
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tamrin.configs import ConfigError, check_choice
 
-__all__ = ["MAX_TRIES", "SPLITS", "draw_in_split", "in_split", "split_id"]
+__all__ = ["MAX_TRIES", "SPLITS", "draw_in_split", "draw_row", "in_split", "split_id", "split_rng"]
 
 SPLITS = ("train", "validation", "test")
 _BUCKETS = {"train": range(0, 8), "validation": range(8, 9), "test": range(9, 10)}  # of 10
@@ -53,3 +54,14 @@ def draw_in_split(
         if in_split(key(sample), split):
             return sample
     raise ConfigError(f"Could not draw a {split!r} {what} in {MAX_TRIES} tries: {hint}")
+
+
+def split_rng(seed: int, split: str, index: int) -> random.Random:
+    """The generator of row `index` of `split`: a string seed is hashed with SHA-512, so the stream is
+    the same on every run and platform."""
+    return random.Random(f"{seed}:{split}:{index}")
+
+
+def draw_row(split: str, make: Any, key: Any, rng: random.Random) -> Any:
+    """Draw rows with `make(rng)` until one belongs to `split` (by the hash of `key(row)`)."""
+    return draw_in_split(lambda: make(rng), key, split, "sentence", "too few distinct sentences.")
