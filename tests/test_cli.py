@@ -110,3 +110,30 @@ def test_a_refused_fresh_run_leaves_the_earlier_runs_recipe_alone(tmp_path, caps
     assert main(["train", *common, "dataset.num_samples=120"]) == 2
     assert "holds checkpoints of an earlier run" in capsys.readouterr().err
     assert (tmp_path / "recipe.yaml").read_text() == recipe
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.seed=99999999999999999999999", "`seed=99999999999999999999999` is out of range"),
+        ("trainer.learning_rate=inf", "`learning_rate=inf` must be finite"),
+        ("trainer.num_dataloader_workers=100000", "`num_dataloader_workers=100000` is out of range"),
+        ("trainer=5", "the `trainer` section must be a mapping of its fields"),
+    ],
+)
+def test_bad_values_that_used_to_pass_or_crash_exit_2_with_one_message(override, message, capsys):
+    """Issue 15: each of these ended in a traceback, or was accepted and failed later."""
+    assert main(["train", "--dry-run", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_fp8_or_fp16_on_cpu_exits_2(tmp_path, capsys):
+    overrides = [f"trainer.output_dir={tmp_path}", "trainer.use_cpu=true", "trainer.mixed_precision=fp8"]
+    assert main(["train", "text_classification", *overrides]) == 2
+    assert "`mixed_precision='fp8'` is not available on CPU" in capsys.readouterr().err
+
+
+def test_verify_resume_with_zero_steps_is_refused_not_silently_eight(capsys):
+    assert main(["verify-resume", "--steps", "0"]) == 2
+    assert "`steps=0` must be >= 2" in capsys.readouterr().err

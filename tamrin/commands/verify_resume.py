@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         result = verify_resume(
             recipe,
             overrides,
-            steps=args.steps or DEFAULT_STEPS,
+            steps=DEFAULT_STEPS if args.steps is None else args.steps,
             resume_step=args.resume_at,
             imports=args.imports,
             workdir=args.workdir,

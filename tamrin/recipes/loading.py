@@ -110,6 +110,12 @@ def _check_sections(recipe: DictConfig, path: Path) -> None:
         if key not in RECIPE_SECTIONS
     ]
     problems += [f"Recipe {path} has no `{name}` section." for name in REQUIRED_SECTIONS if name not in recipe]
+    problems += [
+        f"`{name}={recipe[name]!r}` in recipe {path}: the `{name}` section must be a mapping of its fields "
+        f"(e.g. `{name}.<field>=value`)."
+        for name in ("model", "dataset", "eval_dataset", "trainer")
+        if name in recipe and recipe[name] is not None and not isinstance(recipe[name], DictConfig)
+    ]
     if problems:
         raise ConfigError(problems, config_name=f"recipe {path}" if len(problems) > 1 else None)
 

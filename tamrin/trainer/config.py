@@ -20,7 +20,17 @@ from tamrin.metrics_handlers import available_tasks
 from tamrin.trainer.optim import LR_SCHEDULERS, OPTIMIZERS, check_optimizer_kwargs
 from tamrin.trainer.peer_names import peer_name_problem
 
-__all__ = ["TrainerConfig", "resolve_steps", "MIXED_PRECISION_CHOICES", "NAN_POLICIES", "PROGRESS_CHOICES"]
+MAX_WORKERS = 256
+"""More DataLoader workers than this is a typo (100000 started the out-of-memory killer)."""
+
+__all__ = [
+    "MAX_WORKERS",
+    "TrainerConfig",
+    "resolve_steps",
+    "MIXED_PRECISION_CHOICES",
+    "NAN_POLICIES",
+    "PROGRESS_CHOICES",
+]
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16", "fp8")
 NAN_POLICIES = ("stop", "skip")
@@ -143,9 +153,11 @@ class TrainerConfig(Config):
             _check_device(self.device),
             check_range("num_epochs", self.num_epochs, minimum=1),
             _check_step_value("max_steps", self.max_steps, optional=True),
-            check_range("num_dataloader_workers", self.num_dataloader_workers, minimum=0),
+            check_range("num_dataloader_workers", self.num_dataloader_workers, minimum=0, maximum=MAX_WORKERS),
+            check_range("seed", self.seed, minimum=0, maximum=2**32 - 1),  # numpy's seed range
             _check_name("optimizer", self.optimizer, OPTIMIZERS.names()),
             check_range("learning_rate", self.learning_rate, minimum=0, exclusive_minimum=True),
+            None if math.isfinite(self.learning_rate) else f"`learning_rate={self.learning_rate!r}` must be finite.",
             check_range("weight_decay", self.weight_decay, minimum=0),
             check_optimizer_kwargs(self.optimizer, self.optimizer_kwargs),
             None

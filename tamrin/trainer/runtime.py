@@ -62,10 +62,10 @@ def check_mixed_precision(mixed_precision: str | None, device_type: str) -> None
     Raises:
         ConfigError: naming the value and the choices valid on this device.
     """
-    if device_type == "cpu" and mixed_precision == "fp16":
+    if device_type == "cpu" and mixed_precision in ("fp16", "fp8"):
         raise ConfigError(
-            "`mixed_precision='fp16'` is not available on CPU (it would train in fp32 without a word). "
-            "Valid choices on CPU: 'no', 'bf16'; use a GPU for fp16."
+            f"`mixed_precision={mixed_precision!r}` is not available on CPU (it would not train in {mixed_precision}). "
+            f"Valid choices on CPU: 'no', 'bf16'; use a GPU for {mixed_precision}."
         )
 
 
