@@ -265,18 +265,15 @@ class Config(metaclass=_ConfigMeta):
         """
         from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
-        with tempfile.TemporaryDirectory() as staging:
-            self.save(staging, filename)
-            message = commit_message or f"Upload {type(self).__name__}"
-            return hub.upload_folder(
-                staging,
-                repo_id,
-                commit_message=message,
-                private=private,
-                revision=revision,
-                token=token,
-                create_pr=create_pr,
-            )
+        return hub.upload_saved(
+            lambda folder: self.save(folder, filename),
+            repo_id,
+            commit_message=commit_message or f"Upload {type(self).__name__}",
+            private=private,
+            revision=revision,
+            token=token,
+            create_pr=create_pr,
+        )
 
 
 def plain_dict(node: DictConfig, *, resolve: bool = True) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from huggingface_hub.utils import validate_repo_id
 from tamrin.hub.card import render_model_card
 from tamrin.hub.download import download, download_file
 from tamrin.hub.errors import HubError
-from tamrin.hub.upload import Commit, local_files, upload_folder
+from tamrin.hub.upload import Commit, local_files, upload_folder, upload_saved
 
 __all__ = [
     "Commit",
@@ -30,6 +30,7 @@ __all__ = [
     "local_files",
     "render_model_card",
     "upload_folder",
+    "upload_saved",
 ]
 
 

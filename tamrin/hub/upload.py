@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
@@ -238,3 +239,31 @@ def _commits_since(api: HfApi, repo_id: str, branch: str, head: str | None) -> l
 def _tree(api: HfApi, repo_id: str, revision: str | None) -> dict[str, str]:
     entries = api.list_repo_tree(repo_id, revision=revision, recursive=True)
     return {entry.path: getattr(entry, "blob_id", "") for entry in entries if hasattr(entry, "blob_id")}
+
+
+def upload_saved(
+    write: Callable[[Path], object],
+    repo_id: str,
+    *,
+    commit_message: str,
+    private: bool | None = None,
+    revision: str | None = None,
+    token: str | None = None,
+    create_pr: bool = False,
+) -> Commit:
+    """Let `write(folder)` save an object's files into a temporary folder, and upload them in one commit.
+
+    What `Model.push_to_hub` and `Config.push_to_hub` share; the options mean what they mean in
+    `upload_folder`, and nothing in the repo is deleted.
+    """
+    with tempfile.TemporaryDirectory(prefix="tamrin-push-") as staging:
+        write(Path(staging))
+        return upload_folder(
+            staging,
+            repo_id,
+            commit_message=commit_message,
+            private=private,
+            revision=revision,
+            token=token,
+            create_pr=create_pr,
+        )

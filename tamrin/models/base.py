@@ -255,18 +255,15 @@ class Model(nn.Module):
         """
         from tamrin import hub  # huggingface_hub: ~0.1 s to import, needed only for the Hub
 
-        with tempfile.TemporaryDirectory() as staging:
-            self.save(staging)
-            message = commit_message or f"Upload {type(self).__name__}"
-            return hub.upload_folder(
-                staging,
-                repo_id,
-                commit_message=message,
-                private=private,
-                revision=revision,
-                token=token,
-                create_pr=create_pr,
-            )
+        return hub.upload_saved(
+            self.save,
+            repo_id,
+            commit_message=commit_message or f"Upload {type(self).__name__}",
+            private=private,
+            revision=revision,
+            token=token,
+            create_pr=create_pr,
+        )
 
 
 def _view_key(tensor: torch.Tensor) -> tuple | None:

@@ -34,7 +34,7 @@ class CallbackHandler:
     def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
         self._callbacks: list[Callback] = []
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
-        self._loss_takers: list[Callable[..., Any]] = []
+        self._step_end: list[tuple[Callable[..., Any], bool]] = []  # (handler, whether it takes `loss`)
         for callback in callbacks:
             self._check(callback)
             self._callbacks.append(callback)
@@ -75,7 +75,7 @@ class CallbackHandler:
         self._handlers = {
             event: [getattr(c, event) for c in self.callbacks if _implements(c, event)] for event in EVENTS
         }
-        self._loss_takers = [h for h in self._handlers["on_step_end"] if _takes(h, "loss")]
+        self._step_end = [(h, _takes(h, "loss")) for h in self._handlers["on_step_end"]]
 
     # -- events ------------------------------------------------------------------------------------
     def fire(self, event: str, trainer: TrainerView, **kwargs: Any) -> None:
@@ -85,8 +85,8 @@ class CallbackHandler:
 
     def fire_step_end(self, trainer: TrainerView, loss: Any) -> None:
         """on_step_end, handing the step's loss to the callbacks whose handler takes `loss`."""
-        for handler in self._handlers["on_step_end"]:
-            if handler in self._loss_takers:
+        for handler, takes_loss in self._step_end:
+            if takes_loss:
                 handler(trainer, loss=loss)
             else:
                 handler(trainer)
