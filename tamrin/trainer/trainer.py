@@ -208,7 +208,7 @@ class Trainer(TrainerParts):
         )
         progress = Progress(
             self.progress_mode,
-            total=self._plan.steps_per_epoch,
+            total=self._plan.steps_in_epoch(epoch),
             initial=self.state.epoch_step,
             description=f"Epoch {epoch + 1}/{self._plan.num_epochs}",
         )
