@@ -39,7 +39,14 @@ from tamrin.trainer.runtime import (
     seed_everything,
 )
 from tamrin.trainer.state import TrainerState
-from tamrin.trainer.steps import Resumed, SkippingEpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
+from tamrin.trainer.steps import (
+    Resumed,
+    SkippingEpochPosition,
+    StepPlan,
+    can_start_mid_epoch,
+    check_steps_per_epoch,
+    check_train_dataset,
+)
 
 __all__ = ["TrainerParts"]
 
@@ -171,8 +178,13 @@ class TrainerParts:
         sampler draws in. A scheduler the Trainer built is rebuilt over the new total and given the
         saved state (its current learning rate included); one passed in is left as it is.
         """
-        state = self.state
-        resumed = Resumed(state.global_step, state.optimizer_steps, state.epoch, state.epoch_step)
+        state, sampler = self.state, cast(Any, getattr(self.train_dataloader, "sampler", None))
+        left = None
+        if self.train_dataloader is not None and can_start_mid_epoch(sampler):  # batches left from the position
+            sampler.set_epoch(state.epoch)
+            sampler.set_start_index(min(state.epoch_samples, sampler.end_index))
+            left = len(self.train_dataloader)
+        resumed = Resumed(state.global_step, state.optimizer_steps, state.epoch, state.epoch_step, left)
         plan = self.create_plan(resumed)
         if plan is None or plan == self.plan:
             return

@@ -69,6 +69,7 @@ class Resumed:
     optimizer_steps: int = 0
     epoch: int = 0
     epoch_step: int = 0
+    steps_left: int | None = None  # batches of the resumed epoch still to come (None: its length - epoch_step)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,18 +122,20 @@ class StepPlan:
         if steps_per_epoch < 1:
             raise ConfigError("The training data loader is empty: there is nothing to train on.")
         length = epoch_steps or (lambda epoch: steps_per_epoch)
-        accumulation = config.gradient_accumulation_steps
+        accumulation, epochs = config.gradient_accumulation_steps, config.num_epochs
         start = resumed or Resumed()
-        lengths = [length(epoch) for epoch in range(max(config.num_epochs, start.epoch))]
-        full_run = start.global_step + sum(lengths[start.epoch :]) - (start.epoch_step if lengths[start.epoch :] else 0)
+        lengths = [length(epoch) for epoch in range(max(epochs, start.epoch + 1))]
+        first_left = lengths[start.epoch] - start.epoch_step if start.steps_left is None else start.steps_left
+        full_run = start.global_step + (
+            first_left + sum(lengths[start.epoch + 1 : epochs]) if start.epoch < epochs else 0
+        )
         max_steps = resolve_steps(config.max_steps, full_run, "max_steps")
         total_steps = full_run if max_steps is None else max_steps
-        steps, updates, epoch = start.global_step, start.optimizer_steps, start.epoch
-        done_in_epoch = start.epoch_step
+        steps, updates, epoch, done_in_epoch = start.global_step, start.optimizer_steps, start.epoch, start.epoch_step
         while steps < total_steps:  # walk the epochs left (max_steps may end one early or add more)
             if epoch >= len(lengths):
                 lengths.append(length(epoch))
-            take = min(lengths[epoch] - done_in_epoch, total_steps - steps)
+            take = min(first_left if epoch == start.epoch else lengths[epoch], total_steps - steps)
             updates += math.ceil((done_in_epoch + take) / accumulation) - done_in_epoch // accumulation
             steps, epoch, done_in_epoch = steps + take, epoch + 1, 0
         num_epochs = max(epoch, start.epoch + (1 if start.epoch_step else 0), 1) if resumed else epoch
