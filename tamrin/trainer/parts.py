@@ -184,6 +184,8 @@ class TrainerParts:
             sampler.set_epoch(state.epoch)
             sampler.set_start_index(min(state.epoch_samples, sampler.end_index))
             left = len(self.train_dataloader)
+            sampler.set_epoch(0)  # back to a whole first epoch, which `create_plan` measures
+            sampler.set_start_index(0)
         resumed = Resumed(state.global_step, state.optimizer_steps, state.epoch, state.epoch_step, left)
         plan = self.create_plan(resumed)
         if plan is None or plan == self.plan:
