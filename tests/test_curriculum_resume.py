@@ -8,6 +8,7 @@ each epoch's admitted set is `CONFIDENCE >= threshold`, computed here.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers import job_command, job_env
-from jobs.threshold_curriculum import CONFIDENCE
+from jobs.threshold_curriculum import CONFIDENCE, LINEAR
 from safetensors.torch import load_file
 from test_distributed import free_port
 
@@ -96,3 +97,28 @@ def test_resuming_with_another_number_of_processes_keeps_plan_schedule_and_logs_
         assert set(per_epoch[number]) <= set(admitted(number))
         if epoch == "admitted":
             assert set(per_epoch[number]) == set(admitted(number))
+
+
+def test_a_fraction_pacing_resumed_on_two_processes_draws_from_the_set_its_logs_show(tmp_path: Path) -> None:
+    """The issue's case: after 1 -> 2 processes, the log said eligible=64 while the sampler drew from 48."""
+    run = tmp_path / "run"
+    assert launch(1, run, "--pacing", "linear", "--kill-step", "17") == -signal.SIGKILL  # saved at step 16
+    assert launch(2, run, "--pacing", "linear") == 0
+    seen, per_epoch = record(run)
+    total = seen["total_steps"]
+    assert seen["global_step"] == total == 16 + 4 + 2 * 6  # 16 steps of 4, then 32 + 2 * 48 samples in steps of 8
+    rank = np.argsort(np.argsort(CONFIDENCE))  # 0 = the easiest sample
+    sizes = [4] * 16 + [8] * (total - 16)
+    starts = np.cumsum([0, *sizes])
+    logs = pd.read_csv(run / "logs" / "training_logs.csv").dropna(subset=["train.loss"]).set_index("step")
+    for step in range(1, total + 1):
+        progress = min((step - 1) / total / LINEAR["duration"], 1.0)
+        fraction = LINEAR["start"] + (1 - LINEAR["start"]) * progress  # the linear pacing, written out
+        expected = max(math.ceil(round(fraction * 48, 9)), sizes[step - 1])
+        if step > 16:  # the resumed steps: their log and their draws, against the formula at the plan's length
+            assert logs.loc[step, "curriculum.eligible"] == expected, step
+        drawn = seen["indices"][starts[step - 1] : starts[step]]
+        assert rank[drawn].max() < expected, (step, drawn)
+    # the last epoch is steps 27-32, where progress >= 0.8 admits all: a plain permutation, if the sampler
+    # counts steps as the Trainer does (counted from its own epoch start, it would still be ramping up)
+    assert sorted(per_epoch[3]) == list(range(48))

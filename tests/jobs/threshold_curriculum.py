@@ -1,12 +1,13 @@
 """A threshold-curriculum job for the resume and world-size tests; torchrun it (or plain python for 1 process).
 
     PYTHONPATH=tests python -m torch.distributed.run --nproc_per_node N -m jobs.threshold_curriculum OUT
-        [--epoch full|admitted] [--kill-step K]
+        [--epoch full|admitted] [--pacing threshold|linear] [--kill-step K]
 
 The post's first curriculum: admit confidence >= 0.8, lower the threshold by 0.3 each epoch (0.8, 0.5,
 0.2, then 0.2) over 4 epochs, on 48 samples whose confidence is CONFIDENCE. It records the sample
 indices every process consumed (as jobs/distributed.py), the plan's total_steps and the learning rate
-of the last step, then writes OUT/seen.json and OUT/final.
+of the last step, then writes OUT/seen.json and OUT/final. `--pacing linear` paces the same scores
+(low = easy) by LINEAR instead, a fraction of the run's steps.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from tamrin.trainer.callbacks.curriculum import Curriculum
 
 CONFIDENCE = np.random.default_rng(11).random(SAMPLES)
 PACING = {"name": "threshold", "start": 0.8, "change": -0.3, "stop": 0.2, "higher_is_easier": True}
+LINEAR = {"name": "linear", "start": 0.25, "duration": 0.8}
 
 
 def main(argv: list[str]) -> None:
     parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--epoch", default="full", help="the curriculum's epoch mode: full or admitted")
+    parser.add_argument("--pacing", default="threshold", help="threshold (PACING) or linear (LINEAR)")
     args = parser.parse_args(argv)
     config = job_config(
         args.output_dir, gradient_accumulation_steps=2, optimizer="adam", warmup_steps=0, save_steps=2,
@@ -44,7 +47,7 @@ def main(argv: list[str]) -> None:
         eval_dataset=IndexedData(11, seed=1),
         callbacks=[
             seen,
-            Curriculum(scores=CONFIDENCE, pacing=PACING, epoch=args.epoch),
+            Curriculum(scores=CONFIDENCE, pacing=PACING if args.pacing == "threshold" else LINEAR, epoch=args.epoch),
             KillAt(args.kill_step, args.kill_after_save),
         ],
     )
