@@ -91,6 +91,8 @@ def test_an_admitted_epoch_draws_each_admitted_sample_once(replicas: int) -> Non
         assert set(drawn) == set(admitted)  # nothing outside, nothing missing
         assert len(drawn) - len(admitted) < replicas  # repeats: only the last round's padding
         assert shards[0].steps_per_epoch == math.ceil(math.ceil(len(admitted) / replicas) / 3)
+        first_step = sum(shards[0].steps_in_epoch(earlier) for earlier in range(epoch))
+        assert shards[0].threshold(first_step) == pytest.approx(0.9 - 0.3 * epoch)  # a step knows its epoch
 
 
 def test_per_step_thresholds_move_inside_an_epoch() -> None:

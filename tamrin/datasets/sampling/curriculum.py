@@ -179,7 +179,9 @@ class CurriculumSampler(RangedSampler):
         """The global step at position 0 of `epoch` (for the anchor's epoch, where it would have been)."""
         anchor_step, anchor_epoch, anchor_position = self._anchor
         full = self._batches_in(self.data_length)
-        if anchor_step == 0 or epoch < anchor_epoch or self.epoch_mode == "admitted":
+        if self.epoch_mode == "admitted":  # epochs of their admitted sets' lengths (as planned before the run)
+            return sum(self.steps_in_epoch(earlier) for earlier in range(epoch))
+        if anchor_step == 0 or epoch < anchor_epoch:
             return epoch * full
         if epoch == anchor_epoch:
             return anchor_step - anchor_position // (self.batch_size * self.num_replicas)

@@ -157,6 +157,7 @@ class SelfPacedCurriculum(Curriculum):
         self.loss_fn = loss_fn
         self.batch_size = batch_size
         self.last_scored_epoch: int | None = None
+        self._warned_bound = False
 
     def _initial_scores(self, dataset: Any) -> Any:
         if self.scores is None:
@@ -173,13 +174,15 @@ class SelfPacedCurriculum(Curriculum):
         sampler = self.sampler
         if sampler is None or self.epoch_mode == "full":
             return None
-        warnings.warn(
-            "SelfPacedCurriculum with epoch='admitted': each epoch's length depends on the model's losses, so it "
-            f"cannot be known up front. The step plan, progress bar and LR schedule use the full-length bound "
-            f"({sampler.full_epoch_steps} steps/epoch); epochs end earlier, so the LR schedule does not reach its "
-            "end. Use epoch='full' (fixed-length epochs) for a schedule that ends with the run.",
-            stacklevel=2,
-        )
+        if not self._warned_bound:  # once: a resume plans again
+            self._warned_bound = True
+            warnings.warn(
+                "SelfPacedCurriculum with epoch='admitted': each epoch's length depends on the model's losses, so "
+                f"it cannot be known up front. The step plan, progress bar and LR schedule use the full-length bound "
+                f"({sampler.full_epoch_steps} steps/epoch); epochs end earlier, so the LR schedule does not reach its "
+                "end. Use epoch='full' (fixed-length epochs) for a schedule that ends with the run.",
+                stacklevel=2,
+            )
         return lambda epoch: sampler.full_epoch_steps
 
     def on_epoch_begin(self, trainer: TrainerView) -> None:

@@ -40,7 +40,9 @@ def describe_run(
     per_epoch = (
         f"{plan.steps_per_epoch} steps/epoch"
         if len(lengths) <= 1
-        else "steps/epoch " + "/".join(str(n) for n in plan.epoch_steps)  # a curriculum's admitted epochs
+        else "steps/epoch "
+        + "/".join(str(n) for n in plan.epoch_steps[:8])  # a curriculum's admitted epochs
+        + ("/..." if len(plan.epoch_steps) > 8 else "")
     )
     return (
         f"Training on {num_samples} samples: global batch {global_batch} "
