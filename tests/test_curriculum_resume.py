@@ -55,9 +55,10 @@ def record(output_dir: Path) -> tuple[dict, dict[int, list[int]]]:
 
 @pytest.mark.parametrize(
     ("processes", "epoch", "kill"),
-    # each mid-epoch, 1 step after a save; with 2 processes the save (step 4, epoch 1 of 2/3/5/5 steps) ends an
-    # accumulation window: a save inside one keeps only the main process's partial gradients (reported)
-    [(1, "full", 17), (1, "admitted", 5), (2, "admitted", 5)],
+    # each mid-epoch, 1 step after a save; with 2 processes the save (step 4: in epoch 0 of 6 steps, or in epoch 1
+    # of 2/3/5/5 steps) ends an accumulation window: a save inside one keeps only the main process's partial
+    # gradients (a Trainer-wide limit, docs/curriculum.md)
+    [(1, "full", 17), (1, "admitted", 5), (2, "full", 5), (2, "admitted", 5)],
 )
 def test_a_threshold_curriculum_killed_mid_epoch_resumes_bitwise(tmp_path: Path, processes, epoch, kill) -> None:
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
