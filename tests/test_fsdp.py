@@ -115,6 +115,10 @@ def test_fsdp_and_ddp_of_the_same_run_end_within_1e_5(fsdp_run, tmp_path):
     assert fsdp.keys() == ddp.keys()
     difference = max((fsdp[name] - ddp[name]).abs().max().item() for name in fsdp)
     assert 0 < difference < 1e-5  # not bitwise (reduce-scatter sums in another order), but the same run
+    fsdp_logs = pd.read_csv(fsdp_run / "logs" / "training_logs.csv")
+    ddp_logs = pd.read_csv(tmp_path / "ddp" / "logs" / "training_logs.csv")
+    assert fsdp_logs["evaluation.loss"].notna().sum() == 2  # exact, gathered evaluation under both
+    pd.testing.assert_frame_equal(fsdp_logs, ddp_logs, check_exact=False, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ SMALL = [  # a 2-block Transformer (~40k parameters), 16 steps of 2 processes x 
     "trainer.batch_size=8", "trainer.eval_batch_size=8", "trainer.gradient_accumulation_steps=2",
     "trainer.save_steps=3", "trainer.log_steps=2", "trainer.eval_steps=8", "trainer.warmup_steps=2",
     "trainer.save_total_limit=null", "trainer.resume_from_checkpoint=true", "trainer.progress=none",
-    "trainer.device=cpu",
+    "trainer.device=cpu", "trainer.max_grad_norm=0.05",  # clips every update: the global norm of sharded grads
 ]  # fmt: skip
 
 
