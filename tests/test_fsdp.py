@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import job_command, job_env, make_trainer, parameters
+from helpers import RegressionData, job_command, job_env, make_trainer, parameters
 from safetensors.torch import load_file
 
 from tamrin import TrainerConfig
@@ -87,6 +87,8 @@ def test_fsdp_checkpoints_are_sharded_and_the_final_model_loads_in_one_process(f
     assert not (checkpoint / "model.safetensors").exists() and not (checkpoint / "train" / "optimizer.pt").exists()
     manifest = (checkpoint / "manifest.yaml").read_text()
     assert "train/sharded/__1_0.distcp" in manifest  # the other process's shard is in the atomic checkpoint
+    pushed = json.loads((fsdp_run / "push_files.json").read_text())  # processes saving into their own folders
+    assert {"model.safetensors", "train/sharded/__0_0.distcp", "train/sharded/__1_0.distcp"} <= set(pushed)
     model = Model.load(fsdp_run / "model")  # consolidated: one model.safetensors, one plain process
     assert not any(hasattr(p, "placements") for p in model.parameters())
     predictions = model.predict(["rev abc:", "sort cba:"])
@@ -201,6 +203,43 @@ def test_single_process_fsdp_says_it_does_not_shard_and_resumes_bitwise_from_its
         resumed.train()
     for name, value in parameters(straight.model).items():
         assert torch.equal(value, dict(resumed.model.named_parameters())[name]), name
+
+
+def test_load_best_model_at_end_reads_the_best_checkpoints_shards(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the single-process FSDP warning
+        trainer = make_trainer(tmp_path / "run", evaluation=RegressionData(12, seed=1), strategy="fsdp",
+                               save_steps=1, eval_steps=1, num_epochs=3, learning_rate=0.5,
+                               load_best_model_at_end=True)  # fmt: skip
+        trainer.train()
+    best = trainer.state.best_checkpoint
+    assert best is not None and trainer.state.best_step < trainer.state.global_step  # lr 0.5: it gets worse
+    assert tamrin_main(["export", best, str(tmp_path / "best")]) == 0  # a plain nn.Module: via dcp_to_torch_save
+    exported = weights(tmp_path / "best")
+    assert exported.keys() == dict(trainer.model.named_parameters()).keys()
+    for name, value in trainer.model.named_parameters():
+        assert torch.equal(value, exported[name]), name
+
+
+@pytest.mark.parametrize("engine", ["DEEPSPEED", "MEGATRON_LM", "FSDP"])
+def test_accelerates_own_sharded_engines_are_refused_pointing_at_strategy_fsdp(engine):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from tamrin.trainer.runtime import check_supported_engine
+
+    with pytest.raises(ConfigError, match=r"which tamrin does not run. For sharded training set `strategy='fsdp'`"):
+        check_supported_engine(SimpleNamespace(distributed_type=DistributedType[engine]))
+
+
+def test_a_sharded_checkpoint_resumed_without_fsdp_says_how(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the single-process FSDP warning
+        make_trainer(tmp_path / "run", strategy="fsdp", save_steps=5).train()
+    trainer = make_trainer(tmp_path / "ddp", resume_from_checkpoint=str(tmp_path / "run" / "checkpoints" / "00000005"))
+    with pytest.raises(FileNotFoundError, match=r"written with strategy='fsdp'.*tamrin export"):
+        trainer.train()
 
 
 def test_export_of_a_checkpoint_without_shards_says_why(tmp_path, capsys):

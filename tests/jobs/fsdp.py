@@ -4,7 +4,8 @@
         [--kill-step K] [recipe overrides ...]
 
 It resumes from OUT's latest checkpoint (so a killed job is restarted with the same command), then
-saves the final model to OUT/model as `tamrin train` does. Each process writes OUT/shards_{rank}.json:
+saves the final model to OUT/model as `tamrin train` does, then once more as `push_to_hub` does (each
+process into a temporary folder of its own; OUT/push_files.json lists what the main one got). Each process writes OUT/shards_{rank}.json:
 for every parameter of the model it trained, its type, placements, local shape and global shape,
 so a test can see that the parameters were really sharded.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from jobs.builder import KillAt, job_parser
@@ -61,6 +63,11 @@ def main(argv: list[str]) -> None:
     (output / f"shards_{rank}.json").write_text(json.dumps(shard_report(trainer.model)))
     trainer.train()
     trainer.save(output / "model")
+    with tempfile.TemporaryDirectory() as own:  # as push_to_hub saves: each process names its own folder
+        saved = trainer.save(Path(own) / "push")
+        if trainer.is_main_process:
+            names = sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file())
+            (output / "push_files.json").write_text(json.dumps(names))
     trainer.accelerator.wait_for_everyone()
 
 

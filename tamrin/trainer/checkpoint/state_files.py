@@ -144,6 +144,12 @@ def _save_model(trainer: Checkpointable, staging: Path, context: SaveContext) ->
 
 @_unless_sharded
 def _load_model(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+    if (directory / TRAIN_DIR / SHARDED_DIR).is_dir() and not (directory / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{directory} was written with strategy='fsdp': its weights and optimizer state are in "
+            f"{TRAIN_DIR}/{SHARDED_DIR}/. Resume it with strategy='fsdp', or write its model out with "
+            f"`tamrin export {directory} OUT` and start from that with `init_weights_from`."
+        )
     load_model_weights(trainer.unwrapped_model, directory)
 
 
