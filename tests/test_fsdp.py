@@ -124,6 +124,16 @@ def test_fsdp_and_ddp_of_the_same_run_end_within_1e_5(fsdp_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_fsdp_bf16_computes_in_bf16_and_keeps_fp32_weights(fsdp_run, tmp_path):
+    launch(2, tmp_path / "bf16", "trainer.mixed_precision=bf16")  # FSDP2's MixedPrecisionPolicy
+    assert {tensor.dtype for tensor in weights(tmp_path / "bf16" / "model").values()} == {torch.float32}
+    fp32 = pd.read_csv(fsdp_run / "logs" / "training_logs.csv")["train.loss"]
+    bf16 = pd.read_csv(tmp_path / "bf16" / "logs" / "training_logs.csv")["train.loss"]
+    assert not bf16.equals(fp32)  # computed in bf16: not the fp32 run
+    assert ((bf16 - fp32).abs() / fp32).max() < 0.01  # but the same run, to bf16's precision
+
+
+@pytest.mark.slow
 def test_export_writes_the_full_model_of_a_sharded_checkpoint(fsdp_run, tmp_path, capsys):
     out = tmp_path / "exported"
     assert tamrin_main(["export", str(fsdp_run / "checkpoints" / "00000016"), str(out)]) == 0
@@ -175,6 +185,17 @@ def _small_recipe(output: Path, *extra: str) -> list[str]:
 
 
 # -- one process ----------------------------------------------------------------------------------
+def test_transformers_models_shard_their_no_split_modules():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tamrin.trainer.sharding import shard_module_classes
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=64, n_positions=16,
+                                       bos_token_id=0, eos_token_id=0))  # fmt: skip
+    assert shard_module_classes(model, None) == {"GPT2Block"}
+    assert shard_module_classes(model, ["GPT2Attention"]) == {"GPT2Attention"}
+
+
 def test_unknown_strategy_is_refused_with_the_choices():
     with pytest.raises(
         ConfigError, match=r"`strategy='fdsp'` is not a valid choice. Valid choices: 'auto', 'ddp', 'fsdp'"

@@ -121,11 +121,9 @@ def shard_model(
     """
     model = model.to(device)
     mesh = init_device_mesh(device.type, (world_size,))
-    policy = (
-        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.float32)
-        if config.mixed_precision == "bf16"
-        else MixedPrecisionPolicy()
-    )
+    bf16 = config.mixed_precision == "bf16"  # blocks compute in bf16; the model's outputs come back in fp32
+    inner = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
+    outer = MixedPrecisionPolicy(torch.bfloat16, torch.float32, output_dtype=torch.float32) if bf16 else None
     classes = shard_module_classes(model, config.fsdp_shard_modules)
     blocks = [module for module in model.modules() if type(module).__name__ in classes and module is not model]
     if config.fsdp_shard_modules is not None and not blocks:
@@ -135,8 +133,8 @@ def shard_model(
             f"its module classes are: {present}."
         )
     for block in reversed(blocks):  # modules() lists parents first: shard the innermost first
-        fully_shard(block, mesh=mesh, mp_policy=policy)
-    fully_shard(model, mesh=mesh, mp_policy=policy)
+        fully_shard(block, mesh=mesh, mp_policy=inner or MixedPrecisionPolicy())
+    fully_shard(model, mesh=mesh, mp_policy=outer or MixedPrecisionPolicy())
     return model
 
 
