@@ -10,7 +10,7 @@ import importlib
 
 __all__ = ["COMMAND_MODULES", "load_command_modules"]
 
-COMMAND_MODULES = ("train", "evaluate", "predict", "logs", "push", "verify_resume")
+COMMAND_MODULES = ("train", "evaluate", "predict", "logs", "push", "verify_resume", "export")
 """Sub-command modules, in the order `tamrin --help` lists them."""
 
 

@@ -117,8 +117,11 @@ class Model(nn.Module):
         """Restore the preprocessor from `directory` (default: nothing to restore)."""
 
     # -- persistence ---------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, *, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
         """Write model.safetensors, model_config.yaml and the preprocessor into `directory`.
+
+        `state_dict` replaces `self.state_dict()` as the weights written (e.g. the full weights
+        gathered from a sharded model, whose own state dict holds shards).
 
         Every file is written into a staging folder inside `directory` and moved into place with
         `os.replace`, so a reader never sees a half-written file and other files in `directory`
@@ -131,7 +134,7 @@ class Model(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=directory, prefix=".tmp-model-"))
         try:
-            self._save_weights(staging / WEIGHTS_FILENAME)
+            self._save_weights(staging / WEIGHTS_FILENAME, state_dict)
             self.config.save(staging)
             self.save_preprocessor(staging)
             for item in sorted(staging.iterdir()):
@@ -143,12 +146,12 @@ class Model(nn.Module):
             shutil.rmtree(staging, ignore_errors=True)
         return directory
 
-    def _save_weights(self, path: Path) -> None:
+    def _save_weights(self, path: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         tensors: dict[str, torch.Tensor] = {}
         aliases: dict[str, str] = {}
         seen: dict[tuple, str] = {}
         storages: set[int] = set()
-        for name, tensor in self.state_dict().items():
+        for name, tensor in (self.state_dict() if state_dict is None else state_dict).items():
             tensor = tensor.detach()
             key = _view_key(tensor)
             if key in seen:  # a tied weight: store it once, remember the alias

@@ -30,11 +30,13 @@ __all__ = [
     "MIXED_PRECISION_CHOICES",
     "NAN_POLICIES",
     "PROGRESS_CHOICES",
+    "STRATEGY_CHOICES",
 ]
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16", "fp8")
 NAN_POLICIES = ("stop", "skip")
 PROGRESS_CHOICES = ("auto", "bar", "plain", "none")
+STRATEGY_CHOICES = ("auto", "ddp", "fsdp")
 
 
 @dataclass
@@ -95,6 +97,15 @@ class TrainerConfig(Config):
         progress: "auto" (a bar on a terminal, plain lines otherwise), "bar", "plain" or "none".
         label_names: the batch keys that hold the targets (HF's name; None: "labels"); the metrics
             read the first.
+        strategy: how several processes share the model: "auto" and "ddp" replicate it (accelerate's
+            DDP); "fsdp" shards parameters, gradients and optimizer state over the processes (torch's
+            FSDP2 `fully_shard`) and writes sharded checkpoints (torch.distributed.checkpoint). See
+            docs/distributed.md.
+        fsdp_shard_modules: with strategy="fsdp", the class names of the modules sharded one by one
+            (each gathers its parameters only while it runs), e.g. ["Block"] or ["LlamaDecoderLayer"];
+            None: the model's `_no_split_modules` (transformers' list of its layer classes), else the
+            items of its repeated `nn.ModuleList`s (a Transformer's blocks). The rest is sharded with
+            the root module.
         remove_unused_columns: drop the columns of a Hugging Face `datasets.Dataset` that the model's
             `forward` does not name (and that are not label_names) before collation, as HF does.
     """
@@ -145,6 +156,8 @@ class TrainerConfig(Config):
     progress: str = "auto"
     label_names: list[str] | None = None
     remove_unused_columns: bool = True
+    strategy: str = "auto"
+    fsdp_shard_modules: list[str] | None = None
 
     def validate(self) -> list[str | None]:
         return [
@@ -183,6 +196,9 @@ class TrainerConfig(Config):
             check_choice("progress", self.progress, PROGRESS_CHOICES),
             _check_metrics_list(self.metrics),
             _check_label_names(self.label_names),
+            check_choice("strategy", self.strategy, STRATEGY_CHOICES),
+            _check_shard_modules(self.fsdp_shard_modules),
+            _check_fsdp_settings(self.strategy, self.mixed_precision, self.compile),
         ]
 
 
@@ -190,6 +206,25 @@ def _check_label_names(names: list[str] | None) -> str | None:
     if names is None or (names and all(isinstance(name, str) and name for name in names)):
         return None
     return f"`label_names={names!r}` must be a non-empty list of batch keys, e.g. ['labels'], or None."
+
+
+def _check_fsdp_settings(strategy: str, mixed_precision: str | None, compile: bool) -> str | None:
+    if strategy != "fsdp":
+        return None
+    if mixed_precision in ("fp16", "fp8"):
+        return (
+            f"`mixed_precision={mixed_precision!r}` is not supported with strategy='fsdp' (no sharded gradient "
+            "scaler). Valid choices with FSDP: 'no', 'bf16'."
+        )
+    if compile:
+        return "`compile=True` is not supported with strategy='fsdp' yet: set compile=false or strategy='auto'."
+    return None
+
+
+def _check_shard_modules(names: list[str] | None) -> str | None:
+    if names is None or all(isinstance(name, str) and name for name in names):
+        return None
+    return f"`fsdp_shard_modules={names!r}` must be a list of module class names, e.g. ['Block'], or None."
 
 
 def _check_device(device: str) -> str | None:

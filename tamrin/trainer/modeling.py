@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from safetensors.torch import load_file, load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from tamrin import hub
 from tamrin.configs import ConfigError
@@ -30,6 +30,8 @@ __all__ = [
     "named_forward_arguments",
     "loss_from_outputs",
     "save_model_weights",
+    "save_model_state",
+    "save_model_description",
     "load_model_weights",
     "load_matching_weights",
     "is_tamrin_model",
@@ -226,6 +228,44 @@ def save_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> 
         cast(Any, model).save(directory)
         return
     save_model(model, str(directory / WEIGHTS_NAME))  # handles tied/shared tensors
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_json_file"):
+        config.to_json_file(str(directory / "config.json"))
+
+
+def save_model_description(model: torch.nn.Module, directory: str | os.PathLike) -> None:
+    """Save what rebuilds `model` without its weights: model_config.yaml and the preprocessor files of a
+    tamrin Model, a transformers model's config.json (a sharded checkpoint's weights are in its shards)."""
+    directory = Path(directory)
+    if is_tamrin_model(model):
+        cast(Any, model).config.save(directory)
+        cast(Any, model).save_preprocessor(directory)
+        return
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_json_file"):
+        config.to_json_file(str(directory / "config.json"))
+
+
+def save_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], directory: str | os.PathLike) -> None:
+    """Save `model` into `directory` as `save_model_weights` does, with `state` as its weights.
+
+    For the full weights gathered from a sharded model (where each tied name holds its own gathered
+    copy): a tamrin Model stores the tied names as aliases of one tensor, as its own save does;
+    other models get one tensor per name.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if is_tamrin_model(model):
+        state = dict(state)
+        first_name: dict[int, str] = {}
+        for name, parameter in model.named_parameters(remove_duplicate=False):
+            first = first_name.setdefault(id(parameter), name)
+            if name != first and first in state:  # a tied name: the same tensor object, saved as an alias
+                state[name] = state[first]
+        cast(Any, model).save(directory, state_dict=state)
+        return
+    save_file({name: tensor.contiguous() for name, tensor in state.items()}, str(directory / WEIGHTS_NAME),
+              metadata={"format": "pt"})  # fmt: skip
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "to_json_file"):
         config.to_json_file(str(directory / "config.json"))

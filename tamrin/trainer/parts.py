@@ -38,6 +38,7 @@ from tamrin.trainer.runtime import (
     check_supported_engine,
     seed_everything,
 )
+from tamrin.trainer.sharding import check_strategy, shard_model
 from tamrin.trainer.state import TrainerState
 from tamrin.trainer.steps import (
     Resumed,
@@ -75,6 +76,7 @@ class TrainerParts:
         self.accelerator = accelerator or build_accelerator(config)
         check_accelerator_accumulation(self.accelerator, config)
         check_supported_engine(self.accelerator)
+        check_strategy(config, self.accelerator.num_processes, optimizer_given=optimizer is not None)
         seed_everything(config.seed)
         train_dataset = building.without_unused_columns(train_dataset, model, config)
         eval_dataset = building.without_unused_columns(eval_dataset, model, config)
@@ -99,8 +101,7 @@ class TrainerParts:
         self.callbacks = CallbackHandler(building.default_callbacks(config) + list(callbacks or ()))
         self.train_dataloader = self._checked_train_dataloader(train_dataset)
         self.plan = self.create_plan()
-        self.optimizer = optimizer or self.create_optimizer()
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.optimizer = self._prepared_model_and_optimizer(optimizer)
         self._backward, self._step_optimizer = building.direct_backward_and_optimizer(self.accelerator, self.optimizer)
         self.metrics_handler = metrics_handler or self.create_metrics_handler()
         self.metric_for_best_model = check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
@@ -120,6 +121,19 @@ class TrainerParts:
         )
         if isinstance(self._position, SkippingEpochPosition):
             self.checkpointer.notes["resume"] = self._position.note
+
+    def _prepared_model_and_optimizer(self, optimizer: torch.optim.Optimizer | None) -> Any:
+        """Hand the model and optimizer to accelerate (DDP), or shard the model first (strategy="fsdp").
+
+        A sharded model is not given to accelerate: its `prepare` would wrap it in DDP. The optimizer,
+        built on the sharded parameters, is prepared alone. Sets `self.model`; returns the optimizer.
+        """
+        accelerator = self.accelerator
+        if self.config.strategy == "fsdp" and accelerator.num_processes > 1:
+            self.model = shard_model(self.model, self.config, accelerator.device, accelerator.num_processes)
+            return accelerator.prepare_optimizer(self.create_optimizer())
+        self.model, prepared = accelerator.prepare(self.model, optimizer or self.create_optimizer())
+        return prepared
 
     @property
     def is_main_process(self) -> bool:
@@ -243,16 +257,18 @@ class TrainerParts:
         return self.callbacks.remove(callback)
 
     # -- checkpoints --------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, include_logs: bool = True) -> Path:
+    def save(self, path: str | os.PathLike, *, include_logs: bool = True, consolidate: bool = True) -> Path:
         """Save the model, configs, optimizer/scheduler/state, RNG and logs into `path`, atomically.
 
-        Call it on every process. What is written is the table in checkpoint/state_files.py.
+        Call it on every process. What is written is the table in checkpoint/state_files.py. A
+        sharded run (strategy="fsdp") writes its shards, and with `consolidate` the full model
+        gathered to the main process as model.safetensors (so `Model.load` reads it in one process).
 
         Raises:
             CheckpointWriteError: an OSError while writing (e.g. a full disk); nothing half-written is
                 left behind and the previous checkpoint is intact (the message names it).
         """
-        path = self.checkpointer.save(self, path, include_logs=include_logs)
+        path = self.checkpointer.save(self, path, include_logs=include_logs, consolidate=consolidate)
         self.callbacks.fire("on_save", self._view(), path=str(path))
         return path
 
@@ -265,7 +281,7 @@ class TrainerParts:
         path = self.checkpointer.step_checkpoint_path(self.state.global_step)
         if self.state.best_step == self.state.global_step:
             self.state.best_checkpoint = str(path)
-        self.save(path, include_logs=False)
+        self.save(path, include_logs=False, consolidate=False)  # a sharded run's weights are in its shards
         self.checkpointer.rotate(self.config.save_total_limit, keep=[self.state.best_checkpoint])
         return path
 

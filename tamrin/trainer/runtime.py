@@ -86,10 +86,11 @@ def check_accelerator_accumulation(accelerator: Accelerator, config: TrainerConf
 
 
 def check_supported_engine(accelerator: Accelerator) -> None:
-    """Refuse engines whose sharded state tamrin's checkpoints cannot hold yet (no silent fallback).
+    """Refuse accelerate's own sharded engines: tamrin shards with torch's FSDP2 (strategy="fsdp").
 
-    tamrin writes full model and optimizer state from the main process. Under FSDP or DeepSpeed that
-    state is sharded across processes, so a checkpoint would be incomplete; say so before training.
+    accelerate's FSDP, DeepSpeed and Megatron-LM keep model and optimizer state in their own formats,
+    which tamrin's checkpoints do not read; and on CPU accelerate does not shard at all (with
+    ACCELERATE_USE_FSDP it runs DDP). Say so before training instead of falling back silently.
     """
     import os
 
@@ -98,9 +99,10 @@ def check_supported_engine(accelerator: Accelerator) -> None:
     sharded = {DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM}
     if accelerator.distributed_type in sharded:
         raise ConfigError(
-            f"accelerate is configured for {accelerator.distributed_type.value}, whose sharded model and optimizer "
-            "state tamrin's checkpoints do not support yet. Use DDP (the default multi-process mode of "
-            "`torchrun` / `accelerate launch`), or see docs/distributed.md."
+            f"accelerate is configured for {accelerator.distributed_type.value}, which tamrin does not run. "
+            "For sharded training set `strategy='fsdp'` in the TrainerConfig (torch's FSDP2, sharded DCP "
+            "checkpoints) and launch plain DDP processes (`torchrun`, or `accelerate launch` without "
+            "--use_fsdp / --use_deepspeed); see docs/distributed.md."
         )
     if (
         os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
@@ -108,7 +110,8 @@ def check_supported_engine(accelerator: Accelerator) -> None:
     ):
         raise ConfigError(
             f"FSDP was requested (ACCELERATE_USE_FSDP) but accelerate runs {accelerator.distributed_type.value} here "
-            "(on CPU, accelerate does not shard with FSDP). Unset ACCELERATE_USE_FSDP to train with DDP."
+            "(on CPU, accelerate does not shard with FSDP). Unset ACCELERATE_USE_FSDP and set `strategy='fsdp'` "
+            "in the TrainerConfig to shard with torch's FSDP2 (docs/distributed.md)."
         )
 
 

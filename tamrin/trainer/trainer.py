@@ -20,12 +20,12 @@ from tamrin.trainer.modeling import (
     batch_size_of,
     call_model,
     generation_inputs,
-    load_model_weights,
     loss_from_outputs,
     step_loss,
 )
 from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS
 from tamrin.trainer.parts import TrainerParts
+from tamrin.trainer.sharding import gathered_for_generation, inference_context
 from tamrin.trainer.steps import StepPlan
 
 __all__ = ["Trainer"]
@@ -154,7 +154,8 @@ class Trainer(TrainerParts):
         self.metrics_handler.update_loss(loss.detach(), batch_size_of(batch))
         if self.config.evaluate_with_generate:
             generate = self.unwrapped_model.generate  # evaluate_with_generate: the model must define generate()
-            outputs = generate(**generation_inputs(batch, self._forward_keys))  # type: ignore[operator]
+            with gathered_for_generation(self.model):  # a sharded model: no collective call per token
+                outputs = generate(**generation_inputs(batch, self._forward_keys))  # type: ignore[operator]
         if self.metrics_handler.metric_names:  # no metrics asked for: the targets are not read at all
             self.metrics_handler.update(outputs, batch)
 
@@ -176,7 +177,7 @@ class Trainer(TrainerParts):
         self._end_run()  # close the logs, release the lock; RunInterrupted after a SIGTERM / Ctrl-C stop
         self.callbacks.fire("on_train_end", self)
         if self.config.load_best_model_at_end and self.state.best_checkpoint:
-            load_model_weights(self.unwrapped_model, self.state.best_checkpoint)
+            self.checkpointer.load_weights(self, self.state.best_checkpoint)
         return dict(self._last_logs)
 
     @property
@@ -341,11 +342,11 @@ class Trainer(TrainerParts):
         if self.lr_scheduler is not None and self.config.lr_scheduler in PLATEAU_SCHEDULERS:
             self.lr_scheduler.step(value)
 
-    @torch.inference_mode()
     def evaluate(self, dataset: Any = None) -> dict[str, float]:
         """Evaluate on `dataset` (default: the eval dataset); returns {"loss": ..., metric: ...}.
 
-        Writes no logs: the training loop logs what it gets back as `evaluation.<metric>`.
+        Writes no logs: the training loop logs what it gets back as `evaluation.<metric>`. Runs in
+        inference mode (no_grad for a sharded model: `sharding.inference_context` says why).
         """
         dataset = self.eval_dataset if dataset is None else dataset
         if dataset is None:
@@ -357,9 +358,10 @@ class Trainer(TrainerParts):
         progress = Progress(
             self.progress_mode if self.progress_mode == "bar" else "none", total=len(loader), description="Evaluating"
         )
-        for batch in loader:
-            self.evaluation_step(self.prepare_input_batch(batch))
-            progress.update()
+        with inference_context(self.model):
+            for batch in loader:
+                self.evaluation_step(self.prepare_input_batch(batch))
+                progress.update()
         progress.close()
         self.model.train(was_training)
         return self.metrics_handler.compute()

@@ -21,7 +21,9 @@ from tamrin.trainer.checkpoint.rng import capture_rng_state
 from tamrin.trainer.checkpoint.state_files import STATE_FILES, TRAIN_DIR, Checkpointable, SaveContext
 from tamrin.trainer.checkpoint.store import CheckpointStore
 from tamrin.trainer.config import TrainerConfig
+from tamrin.trainer.modeling import load_model_weights
 from tamrin.trainer.runtime import run_info
+from tamrin.trainer.sharding import SHARDED_DIR, gather_full_state, is_sharded, load_sharded, writes_sharded_checkpoints
 
 __all__ = ["ABANDONED_DIR", "Checkpointer"]
 
@@ -47,8 +49,14 @@ class Checkpointer:
         self.notes: dict[str, str] = {}  # facts about the run that each manifest records (e.g. how it resumes)
 
     # -- saving ------------------------------------------------------------------------------------
-    def save(self, trainer: Checkpointable, path: str | os.PathLike, *, include_logs: bool = True) -> Path:
+    def save(
+        self, trainer: Checkpointable, path: str | os.PathLike, *, include_logs: bool = True, consolidate: bool = True
+    ) -> Path:
         """Write every state file into `path`, atomically (all processes call it; the main one writes).
+
+        A sharded run (strategy="fsdp") first writes every process's DCP shard into the staging folder
+        (the table's `every_process` rows); with `consolidate`, the full model is also gathered to the
+        main process and written as model.safetensors (step checkpoints skip it: the shards hold it).
 
         Raises:
             CheckpointWriteError: an OSError while writing (e.g. a full disk); nothing half-written is
@@ -56,20 +64,46 @@ class Checkpointer:
         """
         path = Path(path)
         context = SaveContext(self.store, self._gather_rng_states(), include_logs)
-        if self.accelerator.is_main_process:
-            info = run_info(trainer.config, self.accelerator.num_processes, trainer.state.global_step) | self.notes
-            try:
-                with files.atomic_directory(path, info, self.store) as staging:
-                    (staging / TRAIN_DIR).mkdir()
-                    for entry in STATE_FILES:
-                        entry.save(trainer, staging, context)
-            except Exception as err:  # e.g. a full disk: say what happened, where, and that the last one is intact
-                os_error = files.os_error_in(err)
-                if os_error is None:
-                    raise
-                raise files.checkpoint_write_error(os_error, path, self.checkpoints_dir) from err
+        sharded = writes_sharded_checkpoints(trainer.config)
+        if sharded:
+            context.write_model = consolidate
+            if consolidate and is_sharded(trainer.unwrapped_model):  # a collective gather, on every process
+                context.full_model_state = gather_full_state(trainer.unwrapped_model)
+        if not self.accelerator.is_main_process:
+            if sharded:  # into the main process's staging folder (a push stages in its own temporary folder)
+                self._save_rows(trainer, self._shared_staging(None), context, every_process=True)
+            self.accelerator.wait_for_everyone()
+            return path
+        info = run_info(trainer.config, self.accelerator.num_processes, trainer.state.global_step) | self.notes
+        try:
+            with files.atomic_directory(path, info, self.store) as staging:
+                (staging / TRAIN_DIR).mkdir()
+                if sharded:
+                    self._shared_staging(staging)
+                self._save_rows(trainer, staging, context, every_process=True)
+                self._save_rows(trainer, staging, context, every_process=False)
+        except Exception as err:  # e.g. a full disk: say what happened, where, and that the last one is intact
+            os_error = files.os_error_in(err)
+            if os_error is None:
+                raise
+            raise files.checkpoint_write_error(os_error, path, self.checkpoints_dir) from err
         self.accelerator.wait_for_everyone()
         return path
+
+    def _shared_staging(self, staging: Path | None) -> Path:
+        """The main process's staging folder, sent to every process once it exists (a collective call)."""
+        if self.accelerator.num_processes == 1:
+            return staging or Path()
+        from accelerate.utils import broadcast_object_list
+
+        return Path(broadcast_object_list([None if staging is None else str(staging)])[0])
+
+    @staticmethod
+    def _save_rows(trainer: Checkpointable, staging: Path, context: SaveContext, *, every_process: bool) -> None:
+        """Save the table's rows of one kind, in the table's order."""
+        for entry in STATE_FILES:
+            if entry.every_process == every_process:
+                entry.save(trainer, staging, context)
 
     def step_checkpoint_path(self, global_step: int) -> Path:
         """Where the checkpoint of `global_step` goes (named by the step, zero-padded)."""
@@ -98,6 +132,14 @@ class Checkpointer:
             if entry.load is not None:
                 entry.load(trainer, path, self.store)
         apply_current_optimizer_settings(trainer, saved_config)
+
+    def load_weights(self, trainer: Checkpointable, path: str | os.PathLike) -> None:
+        """Load only the model weights of checkpoint `path` (e.g. the best one, at the end of a run)."""
+        path = Path(path)
+        if writes_sharded_checkpoints(trainer.config):
+            load_sharded(trainer.unwrapped_model, trainer.optimizer, path / TRAIN_DIR / SHARDED_DIR, model_only=True)
+        else:
+            load_model_weights(trainer.unwrapped_model, path)
 
     def resume_path(self, request: bool | str | None) -> Path | None:
         """The checkpoint `resume_from_checkpoint` points to (None: start a new run).

@@ -34,6 +34,7 @@ __all__ = [
     "checkpoint_write_error",
     "os_error_in",
     "atomic_directory",
+    "staging_directory",
     "checkpoint_name",
     "list_checkpoints",
     "latest_valid_checkpoint",
@@ -63,6 +64,11 @@ class CheckpointInfo:
     global_step: int
 
 
+def staging_directory(final: Path) -> Path:
+    """The hidden folder beside `final` that `atomic_directory` writes into before renaming it."""
+    return Path(final).parent / f"{_TMP_PREFIX}{Path(final).name}"
+
+
 @contextlib.contextmanager
 def atomic_directory(final: Path, info: dict[str, Any], store: CheckpointStore | None = None) -> Iterator[Path]:
     """Yield a temporary directory; on success write its manifest and rename it to `final`.
@@ -80,7 +86,7 @@ def atomic_directory(final: Path, info: dict[str, Any], store: CheckpointStore |
     store = store or CheckpointStore()
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f"{_TMP_PREFIX}{final.name}"
+    staging = staging_directory(final)
     if staging.exists():
         store.remove_tree(staging)
     staging.mkdir()

@@ -13,6 +13,11 @@ Layout of a checkpoint (the final `trainer.save(path)` has the same shape)::
     train/trainer_config.yaml  trainer_state.yaml  dataset_config.yaml
     train/optimizer.pt  lr_scheduler.pt  scaler.pt  callbacks.pt  gradients.pt  rng_state*.pt
     logs/training_logs.csv     (trainer.save only; step checkpoints leave the logs in logs_dir)
+
+With strategy="fsdp" the model, optimizer and gradient state are in `train/sharded/` instead (DCP:
+`.metadata` and one `__{rank}_0.distcp` per process, written by every process); model.safetensors
+is the full model gathered to the main process, written by `trainer.save(path)` (and so the final
+model and the Hub) but not by step checkpoints, and optimizer.pt / gradients.pt are not written.
     manifest.yaml              (written last: size and sha256 of every file above)
 """
 
@@ -31,7 +36,8 @@ from tamrin.trainer.checkpoint.resume_rules import check_loaded_state, restore_p
 from tamrin.trainer.checkpoint.store import CheckpointStore
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.logs.logger import CSV_FILENAME
-from tamrin.trainer.modeling import load_model_weights
+from tamrin.trainer.modeling import load_model_weights, save_model_description
+from tamrin.trainer.sharding import SHARDED_DIR, load_sharded, writes_sharded_checkpoints
 from tamrin.trainer.state import TrainerState
 
 __all__ = [
@@ -73,6 +79,8 @@ class SaveContext:
     store: CheckpointStore
     rng_states: list[dict[str, Any]]
     include_logs: bool
+    write_model: bool = True  # False: a sharded run's step checkpoint (its weights are in the shards)
+    full_model_state: dict[str, Any] | None = None  # the gathered weights of a sharded model (main process)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,11 +88,14 @@ class StateFile:
     """One row of the table.
 
     Attributes:
-        name: the path inside the checkpoint (a glob for a family of files, e.g. one per process).
+        name: the path inside the checkpoint (a glob for a family of files, e.g. one per process, or
+            a folder whose files all belong to the row).
         save: writes the file(s) into the staging directory; may write nothing (no scheduler).
         load: restores from a checkpoint directory; None for files read by people and tools only.
         resume_only: only resuming needs it (left out by `push_to_hub(push_optimizer=False)`).
         compared: `tamrin verify-resume` requires it bitwise equal between a straight and a resumed run.
+        every_process: every process saves it (a collective write, e.g. DCP shards), before the rows
+            that the main process writes alone; it must come first in the table.
     """
 
     name: str
@@ -92,6 +103,7 @@ class StateFile:
     load: Callable[[Checkpointable, Path, CheckpointStore], None] | None
     resume_only: bool
     compared: bool = False
+    every_process: bool = False
 
 
 def rng_file(rank: int, world_size: int) -> str:
@@ -99,12 +111,45 @@ def rng_file(rank: int, world_size: int) -> str:
     return "rng_state.pt" if world_size == 1 else f"rng_state_{rank}.pt"
 
 
+# -- sharded state (strategy="fsdp") -------------------------------------------------------------
+def _save_sharded(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    if writes_sharded_checkpoints(trainer.config):
+        context.store.save_sharded(trainer.unwrapped_model, trainer.optimizer, staging / TRAIN_DIR / SHARDED_DIR)
+
+
+def _load_sharded(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+    if writes_sharded_checkpoints(trainer.config):
+        load_sharded(trainer.unwrapped_model, trainer.optimizer, directory / TRAIN_DIR / SHARDED_DIR)
+
+
+def _unless_sharded(function: Callable[..., None]) -> Callable[..., None]:
+    """A row whose state a sharded run keeps in `train/sharded/` instead: it does nothing there."""
+
+    def row(trainer: Checkpointable, *args: Any) -> None:
+        if not writes_sharded_checkpoints(trainer.config):
+            function(trainer, *args)
+
+    return row
+
+
 # -- the model and configs ------------------------------------------------------------------------
 def _save_model(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
-    context.store.save_weights(trainer.unwrapped_model, staging)
+    if not context.write_model:  # the weights are in the shards; `tamrin export` writes them out
+        save_model_description(trainer.unwrapped_model, staging)
+    elif context.full_model_state is not None:
+        context.store.save_model_state(trainer.unwrapped_model, context.full_model_state, staging)
+    else:
+        context.store.save_weights(trainer.unwrapped_model, staging)
 
 
+@_unless_sharded
 def _load_model(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+    if (directory / TRAIN_DIR / SHARDED_DIR).is_dir() and not (directory / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{directory} was written with strategy='fsdp': its weights and optimizer state are in "
+            f"{TRAIN_DIR}/{SHARDED_DIR}/. Resume it with strategy='fsdp', or write its model out with "
+            f"`tamrin export {directory} OUT` and start from that with `init_weights_from`."
+        )
     load_model_weights(trainer.unwrapped_model, directory)
 
 
@@ -199,21 +244,37 @@ def _save_logs(trainer: Checkpointable, staging: Path, context: SaveContext) -> 
 
 # -- the table: save order = load order ------------------------------------------------------------
 STATE_FILES: tuple[StateFile, ...] = (
+    StateFile(f"{TRAIN_DIR}/{SHARDED_DIR}", _save_sharded, _load_sharded, resume_only=True, every_process=True),
     StateFile("model.safetensors", _save_model, _load_model, resume_only=False, compared=True),
     StateFile("(preprocessor files)", _save_preprocessor, None, resume_only=False),
     StateFile(f"{TRAIN_DIR}/trainer_config.yaml", _save_trainer_config, None, resume_only=False),
     StateFile(f"{TRAIN_DIR}/dataset_config.yaml", _save_dataset_config, None, resume_only=False),
-    StateFile(f"{TRAIN_DIR}/optimizer.pt", _save_optimizer, _load_optimizer, resume_only=True, compared=True),
+    StateFile(
+        f"{TRAIN_DIR}/optimizer.pt",
+        _unless_sharded(_save_optimizer),
+        _unless_sharded(_load_optimizer),
+        resume_only=True,
+        compared=True,
+    ),  # fmt: skip
     StateFile(f"{TRAIN_DIR}/lr_scheduler.pt", _save_scheduler, _load_scheduler, resume_only=True, compared=True),
     StateFile(f"{TRAIN_DIR}/scaler.pt", _save_scaler, _load_scaler, resume_only=True),
     StateFile(f"{TRAIN_DIR}/trainer_state.yaml", _save_state, _load_state, resume_only=False),
     StateFile(f"{TRAIN_DIR}/callbacks.pt", _save_callbacks, _load_callbacks, resume_only=True),
-    StateFile(f"{TRAIN_DIR}/gradients.pt", _save_gradients, _load_gradients, resume_only=True),
+    StateFile(
+        f"{TRAIN_DIR}/gradients.pt",
+        _unless_sharded(_save_gradients),
+        _unless_sharded(_load_gradients),
+        resume_only=True,
+    ),  # fmt: skip
     StateFile(f"{TRAIN_DIR}/rng_state*.pt", _save_rng, _load_rng, resume_only=True),  # after the state: world size
     StateFile(f"{LOGS_DIR}/{CSV_FILENAME}", _save_logs, None, resume_only=False),
 )
 
 
 def is_resume_only(relative_path: str) -> bool:
-    """Whether a file of a checkpoint (a posix path inside it) is one that only resuming needs."""
-    return any(entry.resume_only and fnmatch.fnmatchcase(relative_path, entry.name) for entry in STATE_FILES)
+    """Whether a file of a checkpoint (a posix path inside it, or a folder of the table) only resuming needs."""
+    return any(
+        entry.resume_only
+        and (fnmatch.fnmatchcase(relative_path, entry.name) or relative_path.startswith(f"{entry.name}/"))
+        for entry in STATE_FILES
+    )

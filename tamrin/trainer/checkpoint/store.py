@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from tamrin.trainer.checkpoint.manifest import write_manifest
-from tamrin.trainer.modeling import save_model_weights
+from tamrin.trainer.modeling import save_model_state, save_model_weights
+from tamrin.trainer.sharding import save_sharded
 
 __all__ = ["CheckpointStore", "load_torch", "save_torch"]
 
@@ -62,6 +63,14 @@ class CheckpointStore:
     def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
         """model.safetensors and the model's config/preprocessor files."""
         save_model_weights(model, directory)
+
+    def save_model_state(self, model: torch.nn.Module, state: dict[str, torch.Tensor], directory: Path) -> None:
+        """model.safetensors from `state` (the full weights of a sharded model) and the model's other files."""
+        save_model_state(model, state, directory)
+
+    def save_sharded(self, model: torch.nn.Module, optimizer: Any, directory: Path) -> None:
+        """This process's DCP shard of the model, optimizer and gradient state (every process calls it)."""
+        save_sharded(model, optimizer, directory)
 
     def copy_file(self, source: Path, destination: Path) -> None:
         shutil.copy2(source, destination)
