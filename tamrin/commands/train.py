@@ -8,7 +8,7 @@ import sys
 
 from omegaconf import OmegaConf
 
-from tamrin.recipes import load_recipe, train_from_recipe
+from tamrin.recipes import check_recipe_data, load_recipe, train_from_recipe
 
 __all__ = ["register"]
 
@@ -21,7 +21,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "overrides", nargs="*", metavar="section.key=value", help="e.g. trainer.batch_size=64 trainer.num_epochs=3"
     )
-    parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then exit")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print the resolved recipe (its callbacks, the data columns they read), then exit",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -37,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     recipe_name, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
     recipe = load_recipe(recipe_name, overrides)
     if args.dry_run:
+        check_recipe_data(recipe)  # the callbacks build; a column they read from the data exists
         print(OmegaConf.to_yaml(recipe), end="")
         return 0
     train_from_recipe(recipe)

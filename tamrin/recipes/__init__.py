@@ -10,7 +10,7 @@ The packaged recipes (*.yaml) live beside these modules; `tamrin train` with no 
 
 from __future__ import annotations
 
-from tamrin.recipes.building import build_model_for_data, build_trainer
+from tamrin.recipes.building import build_model_for_data, build_trainer, check_recipe_data
 from tamrin.recipes.loading import (
     DEFAULT_RECIPE,
     RECIPE_SECTIONS,
@@ -38,6 +38,7 @@ __all__ = [
     "available_recipes",
     "build_model_for_data",
     "build_trainer",
+    "check_recipe_data",
     "dataset_spec",
     "evaluate_from_recipe",
     "find_run_recipe",

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from tamrin.configs import ConfigError, plain_dict
 from tamrin.datasets import build_dataset
+from tamrin.datasets.sampling import difficulty_scores
 from tamrin.models import build_model
 from tamrin.recipes.loading import dataset_spec
 from tamrin.trainer.callbacks import build_callback
@@ -16,7 +17,7 @@ from tamrin.trainer.modeling import adopt_data_preprocessor
 from tamrin.trainer.runtime import seed_everything
 from tamrin.trainer.trainer import Trainer
 
-__all__ = ["build_model_for_data", "build_trainer"]
+__all__ = ["build_model_for_data", "build_trainer", "check_recipe_data"]
 
 
 def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
@@ -64,3 +65,28 @@ def _build_callback_entry(entry: Any) -> Any:
         return build_callback(entry)
     entry = dict(entry)
     return build_callback(entry.pop("name"), **entry)
+
+
+def check_recipe_data(recipe: DictConfig | dict[str, Any]) -> None:
+    """What `tamrin train --dry-run` checks beyond the configs: the callbacks build, and a column a
+    callback reads from the training data (a curriculum's `scores: confidence`) is there and numeric.
+
+    The training dataset is built only when a callback names a column.
+
+    Raises:
+        ConfigError: a callback's arguments are invalid, or its column is missing (the message lists
+            the training data's columns) or not numeric.
+    """
+    if isinstance(recipe, DictConfig):
+        recipe = plain_dict(recipe)
+    callbacks = [_build_callback_entry(entry) for entry in recipe.get("callbacks") or []]
+    named = [callback for callback in callbacks if isinstance(getattr(callback, "scores", None), str)]
+    if not named:
+        return
+    spec, split = dataset_spec(recipe, "dataset")
+    train_dataset = build_dataset(spec.pop("name"), split=split, **spec)
+    for callback in named:
+        try:
+            difficulty_scores(train_dataset, callback.scores)
+        except ValueError as err:
+            raise ConfigError(f"Callback `{type(callback).__name__}` (scores: {callback.scores}): {err}") from err

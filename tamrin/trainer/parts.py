@@ -40,7 +40,14 @@ from tamrin.trainer.runtime import (
 )
 from tamrin.trainer.sharding import check_strategy, shard_model
 from tamrin.trainer.state import TrainerState
-from tamrin.trainer.steps import SkippingEpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
+from tamrin.trainer.steps import (
+    Resumed,
+    SkippingEpochPosition,
+    StepPlan,
+    can_start_mid_epoch,
+    check_steps_per_epoch,
+    check_train_dataset,
+)
 
 __all__ = ["TrainerParts"]
 
@@ -93,11 +100,12 @@ class TrainerParts:
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
         self.callbacks = CallbackHandler(building.default_callbacks(config) + list(callbacks or ()))
         self.train_dataloader = self._checked_train_dataloader(train_dataset)
-        self.plan = StepPlan.from_config(config, len(self.train_dataloader)) if self.train_dataloader else None
+        self.plan = self.create_plan()
         self.optimizer = self._prepared_model_and_optimizer(optimizer)
         self._backward, self._step_optimizer = building.direct_backward_and_optimizer(self.accelerator, self.optimizer)
         self.metrics_handler = metrics_handler or self.create_metrics_handler()
         self.metric_for_best_model = check_metric_for_best_model(self.metrics_handler, config.metric_for_best_model)
+        self._builds_scheduler = lr_scheduler is None  # a resume with another world size rebuilds it
         self.lr_scheduler = lr_scheduler if lr_scheduler is not None else self.create_lr_scheduler()
         self.progress_mode = resolve_progress_mode(config.progress, is_main_process=self.is_main_process)
         self.logger: TrainingLogger | None = None
@@ -166,6 +174,43 @@ class TrainerParts:
         """A DataLoader over an evaluation dataset, in order; accelerate shards it across processes."""
         pin = self.accelerator.device.type == "cuda"
         return building.build_eval_dataloader(dataset, self.config, self.data_collator, pin_memory=pin)
+
+    def create_plan(self, resumed: Resumed | None = None) -> StepPlan | None:
+        """The step plan (None without training data); epoch lengths from the sampler's supplier when
+        they vary (a curriculum with epoch="admitted"), counted from `resumed` after a resume."""
+        if self.train_dataloader is None:
+            return None
+        supplier = self.callbacks.sampler_supplier()
+        lengths = getattr(supplier, "planned_epoch_steps", lambda: None)()
+        return StepPlan.from_config(self.config, len(self.train_dataloader), epoch_steps=lengths, resumed=resumed)
+
+    def _replan_after_resume(self) -> None:
+        """Re-plan from the resumed point (a no-op unless the world size or the epoch lengths changed).
+
+        After a resume with another number of processes the steps left are counted at the new
+        global batch, so `plan.total_steps`, the LR schedule and a curriculum stay in the units the
+        sampler draws in. A scheduler the Trainer built is rebuilt over the new total and given the
+        saved state (its current learning rate included); one passed in is left as it is.
+        """
+        state, sampler = self.state, cast(Any, getattr(self.train_dataloader, "sampler", None))
+        left = None
+        if self.train_dataloader is not None and can_start_mid_epoch(sampler):  # batches left from the position
+            sampler.set_epoch(state.epoch)
+            sampler.set_start_index(min(state.epoch_samples, sampler.end_index))
+            left = len(self.train_dataloader)
+            sampler.set_epoch(0)  # back to a whole first epoch, which `create_plan` measures
+            sampler.set_start_index(0)
+        resumed = Resumed(state.global_step, state.optimizer_steps, state.epoch, state.epoch_step, left)
+        plan = self.create_plan(resumed)
+        if plan is None or plan == self.plan:
+            return
+        self.plan = plan
+        if self._builds_scheduler and self.lr_scheduler is not None:
+            saved, rates = self.lr_scheduler.state_dict(), [g["lr"] for g in self._step_optimizer.param_groups]
+            self.lr_scheduler = self.create_lr_scheduler()
+            self.lr_scheduler.load_state_dict(saved)
+            for group, rate in zip(self._step_optimizer.param_groups, rates, strict=True):
+                group["lr"] = rate
 
     def create_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer named in the config, over the model's trainable parameters."""
@@ -254,6 +299,8 @@ class TrainerParts:
             self._run_lock.acquire()
         try:
             resumed = self._resume_if_requested()
+            if resumed:
+                self._replan_after_resume()
             self.logger = TrainingLogger(
                 self.logs_dir,
                 columns=building.log_columns(self.config, self.metrics_handler.metric_names),

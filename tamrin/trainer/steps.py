@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tamrin.configs import ConfigError
@@ -18,7 +18,7 @@ from tamrin.trainer.config import TrainerConfig, resolve_steps
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-__all__ = ["StepPlan", "EpochPosition", "updates_in", "check_train_dataset", "check_steps_per_epoch"]
+__all__ = ["Resumed", "StepPlan", "EpochPosition", "updates_in", "check_train_dataset", "check_steps_per_epoch"]
 
 
 def check_train_dataset(dataset: Any) -> None:
@@ -62,6 +62,17 @@ def updates_in(steps: int, steps_per_epoch: int, accumulation: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class Resumed:
+    """Where a resumed run starts: the checkpoint's counters, `epoch_step` at this world size."""
+
+    global_step: int = 0
+    optimizer_steps: int = 0
+    epoch: int = 0
+    epoch_step: int = 0
+    steps_left: int | None = None  # batches of the resumed epoch still to come (None: its length - epoch_step)
+
+
+@dataclasses.dataclass(frozen=True)
 class StepPlan:
     """The resolved step settings of a run.
 
@@ -75,6 +86,8 @@ class StepPlan:
         log_steps / eval_steps / save_steps: intervals in steps; None means at each epoch end.
         warmup_steps: warmup in optimizer updates.
         accumulation: steps per optimizer update (gradient_accumulation_steps).
+        epoch_steps: batches of each epoch on each process (they differ with a curriculum's
+            epoch="admitted"; otherwise all `steps_per_epoch`).
     """
 
     steps_per_epoch: int
@@ -88,28 +101,61 @@ class StepPlan:
     warmup_steps: int
     accumulation: int
 
+    epoch_steps: tuple[int, ...] = ()
+
     @classmethod
-    def from_config(cls, config: TrainerConfig, steps_per_epoch: int) -> StepPlan:
-        """Resolve `config`'s step settings for a data loader of `steps_per_epoch` batches."""
+    def from_config(
+        cls,
+        config: TrainerConfig,
+        steps_per_epoch: int,
+        *,
+        epoch_steps: Callable[[int], int] | None = None,
+        resumed: Resumed | None = None,
+    ) -> StepPlan:
+        """Resolve `config`'s step settings for a data loader of `steps_per_epoch` batches.
+
+        `epoch_steps(e)` gives the steps of epoch `e` when epochs differ in length (a curriculum
+        with epoch="admitted"). `resumed` counts the run from a checkpoint's point on: the steps
+        and updates done plus those left at this world size, so a run resumed with another number
+        of processes keeps its plan, scheduler and logs in the units its sampler draws in.
+        """
         if steps_per_epoch < 1:
             raise ConfigError("The training data loader is empty: there is nothing to train on.")
-        full_run = steps_per_epoch * config.num_epochs
+        length = epoch_steps or (lambda epoch: steps_per_epoch)
+        accumulation, epochs = config.gradient_accumulation_steps, config.num_epochs
+        start = resumed or Resumed()
+        lengths = [length(epoch) for epoch in range(max(epochs, start.epoch + 1))]
+        first_left = lengths[start.epoch] - start.epoch_step if start.steps_left is None else start.steps_left
+        full_run = start.global_step + (
+            first_left + sum(lengths[start.epoch + 1 : epochs]) if start.epoch < epochs else 0
+        )
         max_steps = resolve_steps(config.max_steps, full_run, "max_steps")
         total_steps = full_run if max_steps is None else max_steps
-        accumulation = config.gradient_accumulation_steps
-        total_updates = updates_in(total_steps, steps_per_epoch, accumulation)
+        steps, updates, epoch, done_in_epoch = start.global_step, start.optimizer_steps, start.epoch, start.epoch_step
+        while steps < total_steps:  # walk the epochs left (max_steps may end one early or add more)
+            if epoch >= len(lengths):
+                lengths.append(length(epoch))
+            take = min(first_left if epoch == start.epoch else lengths[epoch], total_steps - steps)
+            updates += math.ceil((done_in_epoch + take) / accumulation) - done_in_epoch // accumulation
+            steps, epoch, done_in_epoch = steps + take, epoch + 1, 0
+        num_epochs = max(epoch, start.epoch + (1 if start.epoch_step else 0), 1) if resumed else epoch
         return cls(
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
             max_steps=max_steps,
-            total_updates=total_updates,
-            num_epochs=math.ceil(total_steps / steps_per_epoch),
+            total_updates=max(updates, 1),
+            num_epochs=num_epochs,
             log_steps=resolve_steps(config.log_steps, total_steps, "log_steps"),
             eval_steps=resolve_steps(config.eval_steps, total_steps, "eval_steps"),
             save_steps=resolve_steps(config.save_steps, total_steps, "save_steps"),
-            warmup_steps=resolve_steps(config.warmup_steps, total_updates, "warmup_steps") or 0,
+            warmup_steps=resolve_steps(config.warmup_steps, max(updates, 1), "warmup_steps") or 0,
             accumulation=accumulation,
+            epoch_steps=tuple(lengths[:num_epochs]),
         )
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Batches of `epoch` on each process (what a progress bar counts to)."""
+        return self.epoch_steps[epoch] if epoch < len(self.epoch_steps) else self.steps_per_epoch
 
     def reached_max_steps(self, global_step: int) -> bool:
         """Whether `max_steps` (if set) is reached at `global_step`."""

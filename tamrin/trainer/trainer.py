@@ -209,7 +209,7 @@ class Trainer(TrainerParts):
         )
         progress = Progress(
             self.progress_mode,
-            total=self._plan.steps_per_epoch,
+            total=self.state.epoch_step + self._position.batches_left(),  # this epoch's length, resumed or not
             initial=self.state.epoch_step,
             description=f"Epoch {epoch + 1}/{self._plan.num_epochs}",
         )

@@ -8,18 +8,21 @@ order every epoch, and resumes at any position without building an index list;
 from __future__ import annotations
 
 from tamrin.datasets.sampling.curriculum import (
+    EPOCH_MODES,
     PACINGS,
     CurriculumSampler,
     LinearPacing,
     Pacing,
     RootPacing,
     StepPacing,
+    ThresholdPacing,
     build_pacing,
     difficulty_scores,
 )
 from tamrin.datasets.sampling.ranged_sampler import RangedSampler
 
 __all__ = [
+    "EPOCH_MODES",
     "PACINGS",
     "CurriculumSampler",
     "LinearPacing",
@@ -27,6 +30,7 @@ __all__ = [
     "RangedSampler",
     "RootPacing",
     "StepPacing",
+    "ThresholdPacing",
     "build_pacing",
     "difficulty_scores",
 ]

@@ -9,160 +9,37 @@ stale threshold, and ranks agree on the eligible set without talking to each oth
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from tamrin.configs import ConfigError, suggest
+from tamrin.configs import ConfigError
+from tamrin.datasets.sampling.difficulty import IndexedData, difficulty_scores
 from tamrin.datasets.sampling.keyed_permutation import CHUNK, FIRST_CHUNK, MASK64, KeyedPermutation, splitmix64
+from tamrin.datasets.sampling.pacing import PACINGS, LinearPacing, Pacing, RootPacing, StepPacing, build_pacing
 from tamrin.datasets.sampling.ranged_sampler import RangedSampler
+from tamrin.datasets.sampling.thresholds import ThresholdPacing, count_admitted
 
 __all__ = [
+    "EPOCH_MODES",
     "PACINGS",
+    "Pacing",
     "CurriculumSampler",
     "LinearPacing",
     "RootPacing",
     "StepPacing",
+    "ThresholdPacing",
     "build_pacing",
+    "check_epoch_mode",
     "difficulty_scores",
 ]
 
 _TIEBREAK_KEY = 0x7FFF_FFFF  # keys the permutation that breaks ties between equal scores
-
-
-@dataclasses.dataclass(frozen=True)
-class LinearPacing:
-    """Eligible fraction grows linearly from `start` to 1 at `duration` of the run, then stays 1."""
-
-    start: float = 0.25
-    duration: float = 0.8
-
-    def __post_init__(self) -> None:
-        if not 0 < self.start <= 1:
-            raise ConfigError(f"`start={self.start!r}` must be a fraction in (0, 1].")
-        if not 0 < self.duration <= 1:
-            raise ConfigError(f"`duration={self.duration!r}` must be a fraction of the run in (0, 1].")
-
-    def _ramp(self, progress: float) -> float:
-        return min(max(progress, 0.0) / self.duration, 1.0)
-
-    def __call__(self, progress: float) -> float:
-        return self.start + (1.0 - self.start) * self._ramp(progress)
-
-
-@dataclasses.dataclass(frozen=True)
-class RootPacing(LinearPacing):
-    """Competence-based pacing (Platanios et al., 2019): ``(start^p + (1 - start^p) * t)^(1/p)``.
-
-    Grows fast at first and slowly later; `power=2` is the square root of the paper.
-    """
-
-    power: float = 2.0
-
-    def __call__(self, progress: float) -> float:
-        base = self.start**self.power
-        return (base + (1.0 - base) * self._ramp(progress)) ** (1.0 / self.power)
-
-
-@dataclasses.dataclass(frozen=True)
-class StepPacing(LinearPacing):
-    """`num_stages` equal plateaus from `start` up to 1 (the last one begins at `duration`)."""
-
-    num_stages: int = 4
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.num_stages, int) or self.num_stages < 2:
-            raise ConfigError(f"`num_stages={self.num_stages!r}` must be an int >= 2.")
-
-    def __call__(self, progress: float) -> float:
-        stages = self.num_stages
-        stage = min(math.floor(self._ramp(progress) * (stages - 1) + 1e-9), stages - 1)
-        return self.start + (1.0 - self.start) * stage / (stages - 1)
-
-
-PACINGS: dict[str, type[LinearPacing]] = {"linear": LinearPacing, "root": RootPacing, "step": StepPacing}
-Pacing = Callable[[float], float]
-
-
-def build_pacing(pacing: str | Mapping[str, Any] | Pacing, **kwargs: Any) -> Pacing:
-    """A pacing function: a name in PACINGS (with its keyword arguments), a {"name": ..., **kwargs}
-    mapping (as a recipe writes it), or a callable of training progress in [0, 1] returned as is.
-
-    Raises:
-        ConfigError: unknown name or arguments.
-    """
-    if isinstance(pacing, Mapping):
-        kwargs = {**{k: v for k, v in pacing.items() if k != "name"}, **kwargs}
-        pacing = pacing.get("name", "")
-    if callable(pacing) and not isinstance(pacing, str):
-        if kwargs:
-            raise ConfigError(f"Pacing arguments {kwargs} only apply to a named pacing ({', '.join(PACINGS)}).")
-        return pacing
-    if pacing not in PACINGS:
-        raise ConfigError(
-            f"Unknown pacing {pacing!r}.{suggest(str(pacing), PACINGS)} Valid: {', '.join(PACINGS)}, "
-            "or a callable mapping training progress in [0, 1] to the eligible fraction."
-        )
-    try:
-        return PACINGS[pacing](**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"Pacing {pacing!r} does not take {kwargs}: {err}") from err
-
-
-class IndexedData(Protocol):
-    """What difficulty scores are read from: a sized dataset indexed by position (or, for a Hugging Face
-    dataset, by column name: hence the untyped index)."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: Any, /) -> Any: ...
-
-
-def difficulty_scores(data: IndexedData, scores: Any) -> np.ndarray:
-    """Per-sample difficulty (low = easy) as float64: an array of len(data), the name of a column
-    of `data` (a Hugging Face dataset column, or a key of each item), or a function of one item.
-    None gives equal scores (the order is then random, keyed by the seed).
-
-    Raises:
-        ValueError: wrong length, a missing column, or a score that is not a finite number.
-    """
-    n = len(data)
-    if scores is None:
-        return np.zeros(n)
-    if isinstance(scores, str):
-        columns = getattr(data, "column_names", None)
-        if columns is not None and scores in columns:
-            values = list(data[scores])
-        else:
-            values = [_item_value(data, index, scores) for index in range(n)]
-    elif callable(scores):
-        values = [scores(data[index]) for index in range(n)]
-    else:
-        values = scores.detach().cpu().numpy() if hasattr(scores, "detach") else scores
-    array = np.asarray(values, dtype=np.float64)
-    if array.shape != (n,):
-        raise ValueError(f"Difficulty scores have shape {array.shape}; expected one number per sample, ({n},).")
-    bad = np.flatnonzero(~np.isfinite(array))
-    if bad.size:
-        raise ValueError(f"Difficulty score of sample {int(bad[0])} is {array[bad[0]]}; scores must be finite.")
-    return array
-
-
-def _item_value(data: Any, index: int, column: str) -> float:
-    """The number under `column` in item `index` of `data`."""
-    item = data[index]
-    if not isinstance(item, Mapping) or column not in item:
-        keys = sorted(item) if isinstance(item, Mapping) else type(item).__name__
-        raise ValueError(
-            f"Difficulty column {column!r} is not in sample {index} (it has {keys}). Name a numeric column, or "
-            "pass a function of a sample, e.g. `lambda s: len(s['input_ids'])`."
-        )
-    return float(item[column])
+EPOCH_MODES = ("full", "admitted")
+"""What an epoch is: `full` = len(data) draws (easy samples repeat); `admitted` = one pass over the admitted set."""
 
 
 class CurriculumSampler(RangedSampler):
@@ -170,9 +47,14 @@ class CurriculumSampler(RangedSampler):
 
     **Pacing.** The position ``p`` of epoch ``e`` belongs to the global batch ``p // G`` (``G =
     batch_size * num_replicas``), i.e. global step ``s = e * steps_per_epoch + p // G``; the same
-    step the Trainer counts. Its eligible set is the ``eligible_count(s)`` easiest samples, with
-    ``eligible_count(s) = ceil(pacing(s / total_steps) * N)``, never below one global batch. The
-    pacing must not decrease.
+    step the Trainer counts (`set_step_anchor` keeps it so after a resume with another number of
+    processes). A fraction pacing admits the ``ceil(pacing(s / total_steps) * N)`` easiest samples;
+    a `ThresholdPacing` admits those whose score passes the threshold of the epoch (or step). Never
+    fewer than one global batch. The admitted set must not shrink within an epoch.
+
+    **Epochs.** ``epoch="full"``: an epoch has ``N`` draws (easy samples repeat while few are
+    admitted). ``epoch="admitted"`` (per-epoch thresholds only): an epoch is one shuffled pass over
+    the samples admitted at its start, so its length changes; `epoch_steps` gives the lengths.
 
     **Order.** A *stage* is a run of steps of one epoch with the same eligible count ``k``. Inside
     a stage the positions walk through keyed permutations of the ``k`` easiest samples (a new one
@@ -187,10 +69,12 @@ class CurriculumSampler(RangedSampler):
     Args:
         data: the dataset (iterated only to read a column or run a scoring function).
         batch_size: per-process batch size.
-        scores: difficulty per sample, as `difficulty_scores` accepts; low = easy.
-        pacing: the eligible fraction as a function of progress in [0, 1]; see `build_pacing`.
-        total_steps: steps of the whole run (progress = step / total_steps); the Curriculum
-            callback sets it from the Trainer's plan. Required before iterating.
+        scores: difficulty per sample, as `difficulty_scores` accepts; low = easy, unless a
+            ThresholdPacing says `higher_is_easier`.
+        pacing: see `build_pacing`.
+        total_steps: steps of the whole run (progress = step / total_steps) for a fraction pacing;
+            the Curriculum callback sets it from the Trainer's plan.
+        epoch: "full" or "admitted" (see Epochs).
         start_index, end_index, drop_last, shuffle, seed, num_replicas, rank: as RangedSampler.
     """
 
@@ -202,6 +86,7 @@ class CurriculumSampler(RangedSampler):
         pacing: str | Mapping[str, Any] | Pacing = "linear",
         total_steps: int | None = None,
         *,
+        epoch: str = "full",
         start_index: int | None = None,
         end_index: int | None = None,
         drop_last: bool = False,
@@ -212,11 +97,18 @@ class CurriculumSampler(RangedSampler):
     ) -> None:
         super().__init__(data, batch_size, start_index, end_index, drop_last, shuffle, seed, num_replicas, rank)
         self.pacing = build_pacing(pacing)
+        self.epoch_mode = check_epoch_mode(epoch, self.pacing)
         self.total_steps: int | None = None
+        self._anchor = (0, 0, 0)  # (global step, epoch, position) where the Trainer's step count meets ours
         self._stage_starts: dict[tuple[int, int], int] = {}
         if total_steps is not None:
             self.set_total_steps(total_steps)
         self.set_scores(difficulty_scores(data, scores))
+
+    @property
+    def thresholds(self) -> ThresholdPacing | None:
+        """The threshold pacing, or None for a fraction pacing."""
+        return self.pacing if isinstance(self.pacing, ThresholdPacing) else None
 
     def set_total_steps(self, total_steps: int) -> None:
         """Set the run's length in steps (what progress 1.0 means)."""
@@ -225,68 +117,174 @@ class CurriculumSampler(RangedSampler):
         self.total_steps = total_steps
         self._stage_starts.clear()
 
+    def set_step_anchor(self, step: int, epoch: int, position: int) -> None:
+        """Count steps as the Trainer does from its resume point: global `step` is at `position` of `epoch`.
+
+        Without a change of world size this changes nothing; after one, the steps of the resumed
+        epoch are batches of the new global batch from `position`, as the Trainer counts them.
+        """
+        self._anchor = (step, epoch, position)
+        self._stage_starts.clear()
+
     def set_scores(self, scores: Any) -> None:
         """Replace the difficulty scores (call it between epochs, before the loader iterates)."""
         self.scores = difficulty_scores(range(self.data_length), scores)
         tiebreak = KeyedPermutation(self.data_length, self.seed, _TIEBREAK_KEY)(
             np.arange(self.data_length, dtype=np.uint64)
         )
-        self.order = np.lexsort((tiebreak, self.scores))  # easiest first; ties in a seeded random order
+        keys = self.thresholds.sort_key(self.scores) if self.thresholds else self.scores
+        self.order = np.lexsort((tiebreak, keys))  # easiest first; ties in a seeded random order
+        self._sorted_keys = keys[self.order]
+        self._stage_starts.clear()
+        if self.epoch_mode == "admitted":
+            self._fit_epoch()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch; with epoch="admitted" its end is the count admitted at its start."""
+        super().set_epoch(epoch)
+        if self.epoch_mode == "admitted" and hasattr(self, "order"):
+            self._fit_epoch()
+
+    def _fit_epoch(self) -> None:
+        self.end_index = self.admitted_in_epoch(self.epoch)
+        self.start_index = min(self.start_index, self.end_index)
+
+    def admitted_in_epoch(self, epoch: int) -> int:
+        """Samples drawn in `epoch` with epoch="admitted" (the per-epoch threshold's count, floored)."""
+        thresholds = self.thresholds
+        assert thresholds is not None, "epoch='admitted' is checked to have a ThresholdPacing"
+        return self._floored(count_admitted(self._sorted_keys, thresholds, thresholds.threshold(epoch)))
+
+    def _batches_in(self, samples: int) -> int:
+        """Per-process batches that `samples` global positions make (as len(loader) counts them)."""
+        per_rank = samples // self.num_replicas if self.drop_last else -(-samples // self.num_replicas)
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
     @property
     def steps_per_epoch(self) -> int:
-        """Batches per epoch on each process (as the Trainer's DataLoader counts them)."""
-        per_rank = self.end_index // self.num_replicas if self.drop_last else -(-self.end_index // self.num_replicas)
-        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+        """Batches per epoch on each process (as the Trainer's DataLoader counts them); the current epoch's."""
+        return self._batches_in(self.end_index)
 
-    def fraction(self, step: int) -> float:
-        """The pacing's eligible fraction at global step `step` (0-based), clipped to [0, 1]."""
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Steps of `epoch` with the current scores (all the same with epoch="full")."""
+        samples = self.data_length if self.epoch_mode == "full" else self.admitted_in_epoch(epoch)
+        return self._batches_in(samples)
+
+    @property
+    def full_epoch_steps(self) -> int:
+        """Steps of an epoch of len(data) draws (epoch="full"; the bound of an admitted one)."""
+        return self._batches_in(self.data_length)
+
+    def first_step(self, epoch: int) -> int:
+        """The global step at position 0 of `epoch` (for the anchor's epoch, where it would have been)."""
+        anchor_step, anchor_epoch, anchor_position = self._anchor
+        full = self._batches_in(self.data_length)
+        if self.epoch_mode == "admitted":  # epochs of their admitted sets' lengths (as planned before the run)
+            return sum(self.steps_in_epoch(earlier) for earlier in range(epoch))
+        if anchor_step == 0 or epoch < anchor_epoch:
+            return epoch * full
+        if epoch == anchor_epoch:
+            return anchor_step - anchor_position // (self.batch_size * self.num_replicas)
+        left = self._batches_in(self.data_length - anchor_position)  # batches of the anchor's epoch after it
+        return anchor_step + left + (epoch - anchor_epoch - 1) * full
+
+    def step_at(self, epoch: int, position: int) -> int:
+        """The global step (as the Trainer counts it) that draws `position` of `epoch`."""
+        global_batch = self.batch_size * self.num_replicas
+        anchor_step, anchor_epoch, anchor_position = self._anchor
+        if epoch == anchor_epoch and anchor_step:
+            return anchor_step + (position - anchor_position) // global_batch
+        return self.first_step(epoch) + position // global_batch
+
+    def _floored(self, count: int) -> int:
+        return max(count, min(self.data_length, self.batch_size * self.num_replicas), 1)
+
+    def fraction(self, step: int, epoch: int | None = None) -> float:
+        """The eligible fraction at global step `step` (0-based) of `epoch` (default: the step's)."""
+        if self.thresholds is not None:
+            return self.eligible_count(step, epoch) / self.data_length
         if self.total_steps is None:
             raise ValueError(
                 "CurriculumSampler needs the run's length to pace it: pass `total_steps=` or call "
                 "`set_total_steps()` (the Curriculum callback does this from the Trainer's plan)."
             )
-        value = float(self.pacing(min(step / self.total_steps, 1.0)))
+        value = float(self.pacing(min(step / self.total_steps, 1.0)))  # type: ignore[operator]
         if math.isnan(value):
             raise ValueError(f"The pacing returned NaN at step {step}.")
         return min(max(value, 0.0), 1.0)
 
-    def eligible_count(self, step: int) -> int:
-        """How many of the easiest samples may be drawn at global step `step` (0-based)."""
-        n = self.data_length
-        floor = min(n, self.batch_size * self.num_replicas)
-        return max(math.ceil(round(self.fraction(step) * n, 9)), floor, 1)
+    def admitted_count(self, step: int, epoch: int | None = None) -> int:
+        """Samples that pass the pacing at `step` before the one-global-batch floor."""
+        thresholds = self.thresholds
+        if thresholds is None:
+            return math.ceil(round(self.fraction(step) * self.data_length, 9))
+        return count_admitted(self._sorted_keys, thresholds, self.user_threshold(step, epoch))
 
-    def threshold(self, step: int) -> float:
-        """The difficulty of the hardest sample eligible at global step `step`."""
+    def user_threshold(self, step: int, epoch: int | None = None) -> float:
+        """A ThresholdPacing's threshold at `step` of `epoch`, in the scores' units."""
+        assert self.thresholds is not None
+        if self.thresholds.per == "step":
+            return self.thresholds.threshold(step)
+        return self.thresholds.threshold(self._epoch_of(step) if epoch is None else epoch)
+
+    def _epoch_of(self, step: int) -> int:
+        epoch = max(self._anchor[1], 0)
+        while self.first_step(epoch + 1) <= step:
+            epoch += 1
+        while epoch > 0 and self.first_step(epoch) > step:
+            epoch -= 1
+        return epoch
+
+    def eligible_count(self, step: int, epoch: int | None = None) -> int:
+        """How many of the easiest samples may be drawn at global step `step` (0-based)."""
+        if self.epoch_mode == "admitted":
+            return self.admitted_in_epoch(self._epoch_of(step) if epoch is None else epoch)
+        return self._floored(self.admitted_count(step, epoch))
+
+    def threshold(self, step: int, epoch: int | None = None) -> float:
+        """The user's threshold (ThresholdPacing), else the difficulty of the hardest eligible sample."""
+        if self.thresholds is not None:
+            return self.user_threshold(step, epoch)
         return float(self.scores[self.order[self.eligible_count(step) - 1]])
 
     def _stage_start(self, epoch: int, step: int, count: int) -> int:
         """The first step of this epoch with eligible count `count` (binary search: the pacing grows)."""
         key = (epoch, count)
         if key not in self._stage_starts:
-            low, high = epoch * self.steps_per_epoch, step
+            low, high = min(self.first_step(epoch), step), step
             while low < high:
                 middle = (low + high) // 2
-                if self.eligible_count(middle) >= count:
+                if self.eligible_count(middle, epoch) >= count:
                     high = middle
                 else:
                     low = middle + 1
             self._stage_starts[key] = low
         return self._stage_starts[key]
 
+    def _position_of(self, epoch: int, step: int) -> int:
+        """The first position of `epoch` drawn at `step` (inverse of `step_at`)."""
+        global_batch = self.batch_size * self.num_replicas
+        anchor_step, anchor_epoch, anchor_position = self._anchor
+        if epoch == anchor_epoch and anchor_step:
+            return anchor_position + (step - anchor_step) * global_batch
+        return (step - self.first_step(epoch)) * global_batch
+
     def _sample_indices(self, positions: np.ndarray) -> np.ndarray:
         """Dataset indices at global `positions` of the current epoch (pure: no iteration state)."""
-        global_batch = self.batch_size * self.num_replicas
-        first_step = self.epoch * self.steps_per_epoch
-        steps = positions // np.uint64(global_batch)
+        if self.epoch_mode == "admitted":  # one stage: a permutation of the epoch's admitted samples
+            ranks = positions
+            if self.shuffle:
+                key = splitmix64(splitmix64(self.seed & MASK64) ^ self.epoch)
+                ranks = KeyedPermutation(self.end_index, key, 0)(positions)
+            return self.order[ranks.astype(np.int64)]
         ranks = np.empty_like(positions)
+        steps = self._steps_of(positions)
         cuts = np.flatnonzero(steps[1:] != steps[:-1]) + 1
         for run in np.split(np.arange(positions.size), cuts):
-            step = first_step + int(steps[run[0]])
-            count = self.eligible_count(step)
+            step = int(steps[run[0]])
+            count = self.eligible_count(step, self.epoch)
             stage = self._stage_start(self.epoch, step, count)
-            offsets = positions[run] - np.uint64((stage - first_step) * global_batch)
+            offsets = positions[run] - np.uint64(max(self._position_of(self.epoch, stage), 0))
             cycles, within = offsets // np.uint64(count), offsets % np.uint64(count)
             if not self.shuffle:
                 ranks[run] = within
@@ -296,6 +294,15 @@ class CurriculumSampler(RangedSampler):
                 mask = cycles == cycle
                 ranks[run[mask]] = KeyedPermutation(count, key, cycle)(within[mask])
         return self.order[ranks.astype(np.int64)]
+
+    def _steps_of(self, positions: np.ndarray) -> np.ndarray:
+        """The global step of each position of the current epoch (vectorised `step_at`)."""
+        global_batch = self.batch_size * self.num_replicas
+        anchor_step, anchor_epoch, anchor_position = self._anchor
+        values = positions.astype(np.int64)
+        if self.epoch == anchor_epoch and anchor_step:
+            return anchor_step + (values - anchor_position) // global_batch
+        return self.first_step(self.epoch) + values // global_batch
 
     def __iter__(self) -> Iterator[int]:
         """Yield this rank's dataset indices, a chunk of positions at a time (as RangedSampler)."""
@@ -317,9 +324,10 @@ class CurriculumSampler(RangedSampler):
 
     def _check_growth(self, first: int, last: int, previous: int) -> int:
         """Raise if the eligible count shrinks between the steps of positions `first`..`last`."""
-        global_batch, first_step = self.batch_size * self.num_replicas, self.epoch * self.steps_per_epoch
-        for step in range(first_step + first // global_batch, first_step + last // global_batch + 1):
-            count = self.eligible_count(step)
+        if self.epoch_mode == "admitted":
+            return previous
+        for step in range(self.step_at(self.epoch, first), self.step_at(self.epoch, last) + 1):
+            count = self.eligible_count(step, self.epoch)
             if count < previous:
                 raise ValueError(
                     f"The pacing decreased at step {step} ({previous} -> {count} eligible samples); "
@@ -338,7 +346,25 @@ class CurriculumSampler(RangedSampler):
         if "total_steps" not in state or "scores" not in state:
             raise ValueError(f"CurriculumSampler state needs `total_steps` and `scores`; it has {sorted(state)}.")
         total_steps, scores = state.pop("total_steps"), state.pop("scores")
-        super().load_state_dict(state)
         self.set_scores(scores)
+        super().load_state_dict(state)
+        self.set_scores(scores)  # the saved seed keys the tie-break order
         if total_steps is not None:
             self.set_total_steps(int(total_steps))
+
+
+def check_epoch_mode(epoch: str, pacing: Pacing) -> str:
+    """`epoch` if valid for `pacing` (epoch="admitted" needs thresholds that move per epoch).
+
+    Raises:
+        ConfigError: an unknown mode, or "admitted" with a fraction or per-step pacing.
+    """
+    if epoch not in EPOCH_MODES:
+        raise ConfigError(f"`epoch={epoch!r}` is not valid. Valid: {', '.join(EPOCH_MODES)}.")
+    if epoch == "admitted" and not (isinstance(pacing, ThresholdPacing) and pacing.per == "epoch"):
+        raise ConfigError(
+            "`epoch='admitted'` (one pass over the admitted set) needs a threshold pacing that moves per epoch "
+            "(pacing: {name: threshold, per: epoch, ...}); a fraction or per-step pacing changes the set "
+            "within an epoch. Use epoch='full' with it."
+        )
+    return epoch

@@ -126,6 +126,22 @@ class TextDataset(Dataset):
             raise ConfigError(f"The {split!r} split of {self.source} holds no rows: a dataset needs samples.")
         self.preprocessor = self._resolve_preprocessor(rows)
         self.samples = [self.encode_row(row, self.where(index)) for index, row in enumerate(rows)]
+        self._rows = rows  # every column stays readable by `column` (items hold only what the model reads)
+
+    @property
+    def column_names(self) -> list[str]:
+        """The columns of the split's rows (those of its first row)."""
+        return list(self._rows[0])
+
+    def column(self, name: str) -> list[Any]:
+        """The values of column `name` in sample order (e.g. a curriculum's difficulty); not passed to the model.
+
+        Raises:
+            ConfigError: no such column; the message lists the columns.
+        """
+        if name not in self._rows[0]:
+            raise ConfigError(f"Column {name!r} is not in {self.source} (its columns: {self.column_names}).")
+        return [row.get(name) for row in self._rows]
 
     @classmethod
     def from_hf(

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from tamrin.configs import ConfigError
-from tamrin.datasets.sampling.curriculum import CurriculumSampler, Pacing, build_pacing
+from tamrin.datasets.sampling.curriculum import CurriculumSampler, Pacing, build_pacing, check_epoch_mode
 from tamrin.trainer.callbacks.base import Callback, TrainerView
 from tamrin.trainer.callbacks.registry import register_callback
 from tamrin.trainer.modeling import call_model, forward_keys
@@ -35,13 +35,19 @@ class Curriculum(Callback):
     Args:
         scores: difficulty per sample (low = easy): an array, a column name, or a function of one
             sample (see `tamrin.datasets.sampling.difficulty_scores`).
-        pacing: "linear", "root", "step", a {"name": ..., **kwargs} mapping, or a callable of
-            progress in [0, 1] returning the eligible fraction (see `build_pacing`).
+        pacing: "linear", "root", "step", a {"name": ..., **kwargs} mapping (`{"name": "threshold",
+            "start": 0.9, "change": -0.05, "higher_is_easier": True}` admits by score, see
+            ThresholdPacing), or a callable of progress in [0, 1] returning the eligible fraction.
+        epoch: "full" (len(data) draws per epoch) or "admitted" (one pass over the admitted set;
+            per-epoch thresholds only).
     """
 
-    def __init__(self, scores: Any = None, pacing: str | Mapping[str, Any] | Pacing = "linear") -> None:
+    def __init__(
+        self, scores: Any = None, pacing: str | Mapping[str, Any] | Pacing = "linear", epoch: str = "full"
+    ) -> None:
         self.scores = scores
         self.pacing = build_pacing(pacing)
+        self.epoch_mode = check_epoch_mode(epoch, self.pacing)
         self.sampler: CurriculumSampler | None = None
         self._saved_digest: str | None = None
         self._shown_eligible: int | None = None
@@ -54,6 +60,7 @@ class Curriculum(Callback):
             config.batch_size,
             scores=self._initial_scores(dataset),
             pacing=self.pacing,
+            epoch=self.epoch_mode,
             shuffle=config.dataloader_shuffle,
             seed=config.seed,
             num_replicas=trainer.accelerator.num_processes,
@@ -64,6 +71,13 @@ class Curriculum(Callback):
     def _initial_scores(self, dataset: Any) -> Any:
         return self.scores
 
+    def planned_epoch_steps(self) -> Callable[[int], int] | None:
+        """Steps of each epoch for the Trainer's plan when they vary (epoch="admitted"), else None."""
+        sampler = self.sampler
+        if sampler is None or self.epoch_mode == "full":
+            return None
+        return sampler.steps_in_epoch
+
     def on_train_begin(self, trainer: TrainerView) -> None:
         if trainer.train_dataloader is None or trainer.train_dataloader.sampler is not self.sampler:
             raise ConfigError(
@@ -71,20 +85,26 @@ class Curriculum(Callback):
                 f"{type(getattr(trainer.train_dataloader, 'sampler', None)).__name__}: a Trainer subclass that "
                 "overrides `create_train_sampler` must call super() or return a CurriculumSampler itself."
             )
+        state = trainer.state  # count steps as the Trainer does from here (another world size included)
+        self.sampler.set_step_anchor(state.global_step, state.epoch, state.epoch_samples)
         self.sampler.set_total_steps(trainer.plan.total_steps)
 
     def on_log(self, trainer: TrainerView, logs: dict[str, float]) -> None:
         if "learning_rate" not in logs or self.sampler is None:  # only the training logs
             return
-        step = max(trainer.state.global_step - 1, 0)  # the step just trained
-        eligible, threshold = self.sampler.eligible_count(step), self.sampler.threshold(step)
-        values = {"curriculum.fraction": self.sampler.fraction(step), "curriculum.eligible": eligible}
+        sampler = self.sampler
+        step, epoch = max(trainer.state.global_step - 1, 0), sampler.epoch  # the step just trained
+        eligible, threshold = sampler.eligible_count(step, epoch), sampler.threshold(step, epoch)
+        values = {"curriculum.fraction": eligible / sampler.data_length, "curriculum.eligible": eligible}
+        if sampler.thresholds is not None:  # the user's threshold, and how many pass it before the floor
+            values["curriculum.admitted"] = sampler.admitted_count(step, epoch)
         trainer.log({**values, "curriculum.threshold": threshold}, trainer.state.global_step)
         if trainer.progress_mode == "plain" and eligible != self._shown_eligible:  # CI logs: one line per change
             self._shown_eligible = eligible
+            passes = f">= {threshold:.4g}" if sampler.thresholds and sampler.thresholds.higher_is_easier else None
             print(
-                f"Curriculum at step {trainer.state.global_step}: {eligible}/{self.sampler.data_length} samples "
-                f"eligible (difficulty <= {threshold:.4g})",
+                f"Curriculum at step {trainer.state.global_step}: {eligible}/{sampler.data_length} samples "
+                f"eligible ({'score ' + passes if passes else f'difficulty <= {threshold:.4g}'})",
                 flush=True,
             )
 
@@ -128,20 +148,42 @@ class SelfPacedCurriculum(Curriculum):
         scores: Any = None,
         loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
         batch_size: int | None = None,
+        epoch: str = "full",
     ) -> None:
         if not isinstance(every, int) or every < 1:
             raise ConfigError(f"`every={every!r}` must be an int >= 1 (epochs between re-scorings).")
-        super().__init__(scores, pacing)
+        super().__init__(scores, pacing, epoch)
         self.every = every
         self.loss_fn = loss_fn
         self.batch_size = batch_size
         self.last_scored_epoch: int | None = None
+        self._warned_bound = False
 
     def _initial_scores(self, dataset: Any) -> Any:
         if self.scores is None:
             return None
         self.last_scored_epoch = 0  # the given scores stand for epoch 0's scoring
         return self.scores
+
+    def planned_epoch_steps(self) -> Callable[[int], int] | None:
+        """With epoch="admitted" the lengths depend on the model's losses: the plan takes the full-length bound.
+
+        The run still trains `num_epochs` epochs, each over what its threshold admits; the LR
+        schedule decays over the bound, so it ends above its final value. The warning says so.
+        """
+        sampler = self.sampler
+        if sampler is None or self.epoch_mode == "full":
+            return None
+        if not self._warned_bound:  # once: a resume plans again
+            self._warned_bound = True
+            warnings.warn(
+                "SelfPacedCurriculum with epoch='admitted': each epoch's length depends on the model's losses, so "
+                f"it cannot be known up front. The step plan, progress bar and LR schedule use the full-length bound "
+                f"({sampler.full_epoch_steps} steps/epoch); epochs end earlier, so the LR schedule does not reach its "
+                "end. Use epoch='full' (fixed-length epochs) for a schedule that ends with the run.",
+                stacklevel=2,
+            )
+        return lambda epoch: sampler.full_epoch_steps
 
     def on_epoch_begin(self, trainer: TrainerView) -> None:
         epoch = trainer.state.epoch

@@ -118,7 +118,7 @@ def _log_before_next_update(trainer: TrainerView) -> bool:
     """
     plan, state = trainer.plan, trainer.state
     window, step = plan.accumulation, state.global_step
-    if plan.steps_per_epoch - state.epoch_step < window:
+    if plan.steps_in_epoch(state.epoch) - state.epoch_step < window:
         return True
     if plan.max_steps is not None and plan.max_steps - step < window:
         return True

@@ -36,10 +36,18 @@ def describe_run(
     """
     global_batch = batch_size * num_processes * plan.accumulation
     start = f", resuming at step {start_step}" if start_step else ""
+    lengths = sorted(set(plan.epoch_steps))
+    per_epoch = (
+        f"{plan.steps_per_epoch} steps/epoch"
+        if len(lengths) <= 1
+        else "steps/epoch "
+        + "/".join(str(n) for n in plan.epoch_steps[:8])  # a curriculum's admitted epochs
+        + ("/..." if len(plan.epoch_steps) > 8 else "")
+    )
     return (
         f"Training on {num_samples} samples: global batch {global_batch} "
         f"(batch_size {batch_size} x {num_processes} process(es) x {plan.accumulation} accumulation), "
-        f"{plan.steps_per_epoch} steps/epoch per process, {plan.total_steps} steps, "
+        f"{per_epoch} per process, {plan.total_steps} steps, "
         f"{plan.total_updates} optimizer updates{start}." + (f" {lr_schedule}." if lr_schedule else "")
     )
 
