@@ -187,3 +187,50 @@ def test_push_then_load_by_repo_id_at_a_revision_and_offline(
 
     set_hub_offline(monkeypatch)  # a snapshot in the cache loads without the Hub
     assert _items(Dataset.load(repo, split="validation", preprocessor=train.preprocessor)) == _items(validation)
+
+
+def _plates_folder(root: Path, count: int) -> tuple[Path, list[str]]:
+    """A Hezar-style OCR dataset folder: data/train.csv (image_path, label) and the PNGs beside it."""
+    from tamrin.datasets import build_dataset
+
+    plates = build_dataset("synthetic_plates", num_samples=count)
+    paths = plates.export_images(root / "data" / "images", count)
+    texts = [plates.text(i) for i in range(count)]
+    frame = pd.DataFrame({"image_path": [f"images/{p.name}" for p in paths], "label": texts})
+    frame.to_csv(root / "data" / "train.csv", index=False)
+    (root / "dataset_config.yaml").write_text("name: ocr\ntask: image2text\n", encoding="utf-8")
+    return root, texts
+
+
+def test_hezars_license_plate_line_runs_with_a_local_folder(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tamrin import Trainer, TrainerConfig
+    from tamrin.models import CRNN, CRNNConfig
+
+    folder, texts = _plates_folder(tmp_path / "persian-license-plate-v1", 12)
+    base_model_path = tmp_path / "crnn"
+    CRNN(CRNNConfig()).save(base_model_path)
+
+    # examples/train/train_ocr_alpr.py of Hezar, with a local folder in place of the Hub id:
+    with pytest.warns(UserWarning, match=r"rows left out \(as Hezar does\).*max_length=7"):
+        train_dataset = Dataset.load(folder, split="train", preprocessor=str(base_model_path), max_length=7)
+
+    kept = [i for i, text in enumerate(texts) if len(text) <= 7]
+    assert train_dataset.dropped == [i for i in range(len(texts)) if i not in kept] != []
+    assert len(train_dataset) == len(kept)
+    first = train_dataset[0]
+    png = np.asarray(Image.open(sorted((folder / "data" / "images").iterdir())[kept[0]]), dtype=np.float32)
+    assert torch.equal(first["pixel_values"][0], torch.from_numpy((png / 255.0 - 0.5) / 0.5))  # 128x32: no resize
+    charset = CRNNConfig().charset
+    assert first["labels"].tolist() == [charset.index(c) + 1 for c in texts[kept[0]]]
+
+    model = CRNN(CRNNConfig(**train_dataset.model_config_overrides()))
+    config = TrainerConfig(
+        output_dir=str(tmp_path / "run"), task="image2text", batch_size=4, max_steps=2, metrics=["cer"]
+    )
+    trainer = Trainer(model=model, config=config, train_dataset=train_dataset, eval_dataset=train_dataset)
+    logs = trainer.train()
+    metrics = trainer.evaluate()
+    assert np.isfinite(logs["train.loss"]) and 0.0 <= metrics["cer"] <= 1.5, (logs, metrics)

@@ -26,6 +26,7 @@ from tamrin.datasets.readers import FILE_FORMATS
 __all__ = [
     "ArrowColumn",
     "check_no_missing",
+    "column_values",
     "data_files_of",
     "iter_rows",
     "quiet_datasets",
@@ -204,6 +205,11 @@ def _string_types() -> tuple[Any, ...]:
 _STRING_TYPES = _string_types()
 
 
+def column_values(table: Any, name: str) -> Any:
+    """Column `name` of `table` as a numpy array, honouring a selection (`select`, `filter`) of its rows."""
+    return table.with_format("arrow")[name].to_numpy(zero_copy_only=False)
+
+
 class ArrowColumn:
     """O(1) reads of one column of an Arrow table: a list column row is a numpy slice, a scalar a number.
 
@@ -215,6 +221,8 @@ class ArrowColumn:
     """
 
     def __init__(self, table: Any, name: str) -> None:
+        if getattr(table, "_indices", None) is not None:  # a selection: `.data` would be every row before it
+            table = table.flatten_indices()
         chunks = [chunk for chunk in table.data.column(name).chunks if len(chunk)]
         self.name = name
         self.is_list = bool(chunks) and _is_list(chunks[0].type)

@@ -31,6 +31,7 @@ from tamrin.datasets.readers import FILE_FORMATS, is_missing, records_from_hf
 from tamrin.datasets.tables import (
     ArrowColumn,
     check_no_missing,
+    column_values,
     iter_rows,
     quiet_datasets,
     read_table,
@@ -322,7 +323,7 @@ class TextDataset(Dataset):
         """
         if name not in self.table.column_names:
             raise KeyError(f"{self.source} has no column {name!r}; its columns: {sorted(self.table.column_names)}.")
-        return self.table.data.column(name).to_numpy()
+        return column_values(self.table, name)
 
     # -- the Dataset interface -----------------------------------------------------------------
     def num_rows(self) -> int:
