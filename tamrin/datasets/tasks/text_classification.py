@@ -14,7 +14,6 @@ Sequence labelling, built on the same base (`TextDataset`), is in sequence_label
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,8 +31,8 @@ from tamrin.datasets.tables import (
     ArrowColumn,
     check_no_missing,
     column_values,
+    encode_rows,
     iter_rows,
-    quiet_datasets,
     read_table,
     table_from_rows,
 )
@@ -280,30 +279,8 @@ class TextDataset(Dataset):
         A table read from files is encoded once into the datasets cache: a second run with the same
         data, tokenizer, labels and settings reads the cached file instead of encoding again.
         """
-
-        def encode_batch(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
-            names = list(batch)
-            encoded: dict[str, list[Any]] = {"input_ids": [], "labels": []}
-            for index, values in zip(indices, zip(*(batch[name] for name in names))):
-                sample = self.encode_row(dict(zip(names, values)), self.where(index))
-                encoded["input_ids"].append(sample["input_ids"])
-                encoded["labels"].append(sample["labels"])
-            return encoded
-
-        with quiet_datasets():
-            return table.map(
-                encode_batch,
-                batched=True,
-                with_indices=True,
-                remove_columns=table.column_names,
-                new_fingerprint=self.encoding_fingerprint(table),
-            )
-
-    def encoding_fingerprint(self, table: Any) -> str:
-        """What the encoded table depends on: the rows, the encoder class, the preprocessor and the config."""
         preprocessor = self.preprocessor
-        parts = [
-            table._fingerprint,
+        key = [
             f"{type(self).__module__}.{type(self).__qualname__}",
             preprocessor.tokenizer.backend.to_str(),
             json.dumps([preprocessor.labels, preprocessor.max_length]),
@@ -311,7 +288,7 @@ class TextDataset(Dataset):
             self.source,
             str(self._first_line),
         ]
-        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+        return encode_rows(table, lambda row, index: self.encode_row(row, self.where(index)), key)
 
     def column(self, name: str) -> Any:
         """The raw values of column `name` for every row, as a numpy array (e.g. a curriculum's difficulty).
