@@ -16,6 +16,7 @@ from hub_server import HubServer, set_hub_offline
 from tamrin.configs import ConfigError
 from tamrin.datasets import Dataset, SequenceLabelingDataset, TextClassificationDataset
 from tamrin.datasets.tasks.text_classification import TextClassificationConfig
+from tamrin.preprocessors import Tokenizer
 
 TOKEN = "hf_test_token_write"
 WORDS = ["good", "bad", "fine", "awful", "great", "dull", "bright", "grim"]
@@ -80,8 +81,12 @@ def test_rows_stay_on_disk_in_arrow_and_a_second_load_reuses_the_cached_encoding
     monkeypatch.setattr(
         TextClassificationDataset, "encode_row", lambda self, row, where: calls.append(1) or original(self, row, where)
     )
-    second = Dataset.load(folder, preprocessor=first.preprocessor)
-    assert calls == [] and _items(second) == _items(first)
+    trained: list[int] = []
+    train_tokenizer = Tokenizer.train
+    monkeypatch.setattr(Tokenizer, "train", lambda *a, **k: trained.append(1) or train_tokenizer(*a, **k))
+    second = Dataset.load(folder)  # the tokenizer, the label map and the encoded rows all come from the cache
+    assert calls == [] and trained == [] and _items(second) == _items(first)
+    assert second.preprocessor.tokenizer == first.preprocessor.tokenizer
     changed = Dataset.load(folder, max_length=3)  # other settings: encoded anew
     assert len(calls) == 40 and all(len(ids) <= 3 for ids, _ in _items(changed))
 

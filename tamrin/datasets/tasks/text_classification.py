@@ -14,6 +14,7 @@ Sequence labelling, built on the same base (`TextDataset`), is in sequence_label
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -262,7 +263,31 @@ class TextDataset(Dataset):
         return self.build_preprocessor(table)
 
     def build_preprocessor(self, table: Any) -> TextPreprocessor:
-        """Train a tokenizer on the rows' texts and build their label map, streaming over the table twice."""
+        """Train a tokenizer on the rows' texts and build their label map, streaming over the table twice.
+
+        For rows read from files the result is cached beside the Arrow data (`HF_DATASETS_CACHE`), keyed
+        by the rows and the tokenizer settings, so that a second run on the same data skips both passes.
+        """
+        cache = self._preprocessor_cache(table)
+        if cache is not None and TextPreprocessor.exists(cache):
+            return TextPreprocessor.load(cache)
+        preprocessor = self._train_preprocessor(table)
+        if cache is not None:
+            preprocessor.save(cache)  # each file written atomically; `exists` checks the last one written
+        return preprocessor
+
+    def _preprocessor_cache(self, table: Any) -> Path | None:
+        if not table.cache_files:  # rows in memory: nothing to key a cache on across runs
+            return None
+        import datasets.config
+
+        settings = json.dumps(
+            [type(self).__qualname__, self.config.to_dict(), self.source, self._first_line], sort_keys=True, default=str
+        )
+        key = hashlib.sha256(f"{table._fingerprint}\x00{settings}".encode()).hexdigest()[:32]
+        return Path(datasets.config.HF_DATASETS_CACHE) / "tamrin-preprocessors" / key
+
+    def _train_preprocessor(self, table: Any) -> TextPreprocessor:
         config = self.config
         tokenizer = Tokenizer.train(
             self.texts_of(iter_rows(table)),
