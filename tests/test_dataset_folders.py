@@ -239,3 +239,24 @@ def test_hezars_license_plate_line_runs_with_a_local_folder(tmp_path: Path) -> N
     logs = trainer.train()
     metrics = trainer.evaluate()
     assert np.isfinite(logs["train.loss"]) and 0.0 <= metrics["cer"] <= 1.5, (logs, metrics)
+
+
+def test_a_recipe_reads_a_dataset_folder_by_path(tmp_path: Path) -> None:
+    from tamrin.recipes import evaluate_from_recipe, load_recipe, train_from_recipe
+
+    folder = _folder(tmp_path / "reviews", {"train": _rows(64), "validation": _rows(16, seed=2)})
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(
+        "task: text_classification\n"
+        "model: {name: text_classifier, embedding_dim: 8, hidden_size: 8}\n"
+        f"dataset: {{path: {folder}}}\n"
+        "eval_dataset: {split: validation}\n"
+        f"trainer: {{output_dir: {tmp_path / 'run'}, batch_size: 16, num_epochs: 1, metrics: [accuracy]}}\n",
+        encoding="utf-8",
+    )
+
+    recipe = load_recipe(str(recipe_file))
+    logs = train_from_recipe(recipe)
+    assert evaluate_from_recipe(recipe)["accuracy"] == pytest.approx(logs["evaluation.accuracy"])
+    with pytest.raises(ConfigError, match=r"takes `path` .* or `name` .*not both"):
+        load_recipe(str(recipe_file), ["dataset.name=synthetic_sentiment"])
