@@ -65,7 +65,9 @@ def test_load_reads_every_row_as_pandas_does_and_encodes_it_with_the_preprocesso
     # extra columns stay available (e.g. to a curriculum) and never reach the model
     assert train.column("confidence").tolist() == frame.confidence.tolist()
     assert set(train[0]) == {"input_ids", "labels"}
-    with pytest.raises(KeyError, match=r"no column 'loss'; its columns: \['confidence', 'label', 'text'\]"):
+    with pytest.raises(
+        ConfigError, match=r"Column 'loss' is not in .*\(its columns: \['confidence', 'label', 'text'\]\)"
+    ):
         train.column("loss")
 
 

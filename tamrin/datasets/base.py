@@ -19,7 +19,7 @@ from torch.utils.data import default_collate
 
 from tamrin.configs import Config, ConfigError, check_range
 from tamrin.datasets.folders import SPLIT_PATTERNS, config_files, dataset_folder, resolve_files, saved_files
-from tamrin.datasets.tables import quiet_datasets
+from tamrin.datasets.tables import column_values, quiet_datasets
 from tamrin.registry import Registry, config_name_default, load_registered_config
 
 __all__ = ["DATASETS", "Dataset", "DatasetConfig", "build_dataset", "get_dataset_class", "register_dataset"]
@@ -160,6 +160,29 @@ class Dataset(TorchDataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.config.name!r}, split={self.split!r}, size={len(self)})"
+
+    # -- the rows' columns (datasets that keep an Arrow table of rows) --------------------------
+    @property
+    def column_names(self) -> list[str]:
+        """The columns of the split's rows, extra ones included (AttributeError: a dataset without a table)."""
+        table = getattr(self, "table", None)
+        if table is None:
+            raise AttributeError(f"{type(self).__name__} keeps no table of rows, so it has no columns.")
+        return list(table.column_names)
+
+    def column(self, name: str) -> Any:
+        """The values of column `name` in sample order, as a numpy array (e.g. a curriculum's difficulty).
+
+        Extra columns (a confidence, a length, a source) stay in the table; the model never sees them.
+
+        Raises:
+            ConfigError: no such column; the message lists the columns.
+        """
+        if name not in self.column_names:
+            source = getattr(self, "source", repr(self))
+            raise ConfigError(f"Column {name!r} is not in {source} (its columns: {sorted(self.column_names)}).")
+        values = column_values(self.table, name)  # type: ignore[attr-defined]  # column_names checked the table
+        return values if self.config.max_size is None else values[: len(self)]
 
     # -- folders and the Hub (folders.py has the layout) ---------------------------------------
     @classmethod

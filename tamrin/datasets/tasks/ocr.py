@@ -22,7 +22,7 @@ import torch
 from tamrin.configs import ConfigError, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import CTCCollator
-from tamrin.datasets.tables import check_no_missing, column_values, iter_rows, quiet_datasets, read_table
+from tamrin.datasets.tables import check_no_missing, iter_rows, quiet_datasets, read_table
 from tamrin.datasets.tasks.text_classification import check_text_files
 from tamrin.preprocessors.charset import CharsetPreprocessor
 from tamrin.preprocessors.images import open_image
@@ -162,12 +162,6 @@ class OCRDataset(Dataset):
         """The charset and image size, so that a CRNN is built to read this data."""
         pre = self.preprocessor
         return {"charset": pre.charset, "image_height": pre.image_height, "image_width": pre.image_width}
-
-    def column(self, name: str) -> Any:
-        """The values of column `name` for every kept row (e.g. a curriculum's difficulty), as numpy."""
-        if name not in self.table.column_names:
-            raise KeyError(f"ocr data has no column {name!r}; its columns: {sorted(self.table.column_names)}.")
-        return column_values(self.table, name)
 
 
 def _charset_of(table: Any, column: str) -> str:

@@ -31,7 +31,6 @@ from tamrin.datasets.readers import FILE_FORMATS, is_missing, records_from_hf
 from tamrin.datasets.tables import (
     ArrowColumn,
     check_no_missing,
-    column_values,
     encode_rows,
     iter_rows,
     read_table,
@@ -314,18 +313,6 @@ class TextDataset(Dataset):
             str(self._first_line),
         ]
         return encode_rows(table, lambda row, index: self.encode_row(row, self.where(index)), key)
-
-    def column(self, name: str) -> Any:
-        """The raw values of column `name` for every row, as a numpy array (e.g. a curriculum's difficulty).
-
-        Extra columns (a confidence, a length, a source) stay in the table; the model never sees them.
-
-        Raises:
-            KeyError: the data has no such column (the message lists the columns it has).
-        """
-        if name not in self.table.column_names:
-            raise KeyError(f"{self.source} has no column {name!r}; its columns: {sorted(self.table.column_names)}.")
-        return column_values(self.table, name)
 
     # -- the Dataset interface -----------------------------------------------------------------
     def num_rows(self) -> int:
