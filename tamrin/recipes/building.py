@@ -7,10 +7,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from tamrin.configs import ConfigError, plain_dict
-from tamrin.datasets import build_dataset
 from tamrin.datasets.sampling import difficulty_scores
 from tamrin.models import build_model
-from tamrin.recipes.loading import dataset_spec
+from tamrin.recipes.loading import build_section_dataset, dataset_spec
 from tamrin.trainer.callbacks import build_callback
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import adopt_data_preprocessor
@@ -27,12 +26,12 @@ def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
     config = TrainerConfig.from_dict(recipe["trainer"])
     seed_everything(config.seed)  # before the model draws its initial weights: a recipe reproduces itself
     spec, split = dataset_spec(recipe, "dataset")
-    train_dataset = build_dataset(spec.pop("name"), split=split, **spec)
+    train_dataset = build_section_dataset(spec, split)
     model = build_model_for_data(recipe["model"], train_dataset)
     eval_dataset = None
     if recipe.get("eval_dataset") is not None:
         spec, split = dataset_spec(recipe, "eval_dataset")
-        eval_dataset = build_dataset(spec.pop("name"), split=split, preprocessor=train_dataset.preprocessor, **spec)
+        eval_dataset = build_section_dataset(spec, split, preprocessor=train_dataset.preprocessor)
     callbacks = [_build_callback_entry(entry) for entry in recipe.get("callbacks") or []]
     return Trainer(
         model=model, config=config, train_dataset=train_dataset, eval_dataset=eval_dataset, callbacks=callbacks
@@ -84,7 +83,7 @@ def check_recipe_data(recipe: DictConfig | dict[str, Any]) -> None:
     if not named:
         return
     spec, split = dataset_spec(recipe, "dataset")
-    train_dataset = build_dataset(spec.pop("name"), split=split, **spec)
+    train_dataset = build_section_dataset(spec, split)
     for callback in named:
         try:
             difficulty_scores(train_dataset, callback.scores)

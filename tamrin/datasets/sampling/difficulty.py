@@ -69,7 +69,7 @@ def read_column(data: Any, column: str) -> np.ndarray:
             f"of them, `{LENGTH}` (each sample's length), or pass `scores` as numbers or a function of a sample."
         )
     try:
-        return np.asarray(list(values), dtype=np.float64)
+        return np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"Difficulty column {column!r} must hold numbers: {err}.") from err
 
