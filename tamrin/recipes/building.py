@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from tamrin.configs import ConfigError, plain_dict
+from tamrin.datasets import Dataset, DatasetConfig, get_dataset_class
 from tamrin.datasets.sampling import difficulty_scores
 from tamrin.models import build_model
 from tamrin.recipes.loading import build_section_dataset, dataset_spec
 from tamrin.trainer.callbacks import build_callback
+from tamrin.trainer.checkpoint.data_lineage import local_resume_checkpoint
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import adopt_data_preprocessor
 from tamrin.trainer.runtime import seed_everything
@@ -26,7 +29,7 @@ def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
     config = TrainerConfig.from_dict(recipe["trainer"])
     seed_everything(config.seed)  # before the model draws its initial weights: a recipe reproduces itself
     spec, split = dataset_spec(recipe, "dataset")
-    train_dataset = build_section_dataset(spec, split)
+    train_dataset = build_section_dataset(spec, split, preprocessor=checkpoint_preprocessor(spec, config))
     model = build_model_for_data(recipe["model"], train_dataset)
     eval_dataset = None
     if recipe.get("eval_dataset") is not None:
@@ -36,6 +39,30 @@ def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
     return Trainer(
         model=model, config=config, train_dataset=train_dataset, eval_dataset=eval_dataset, callbacks=callbacks
     )
+
+
+def checkpoint_preprocessor(spec: dict[str, Any], config: TrainerConfig) -> Any:
+    """On resume, the preprocessor (tokenizer, label map) the checkpoint's model was trained with; else None.
+
+    The data is then encoded with it instead of a tokenizer rebuilt from the (possibly changed) rows,
+    so ids keep their meaning (docs/checkpoints.md, "Resuming with other data").
+    """
+    checkpoint = local_resume_checkpoint(config)
+    if checkpoint is None:
+        return None
+    if spec.get("path") is not None:
+        folder = Path(str(spec["path"])).expanduser()
+        if not folder.is_dir():
+            return None
+        dataset_class = get_dataset_class(DatasetConfig.load(folder).name)
+    else:
+        dataset_class = get_dataset_class(spec["name"])
+    if getattr(dataset_class.load_preprocessor, "__func__", None) is getattr(Dataset.load_preprocessor, "__func__", 0):
+        return None  # a dataset without a saved preprocessor (generated images, say): nothing to restore
+    try:
+        return dataset_class.load_preprocessor(checkpoint)
+    except FileNotFoundError:  # a checkpoint of a model that keeps no preprocessor files
+        return None
 
 
 def build_model_for_data(model_section: dict[str, Any], train_dataset: Any) -> Any:

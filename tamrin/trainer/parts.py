@@ -23,6 +23,7 @@ from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model,
 from tamrin.trainer import building
 from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl, TrainerView
 from tamrin.trainer.checkpoint import Checkpointer
+from tamrin.trainer.checkpoint.data_lineage import check_data_against_checkpoint
 from tamrin.trainer.checkpoint.publishing import push_trainer_to_hub
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.interruption import RunInterrupted, StopOnSignal
@@ -346,6 +347,7 @@ class TrainerParts:
         if path is None:
             self.checkpointer.clear_for_fresh_run(self.config.overwrite_output_dir)
         else:
+            check_data_against_checkpoint(self.train_dataset, self.unwrapped_model, path)
             self.load_checkpoint(path)
             self.checkpointer.set_aside_later_checkpoints(self.state.global_step)
         return path
