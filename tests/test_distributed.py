@@ -79,6 +79,25 @@ def test_two_process_run_killed_and_resumed_is_bitwise_equal(tmp_path):
         assert sorted(indices) == list(range(SAMPLES)), f"epoch {epoch} of the 2-process run"
 
 
+def test_two_process_checkpoint_inside_an_accumulation_window_resumes_bitwise(tmp_path):
+    # save_steps=3 with accumulation 2: the checkpoint at step 3 holds half a window, whose gradients
+    # differ between the processes (DDP syncs them only at the window's end); each must get its own back
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert launch(2, reference, "--save-steps", "3") == 0
+    assert launch(2, resumed, "--save-steps", "3", "--kill-step", "4") == -signal.SIGKILL
+    assert sorted(p.name for p in (resumed / "checkpoints" / "00000003" / "train").glob("gradients*.pt")) == [
+        "gradients_0.pt",
+        "gradients_1.pt",
+    ]
+    assert launch(2, resumed, "--save-steps", "3") == 0
+    expected, actual = (
+        load_file(reference / "final" / "model.safetensors"),
+        load_file(resumed / "final" / "model.safetensors"),
+    )
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), f"parameter {name} differs"
+
+
 def test_resume_with_another_number_of_processes_sees_each_sample_once_per_epoch(tmp_path):
     run = tmp_path / "run"
     assert launch(2, run, "--kill-step", "4") == -signal.SIGKILL  # 2 processes: 6 steps per epoch

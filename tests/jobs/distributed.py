@@ -80,10 +80,11 @@ class RecordingTrainer(Trainer):
 def main(argv: list[str]) -> None:
     parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate once, write OUT/metrics.json")
+    parser.add_argument("--save-steps", type=int, default=2, help="odd: checkpoints inside accumulation windows")
     args = parser.parse_args(argv)
     config = job_config(
         args.output_dir, metrics=["mse", "mae", "r2"], gradient_accumulation_steps=2, optimizer="adam",
-        warmup_steps=0, save_steps=2, log_steps=2, eval_steps=None, eval_batch_size=5, seed=7, device="cpu",
+        warmup_steps=0, save_steps=args.save_steps, log_steps=2, eval_steps=None, eval_batch_size=5, seed=7, device="cpu",
     )  # fmt: skip
     torch.manual_seed(0)
     model = PerSampleLossRegressor(**{**JOB_MODEL, "dropout": 0.2})

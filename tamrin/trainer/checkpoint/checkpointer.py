@@ -18,7 +18,13 @@ from tamrin.trainer.checkpoint import files
 from tamrin.trainer.checkpoint.publishing import download_pushed_run
 from tamrin.trainer.checkpoint.resume_rules import apply_current_optimizer_settings, warn_config_differences
 from tamrin.trainer.checkpoint.rng import capture_rng_state
-from tamrin.trainer.checkpoint.state_files import STATE_FILES, TRAIN_DIR, Checkpointable, SaveContext
+from tamrin.trainer.checkpoint.state_files import (
+    STATE_FILES,
+    TRAIN_DIR,
+    Checkpointable,
+    SaveContext,
+    local_gradients,
+)
 from tamrin.trainer.checkpoint.store import CheckpointStore
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import load_model_weights
@@ -65,6 +71,8 @@ class Checkpointer:
         path = Path(path)
         context = SaveContext(self.store, self._gather_rng_states(), include_logs)
         sharded = writes_sharded_checkpoints(trainer.config)
+        if not sharded and self.accelerator.num_processes > 1:  # each process's half-window (a collective)
+            context.gradients = self._gather_gradients(trainer)
         if sharded:
             context.write_model = consolidate
             if consolidate and is_sharded(trainer.unwrapped_model):  # a collective gather, on every process
@@ -121,6 +129,13 @@ class Checkpointer:
         from accelerate.utils import gather_object
 
         return gather_object([state])
+
+    def _gather_gradients(self, trainer: Checkpointable) -> list[dict[str, Any]]:
+        """Every process's accumulated gradients on the CPU, by rank (empty dicts between windows)."""
+        from accelerate.utils import gather_object
+
+        local = {name: grad.detach().cpu() for name, grad in local_gradients(trainer.unwrapped_model).items()}
+        return gather_object([local])
 
     # -- restoring ---------------------------------------------------------------------------------
     def load(self, trainer: Checkpointable, path: str | os.PathLike) -> None:

@@ -7,7 +7,7 @@
     model.safetensors  model_config.yaml  (preprocessor files, config.json)      push_model
     train/trainer_config.yaml  train/trainer_state.yaml  train/dataset_config.yaml (a tamrin Dataset)
     train/optimizer.pt  lr_scheduler.pt  scaler.pt  rng_state*.pt               push_optimizer
-          callbacks.pt  gradients.pt
+          callbacks.pt  gradients*.pt
     logs/training_logs.csv                                                       push_logs
     manifest.yaml                   size and sha256 of every file above
 

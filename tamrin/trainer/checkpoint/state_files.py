@@ -48,6 +48,8 @@ __all__ = [
     "SaveContext",
     "StateFile",
     "is_resume_only",
+    "gradients_file",
+    "local_gradients",
     "rng_file",
 ]
 
@@ -81,6 +83,7 @@ class SaveContext:
     include_logs: bool
     write_model: bool = True  # False: a sharded run's step checkpoint (its weights are in the shards)
     full_model_state: dict[str, Any] | None = None  # the gathered weights of a sharded model (main process)
+    gradients: list[dict[str, Any]] | None = None  # every process's gradients (several processes), by rank
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,15 +215,33 @@ _save_scaler, _load_scaler = _torch_file("scaler.pt", lambda t: getattr(t.accele
 _save_callbacks, _load_callbacks = _torch_file("callbacks.pt", lambda t: t.callbacks)
 
 
+def gradients_file(rank: int, world_size: int) -> str:
+    """The gradients file of process `rank`: `gradients.pt` for one process, `gradients_{rank}.pt` for several."""
+    return "gradients.pt" if world_size == 1 else f"gradients_{rank}.pt"
+
+
+def local_gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """This process's accumulated gradients by parameter name (empty between accumulation windows)."""
+    return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+
 def _save_gradients(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
-    """A save inside an accumulation window keeps the window's gradients."""
-    gradients = {n: p.grad for n, p in trainer.unwrapped_model.named_parameters() if p.grad is not None}
-    if gradients:
-        context.store.save_torch(gradients, staging / TRAIN_DIR / "gradients.pt")
+    """A save inside an accumulation window keeps the window's gradients, each process's own.
+
+    Under DDP the processes' gradients differ until the window's last backward syncs them, so a
+    resume must give every process back its own (one file per process).
+    """
+    per_process = context.gradients or [local_gradients(trainer.unwrapped_model)]
+    for rank, gradients in enumerate(per_process):
+        if gradients:
+            context.store.save_torch(gradients, staging / TRAIN_DIR / gradients_file(rank, len(per_process)))
 
 
 def _load_gradients(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
-    path = directory / TRAIN_DIR / "gradients.pt"
+    """This process's gradients: its own file, else `gradients.pt` (a 1-process checkpoint), else none."""
+    accelerator = trainer.accelerator
+    own = directory / TRAIN_DIR / gradients_file(accelerator.process_index, accelerator.num_processes)
+    path = own if own.is_file() else directory / TRAIN_DIR / "gradients.pt"
     gradients = store.load_torch(path) if path.is_file() else {}
     for name, parameter in trainer.unwrapped_model.named_parameters():
         parameter.grad = gradients[name].to(parameter.device) if name in gradients else None
@@ -261,7 +282,7 @@ STATE_FILES: tuple[StateFile, ...] = (
     StateFile(f"{TRAIN_DIR}/trainer_state.yaml", _save_state, _load_state, resume_only=False),
     StateFile(f"{TRAIN_DIR}/callbacks.pt", _save_callbacks, _load_callbacks, resume_only=True),
     StateFile(
-        f"{TRAIN_DIR}/gradients.pt",
+        f"{TRAIN_DIR}/gradients*.pt",
         _unless_sharded(_save_gradients),
         _unless_sharded(_load_gradients),
         resume_only=True,
