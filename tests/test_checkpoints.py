@@ -523,3 +523,48 @@ def test_going_back_then_crashing_resumes_the_redo_not_the_abandoned_run(tmp_pat
     assert spy.loaded == "00000007"  # the redo's newest, not run A's 00000008
     logged = resumed.load_csv_logs()["step"].tolist()
     assert logged == sorted(set(logged))  # each step once
+
+
+# -- symlinks used for disk space (issue 15) ----------------------------------------------------------------
+def test_a_symlinked_checkpoints_dir_rotates_resumes_and_survives_overwrite_output_dir(tmp_path):
+    run, disk = tmp_path / "run", tmp_path / "other-disk"
+    disk.mkdir()
+    run.mkdir()
+    (run / "checkpoints").symlink_to(disk, target_is_directory=True)
+    settings = {"save_steps": 2, "save_total_limit": 2}
+    make_trainer(run, num_epochs=2, **settings).train()
+    assert names(disk) == ["00000006", "00000008"]  # rotation deleted inside the linked folder
+    resumed = make_trainer(run, num_epochs=3, resume_from_checkpoint=True, **settings)
+    resumed.train()
+    assert resumed.state.global_step == 12 and names(disk) == ["00000010", "00000012"]
+    make_trainer(run, num_epochs=1, overwrite_output_dir=True, **settings).train()
+    assert (run / "checkpoints").is_symlink()  # the user's disk layout is kept, the old run is gone
+    assert names(disk) == ["00000002", "00000004"]
+
+
+def test_a_symlinked_old_checkpoint_is_rotated_as_a_link_and_its_target_is_left_untouched(tmp_path):
+    run, disk = tmp_path / "run", tmp_path / "other-disk"
+    disk.mkdir()
+    make_trainer(run, num_epochs=2, save_steps=2).train()
+    checkpoints = run / "checkpoints"
+    (checkpoints / "00000002").rename(disk / "00000002")
+    os.symlink(os.path.relpath(disk / "00000002", checkpoints), checkpoints / "00000002")
+    for epochs, expected in ((3, ["00000010", "00000012"]), (4, ["00000014", "00000016"])):  # today: crashed
+        resumed = make_trainer(run, num_epochs=epochs, resume_from_checkpoint=True, save_steps=2, save_total_limit=2)
+        resumed.train()
+        assert names(checkpoints) == expected
+    assert verify_checkpoint(disk / "00000002") is None  # never deleted through the link
+
+
+def test_going_back_to_before_a_symlinked_checkpoint_keeps_the_link_working_in_abandoned(tmp_path):
+    run, disk = tmp_path / "run", tmp_path / "other-disk"
+    disk.mkdir()
+    make_trainer(run, num_epochs=2, save_steps=2).train()
+    checkpoints = run / "checkpoints"
+    (checkpoints / "00000006").rename(disk / "00000006")
+    os.symlink(os.path.relpath(disk / "00000006", checkpoints), checkpoints / "00000006")  # relative link
+    make_trainer(run, num_epochs=2, save_steps=2, resume_from_checkpoint=str(checkpoints / "00000004")).train()
+    moved = run / "abandoned" / "after-00000004-1" / "00000006"
+    assert moved.is_symlink() and verify_checkpoint(moved) is None  # still reaches its target
+    make_trainer(run, num_epochs=1, save_steps=2, overwrite_output_dir=True).train()
+    assert verify_checkpoint(disk / "00000006") is None  # overwrite removed the link, not the target

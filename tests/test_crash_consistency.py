@@ -16,6 +16,7 @@ wall-clock kill that has not come when the run begins its second save from there
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import signal
 import subprocess
@@ -185,3 +186,32 @@ def test_run_killed_at_20_random_moments_ends_bitwise_equal_and_every_checkpoint
         expected = load_file(directory / "model.safetensors")
         for name, tensor in trainer.unwrapped_model.state_dict().items():
             assert torch.equal(tensor, expected[name]), name
+
+
+@pytest.mark.slow
+def test_30_kills_by_sigkill_sigterm_and_sigint_including_in_rotation_and_evaluation_resume_bitwise(tmp_path):
+    """jobs/kill_loop.py: one process forks a run per kill (no interpreter start per kill) and kills it at
+    a seeded random moment, a fifth of them while rotation deletes and a fifth in the middle of an evaluation;
+    after 30 kills the run, resumed every time, ends bitwise equal to the uninterrupted one, each step once
+    in its CSV. SIGTERM and SIGINT stop at the next step boundary with a checkpoint (exit 143 / 130)."""
+    reference, run, report = tmp_path / "reference", tmp_path / "run", tmp_path / "report.jsonl"
+    command = [sys.executable, *job_command("kill_loop", str(reference), str(run), "--kills", "30", "--seed",
+               str(SEED), "--report", str(report))]  # fmt: skip
+    result = subprocess.run(command, env=job_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert rows[0]["code"] == 0 and rows[-1]["code"] == 0, result.stderr
+    kills = rows[1:-1]
+    assert len(kills) == 30
+    expected = {"SIGKILL": -signal.SIGKILL, "SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}
+    for kill in kills:  # the signal ended the run (or the save cap's SIGKILL did): never a finished or failed run
+        assert kill["code"] in (expected[kill["signal"]], -signal.SIGKILL), kill
+    landed = {name: sum(k["code"] == code and k["signal"] == name for k in kills) for name, code in expected.items()}
+    assert min(landed.values()) >= 5, landed
+    for point in ("rotation", "evaluation"):
+        assert sum(f"signal-at {point}" in k["events"] for k in kills) >= 5, point
+    assert "Skipping" not in result.stderr, result.stderr  # no resume met a damaged checkpoint
+    assert_same_run(reference, run)  # weights, optimizer, RNG and the whole CSV (each step once)
+    checkpoints = run / "checkpoints"
+    assert not [p.name for p in checkpoints.iterdir() if p.name.startswith(".")], "leftovers of killed saves remain"
+    assert assert_every_checkpoint_loads(checkpoints) == 2  # save_total_limit

@@ -72,6 +72,7 @@ class KillSwitch:
     """SIGKILLs this process the N-th time it reaches the point named by --kill, once armed."""
 
     armed = False
+    signum = signal.SIGKILL  # jobs/kill_loop.py also sends SIGTERM / SIGINT: the run then stops cleanly
 
     def __init__(self, spec: tuple[str, int] | None) -> None:
         self.point, self.count = spec if spec else (None, 0)
@@ -83,9 +84,9 @@ class KillSwitch:
         self.count -= 1
         return self.count == 0
 
-    @staticmethod
-    def die() -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
+    @classmethod
+    def die(cls) -> None:
+        os.kill(os.getpid(), cls.signum)
 
 
 class KillableStore(CheckpointStore):
@@ -126,12 +127,13 @@ class KillableStore(CheckpointStore):
     def delete_checkpoint(self, path: Path, hidden_name: str) -> None:
         # A kill in the middle of a rotation's deletion: one file of the hidden folder is gone, the rest is not.
         if self.switch.reached("rotation"):
-            doomed = path.parent / hidden_name
-            self.rename(path, doomed)
-            files = sorted(p for p in doomed.rglob("*") if p.is_file())
-            weights = [p for p in files if p.name == "model.safetensors"]
-            (weights or files)[0].unlink()
-            self.switch.die()
+            if KillSwitch.signum == signal.SIGKILL:
+                doomed = path.parent / hidden_name
+                self.rename(path, doomed)
+                files = sorted(p for p in doomed.rglob("*") if p.is_file())
+                weights = [p for p in files if p.name == "model.safetensors"]
+                (weights or files)[0].unlink()
+            self.switch.die()  # SIGTERM / SIGINT: the deletion goes on, the run stops at the step's end
         super().delete_checkpoint(path, hidden_name)
 
 
@@ -165,7 +167,7 @@ class EventTrainer(Trainer):
         self.saves += KillSwitch.armed
         if self.max_saves is not None and self.saves > self.max_saves:
             self.events.write(f"save-capped {self.state.global_step}")
-            KillSwitch.die()
+            os.kill(os.getpid(), signal.SIGKILL)
         self.events.write(f"save-begin {self.state.global_step}")
         path = super().save_checkpoint()
         self.events.write(f"save-end {self.state.global_step}")

@@ -8,7 +8,6 @@ a checkpoint is the table in state_files.py; how a folder appears atomically is 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +200,7 @@ class Checkpointer:
             target = parent / f"after-{files.checkpoint_name(step)}-{number}"
             target.mkdir(parents=True)
             for path in later:
-                self.store.rename(path, target / path.name)
+                self.store.move(path, target / path.name)
             names = ", ".join(path.name for path in later)
             self.accelerator.print(
                 f"Resuming from step {step}: the later checkpoint(s) {names} of the run it left are kept in {target}, "
@@ -229,7 +228,7 @@ class Checkpointer:
         if self.accelerator.is_main_process:
             for directory in (self.checkpoints_dir, self.logs_dir, self.checkpoints_dir.parent / ABANDONED_DIR):
                 if directory.exists():
-                    shutil.rmtree(directory)
+                    self.store.clear_directory(directory)
         self.accelerator.wait_for_everyone()
 
     def latest_checkpoint(self) -> Path | None:

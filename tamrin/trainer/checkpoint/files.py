@@ -307,7 +307,7 @@ def remove_stale_directories(checkpoints_dir: Path, store: CheckpointStore | Non
         return
     store = store or CheckpointStore()
     for path in checkpoints_dir.iterdir():
-        if path.is_dir() and path.name.startswith((_TMP_PREFIX, _OLD_PREFIX, _DELETE_PREFIX)):
+        if (path.is_dir() or path.is_symlink()) and path.name.startswith((_TMP_PREFIX, _OLD_PREFIX, _DELETE_PREFIX)):
             final = checkpoints_dir / path.name.split("-", 1)[1]
             if path.name.startswith(_OLD_PREFIX) and not final.exists():
                 store.rename(path, final)  # killed between the two renames: the old one is the complete one

@@ -100,8 +100,33 @@ class CheckpointStore:
     def rename(self, source: Path, destination: Path) -> None:
         os.rename(source, destination)
 
+    def move(self, source: Path, destination: Path) -> None:
+        """Move a checkpoint to another folder; a relative symlink is re-pointed so it still reaches its target."""
+        if source.is_symlink() and not os.path.isabs(os.readlink(source)):
+            os.symlink(source.resolve(), destination, target_is_directory=True)
+            os.unlink(source)
+        else:
+            self.rename(source, destination)
+
     def remove_tree(self, path: Path) -> None:
-        shutil.rmtree(path)
+        """Delete a directory; a symlink to one (a checkpoint moved to another disk) is removed as a link only,
+        its target left untouched: tamrin never deletes outside the output_dir by following a link."""
+        if path.is_symlink():
+            os.unlink(path)
+        else:
+            shutil.rmtree(path)
+
+    def clear_directory(self, path: Path) -> None:
+        """Delete a folder of the output_dir; a symlinked one (say `checkpoints/` on another disk) keeps its
+        link and loses its contents, so the user's disk layout survives `overwrite_output_dir`."""
+        if not path.is_symlink():
+            shutil.rmtree(path)
+            return
+        for entry in Path(path).iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                os.unlink(entry)
 
     def delete_checkpoint(self, path: Path, hidden_name: str) -> None:
         """Delete a checkpoint: hide it first (rename), so a kill leaves a hidden leftover, never half of one."""
