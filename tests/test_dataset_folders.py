@@ -262,3 +262,28 @@ def test_a_recipe_reads_a_dataset_folder_by_path(tmp_path: Path) -> None:
     assert evaluate_from_recipe(recipe)["accuracy"] == pytest.approx(logs["evaluation.accuracy"])
     with pytest.raises(ConfigError, match=r"takes `path` .* or `name` .*not both"):
         load_recipe(str(recipe_file), ["dataset.name=synthetic_sentiment"])
+
+
+def test_an_image_folder_loads_from_its_folder_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from tamrin.datasets import ImageFolderConfig, ImageFolderDataset
+
+    folder = tmp_path / "pets"
+    for split, count in (("train", 3), ("validation", 1)):
+        for label, red in (("cat", 200), ("dog", 20)):
+            (folder / "images" / split / label).mkdir(parents=True)
+            for index in range(count):
+                Image.new("RGB", (8, 8), (red, index * 40, 0)).save(folder / "images" / split / label / f"{index}.png")
+    (folder / "dataset_config.yaml").write_text("name: image_folder\ntask: image_classification\ndata_dir: images\n")
+    monkeypatch.chdir(tmp_path)  # data_dir is relative to the dataset folder, not to the working directory
+    train = Dataset.load(folder)
+    val = Dataset.load("pets", split="validation", preprocessor=train.preprocessor)
+    direct = ImageFolderDataset(ImageFolderConfig(data_dir=str(folder / "images")))
+    assert len(train) == 6 and len(val) == 2 and train.labels == ["cat", "dog"]
+    for index in range(len(train)):
+        assert torch.equal(train[index]["pixel_values"], direct[index]["pixel_values"])
+        assert train[index]["labels"] == direct[index]["labels"]
+    assert [int(val[i]["labels"]) for i in range(2)] == [0, 1]

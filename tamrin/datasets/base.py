@@ -18,7 +18,14 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import default_collate
 
 from tamrin.configs import Config, ConfigError, check_range
-from tamrin.datasets.folders import SPLIT_PATTERNS, config_files, dataset_folder, resolve_files, saved_files
+from tamrin.datasets.folders import (
+    SPLIT_PATTERNS,
+    config_files,
+    dataset_folder,
+    resolve_data_dir,
+    resolve_files,
+    saved_files,
+)
 from tamrin.datasets.tables import column_values, quiet_datasets
 from tamrin.registry import Registry, config_name_default, load_registered_config
 
@@ -222,6 +229,7 @@ class Dataset(TorchDataset):
                 f"{folder}/dataset_config.yaml names dataset {config.name!r} ({dataset_class.__name__}), "
                 f"not a {cls.__name__}; load it with `Dataset.load(...)`."
             )
+        config = resolve_data_dir(config, folder)
         files = config_files(config)
         if files is not None:
             resolved = resolve_files(files, folder, split)

@@ -6,8 +6,9 @@
 
 The same layout as a Hugging Face dataset repo (Hezar's datasets are such repos), so a folder pushed
 with `Dataset.push_to_hub` loads by repo id, and a repo downloaded by hand loads as a folder. Paths
-in the config's `files` are relative to the folder; a split the config does not name is found by
-the Hub's own file-name conventions (`data/{split}-*`, `data/{split}.*`, `{split}-*`, `{split}.*`).
+in the config's `files` (and an image folder's `data_dir`) are relative to the folder; a split the
+config does not name is found by the Hub's own file-name conventions (`data/{split}-*`,
+`data/{split}.*`, `{split}-*`, `{split}.*`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from typing import Any
 from tamrin.configs import ConfigError
 from tamrin.datasets.readers import FILE_FORMATS
 
-__all__ = ["SPLIT_PATTERNS", "config_files", "dataset_folder", "find_split_files", "resolve_files", "saved_files"]
+__all__ = [
+    "SPLIT_PATTERNS",
+    "config_files",
+    "dataset_folder",
+    "find_split_files",
+    "resolve_data_dir",
+    "resolve_files",
+    "saved_files",
+]
 
 SPLIT_PATTERNS = ("data/{split}-*", "data/{split}.*", "{split}-*", "{split}.*")
 """Where a split's data files are looked for, in order (the Hub's naming conventions)."""
@@ -82,3 +91,15 @@ def config_files(config: Any) -> Mapping[str, str] | None:
     """The `files` field of a dataset config, or None for datasets that read no files (synthetic ones)."""
     files = getattr(config, "files", None)
     return dict(files) if isinstance(files, Mapping) else None
+
+
+def resolve_data_dir(config: Any, folder: Path) -> Any:
+    """The config with a relative `data_dir` (image folders) made absolute under the dataset folder.
+
+    Without this, `data_dir: images` in a folder's dataset_config.yaml would be read against the
+    working directory, and the same folder would load from one directory and not from another.
+    """
+    data_dir = getattr(config, "data_dir", None)
+    if not isinstance(data_dir, str) or not data_dir or Path(data_dir).is_absolute():
+        return config
+    return type(config).from_dict({**config.to_dict(), "data_dir": str(folder / data_dir)})
