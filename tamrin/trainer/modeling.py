@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_model
 
 from tamrin import hub
@@ -266,17 +267,44 @@ def load_matching_weights(model: torch.nn.Module, directory: str | os.PathLike) 
 
 
 def load_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> None:
-    """Load model.safetensors from `directory` into `model`, strictly (every key must match).
+    """Load model.safetensors from `directory` into `model`, strictly (every key and shape must match).
+
+    The shapes are compared before loading, so a checkpoint of another architecture or vocabulary
+    is a ConfigError naming each differing parameter with the expected and found shapes (torch's
+    own message is a wall of "size mismatch" lines ending in a traceback).
 
     Raises:
-        FileNotFoundError: no weights file; RuntimeError: missing or unexpected keys, named.
+        FileNotFoundError: no weights file; ConfigError: missing, unexpected or reshaped keys, named.
     """
     path = Path(directory) / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"No {WEIGHTS_NAME} in {directory}.")
+    problems = _weight_mismatches(model, path)
+    if problems:
+        raise ConfigError(
+            f"The weights in {path} do not fit {type(model).__name__} (a checkpoint of another architecture "
+            f"or vocabulary?): {'; '.join(problems)}."
+        )
     missing, unexpected = load_model(model, str(path), strict=False)
     if missing or unexpected:
-        raise RuntimeError(
+        raise ConfigError(
             f"The weights in {path} do not fit {type(model).__name__}: "
             f"missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}."
         )
+
+
+def _weight_mismatches(model: torch.nn.Module, path: Path, limit: int = 8) -> list[str]:
+    """The parameters whose shape differs between `model` and the file, read from the file's header only.
+
+    Missing and unexpected keys are left to safetensors' `load_model`, which knows tied weights.
+    """
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    with safe_open(str(path), framework="pt") as handle:
+        found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    reshaped = [
+        f"`{name}` expected shape {list(shape)}, found {list(found[name])}"
+        for name, shape in expected.items()
+        if name in found and tuple(found[name]) != shape
+    ]
+    problems = reshaped[:limit] + ([f"and {len(reshaped) - limit} more reshaped"] if len(reshaped) > limit else [])
+    return problems

@@ -1,0 +1,133 @@
+"""Issue 15: every failure a user can cause is one message naming the input, exit 2, no traceback.
+
+Each case goes through the real command line (`tamrin.cli.main`, or `python -m tamrin` in a
+subprocess where the failure must be injected into a fresh process) with the smallest settings.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tamrin.cli import main
+from tamrin.trainer.checkpoint.files import verify_checkpoint
+from tamrin.trainer.logs.logger import load_logs
+
+PLATES = [
+    "dataset.eval_num_samples=16",
+    "trainer.progress=none",
+    "trainer.batch_size=8",
+    "model.rnn_hidden_size=16",
+]
+
+
+@pytest.fixture(scope="module")
+def plates_checkpoint(tmp_path_factory) -> Path:
+    """A default-recipe run of 5 steps over 64 plates, saved at step 5 (mid-epoch: sample 40)."""
+    run = tmp_path_factory.mktemp("plates")
+    assert main(["train", *PLATES, f"trainer.output_dir={run}", "dataset.num_samples=64", "trainer.max_steps=5"]) == 0
+    return run / "checkpoints" / "00000005"
+
+
+def error_of(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_resuming_a_checkpoint_of_another_architecture_names_the_parameters_and_shapes(
+    plates_checkpoint, tmp_path, capsys
+):
+    """Was a RuntimeError traceback of torch's "size mismatch" lines."""
+    resume = [f"trainer.resume_from_checkpoint={plates_checkpoint}", f"trainer.output_dir={tmp_path}"]
+    assert main(["train", *PLATES[:-1], "model.rnn_hidden_size=8", "dataset.num_samples=64", *resume]) == 2
+    err = error_of(capsys)
+    assert f"The weights in {plates_checkpoint / 'model.safetensors'} do not fit CRNN" in err
+    assert "another architecture or vocabulary" in err
+    assert "expected shape [32, " in err and "found [64, " in err  # an LSTM gate block: 4 * 8 vs 4 * 16
+
+
+def test_resuming_from_an_empty_directory_says_it_is_empty(tmp_path, capsys):
+    """Was a ValueError traceback ("manifest.yaml is missing")."""
+    (tmp_path / "empty").mkdir()
+    overrides = [f"trainer.resume_from_checkpoint={tmp_path / 'empty'}", f"trainer.output_dir={tmp_path / 'run'}"]
+    assert main(["train", *PLATES, "dataset.num_samples=64", *overrides]) == 2
+    assert f"Cannot resume from {tmp_path / 'empty'}: the directory is empty, not a checkpoint" in error_of(capsys)
+
+
+def test_a_dataset_that_shrank_under_a_resumed_run_is_named_as_such(plates_checkpoint, tmp_path, capsys):
+    """Was `start_index=40` must be an int in [0, 24] (a sampler detail) in a traceback."""
+    resume = [f"trainer.resume_from_checkpoint={plates_checkpoint}", f"trainer.output_dir={tmp_path}"]
+    assert main(["train", *PLATES, "dataset.num_samples=24", "trainer.max_steps=10", *resume]) == 2
+    err = error_of(capsys)
+    assert "The checkpoint stopped at sample 40 of epoch 0, but the training dataset now has 24 samples" in err
+    assert "it shrank since the checkpoint was saved" in err
+
+
+@pytest.mark.parametrize("output_dir", ["a_file", "a_file/run", "/dev/null"])
+def test_an_output_dir_that_is_a_file_is_refused(output_dir, tmp_path, capsys):
+    """Were FileExistsError / NotADirectoryError tracebacks from the first mkdir."""
+    (tmp_path / "a_file").write_text("not a folder")
+    path = output_dir if output_dir.startswith("/") else str(tmp_path / output_dir)
+    assert main(["train", "--dry-run", f"trainer.output_dir={path}"]) == 2
+    assert f"`output_dir={path!r}`" in error_of(capsys)
+
+
+def run_cli_with(prelude: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`tamrin ARGV` in a fresh process after `prelude` (how a failure is injected there)."""
+    script = f"import sys\n{textwrap.dedent(prelude)}\nfrom tamrin.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False)
+
+
+TEXT = ["text_classification", "trainer.progress=none", "dataset.num_samples=100", "trainer.num_epochs=2"]
+
+
+def test_a_full_disk_while_tensorboard_writes_stops_with_one_message_and_keeps_the_csv_and_checkpoint(tmp_path):
+    """Was an OSError traceback from TensorBoard's writer thread, then another from the main thread.
+
+    The disk is made full inside TensorBoard's writer thread: its RecordWriter.write (which runs on
+    that thread and writes the event file) raises ENOSPC from its 8th record on, as the file write
+    would on a full disk.
+    """
+    full_after_eight_records = """
+        import errno, os
+        from tensorboard.summary.writer import record_writer
+        write, calls = record_writer.RecordWriter.write, []
+        def full(self, data):
+            calls.append(1)
+            if len(calls) > 8:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return write(self, data)
+        record_writer.RecordWriter.write = full
+    """
+    overrides = [f"trainer.output_dir={tmp_path}", "trainer.log_steps=1", "trainer.save_steps=2"]
+    result = run_cli_with(full_after_eight_records, "train", *TEXT, *overrides)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"Could not write the TensorBoard events in {tmp_path / 'logs'}: No space left on device" in result.stderr
+    checkpoints = sorted((tmp_path / "checkpoints").iterdir())
+    assert checkpoints and all(verify_checkpoint(path) is None for path in checkpoints)
+    logs = load_logs(tmp_path)
+    assert list(logs["step"]) == list(range(1, len(logs) + 1))  # each step once, none torn
+    assert len(logs) >= int(checkpoints[-1].name)
+
+
+def test_a_nonfinite_loss_reaching_the_cli_is_one_message(tmp_path):
+    """Was a NonFiniteLossError traceback. The model's loss is made NaN from the 3rd step on."""
+    nan_from_step_three = """
+        from tamrin.models.text_classifier import TextClassifier
+        compute, calls = TextClassifier.compute_loss, []
+        def nan_loss(self, outputs, batch):
+            calls.append(1)
+            loss = compute(self, outputs, batch)
+            return loss * float("nan") if len(calls) >= 3 else loss
+        TextClassifier.compute_loss = nan_loss
+    """
+    result = run_cli_with(nan_from_step_three, "train", *TEXT, f"trainer.output_dir={tmp_path}")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "tamrin train: error: " in result.stderr and "at step 3" in result.stderr
