@@ -6,6 +6,7 @@ subprocess where the failure must be injected into a fresh process) with the sma
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from tamrin.cli import main
-from tamrin.trainer.checkpoint.files import verify_checkpoint
+from tamrin.recipes.loading import recipe_path
+from tamrin.trainer.checkpoint.files import MANIFEST, read_manifest, verify_checkpoint
+from tamrin.trainer.checkpoint.manifest import write_manifest
 from tamrin.trainer.logs.logger import load_logs
 
 PLATES = [
@@ -131,3 +134,57 @@ def test_a_nonfinite_loss_reaching_the_cli_is_one_message(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "tamrin train: error: " in result.stderr and "at step 3" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("trainer:\n  batch_size: [1\n", "is not valid YAML (tags such as !!python are refused): while parsing a flow"),
+        (
+            "trainer: !!python/object/apply:os.system [echo hi]\n",
+            "is not valid YAML (tags such as !!python are refused): could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'",
+        ),
+    ],
+)
+def test_a_recipe_with_a_yaml_syntax_error_or_a_python_tag_is_one_message(text, message, tmp_path, capsys):
+    """Were a yaml ParserError / ConstructorError traceback, exit 1."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    assert main(["train", str(recipe), "--dry-run"]) == 2
+    err = error_of(capsys)
+    assert f"Recipe {recipe} {message}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unset_environment_variable_names_the_key_in_an_override_a_recipe_and_a_checkpoint(
+    plates_checkpoint, tmp_path, capsys, monkeypatch
+):
+    """Were omegaconf's InterpolationResolutionError (a traceback from a checkpoint's config)."""
+    monkeypatch.delenv("TAMRIN_UNSET", raising=False)
+    unset = "${oc.env:TAMRIN_UNSET}"
+    assert main(["train", "--dry-run", f"trainer.output_dir={unset}"]) == 2
+    assert "`trainer.output_dir` reads the environment variable 'TAMRIN_UNSET', which is not set" in error_of(capsys)
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(recipe_path("default").read_text().replace("seed: 42", f"seed: {unset}"))
+    assert f"seed: {unset}" in recipe.read_text()
+    assert main(["train", str(recipe), "--dry-run"]) == 2
+    assert f"Recipe {recipe}: `trainer.seed` reads the environment variable 'TAMRIN_UNSET'" in error_of(capsys)
+
+    checkpoint = tmp_path / "run" / "checkpoints" / plates_checkpoint.name
+    shutil.copytree(plates_checkpoint, checkpoint)
+    config = checkpoint / "train" / "trainer_config.yaml"
+    config.write_text(config.read_text().replace("seed: 42", f"seed: {unset}"))
+    info = {key: value for key, value in read_manifest(checkpoint).items() if key != "files"}
+    (checkpoint / MANIFEST).unlink()
+    write_manifest(checkpoint, info)  # resealed: the edit is the checkpoint's own config, not damage
+    resume = ["trainer.resume_from_checkpoint=true", f"trainer.output_dir={tmp_path / 'run'}"]
+    assert main(["train", *PLATES, "dataset.num_samples=64", "trainer.max_steps=6", *resume]) == 2
+    assert "`seed` reads the environment variable 'TAMRIN_UNSET', which is not set" in error_of(capsys)
+
+
+def test_a_callback_entry_without_a_name_is_named_with_the_registered_callbacks(capsys):
+    """Was "Unknown callback None"."""
+    assert main(["train", "--dry-run", "callbacks=[{bogus: 1}]"]) == 2
+    err = error_of(capsys)
+    assert "Callback entry {'bogus': 1} in the recipe has no `name`" in err
+    assert "Registered callbacks: curriculum, early_stopping" in err
