@@ -188,3 +188,37 @@ def test_a_callback_entry_without_a_name_is_named_with_the_registered_callbacks(
     err = error_of(capsys)
     assert "Callback entry {'bogus': 1} in the recipe has no `name`" in err
     assert "Registered callbacks: curriculum, early_stopping" in err
+
+
+@pytest.mark.parametrize("plot", ["out.txt", "out"])
+def test_logs_plot_to_a_file_matplotlib_cannot_write_names_the_valid_extensions(plot, tmp_path, capsys):
+    """Was matplotlib's ValueError traceback, after the summary had been printed."""
+    pytest.importorskip("matplotlib")
+    logs = tmp_path / "run" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "training_logs.csv").write_text("step,epoch,train.loss\n1,0,0.5\n")
+    assert main(["logs", str(tmp_path / "run"), "--plot", str(tmp_path / plot)]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.out == ""  # refused before anything was read
+    assert f"`--plot {tmp_path / plot}`: cannot write a plot as" in captured.err
+    assert "Valid extensions: " in captured.err and ".pdf" in captured.err and ".png" in captured.err
+    assert not (tmp_path / plot).exists()
+
+
+def test_a_typod_local_path_for_init_weights_from_says_it_asks_the_hub_and_that_no_local_folder_exists(
+    tmp_path, capsys, monkeypatch
+):
+    """Was the Hub's "repository not found" alone, for what was meant as a local path."""
+    from tamrin import hub
+
+    def not_found(repo_id, **kwargs):
+        raise hub.HubError(f"Repository {repo_id!r} was not found on the Hub (or is private: pass a token).")
+
+    monkeypatch.setattr(hub, "download", not_found)  # no network in tests: the Hub's answer to a missing repo
+    monkeypatch.chdir(tmp_path)
+    overrides = [f"trainer.output_dir={tmp_path / 'run'}", "trainer.init_weights_from=ouput/model"]
+    with pytest.warns(UserWarning, match=r"no local folder .*ouput/model; fetching it from the Hugging Face Hub"):
+        assert main(["train", *PLATES, "dataset.num_samples=64", *overrides]) == 2
+    err = error_of(capsys)
+    assert f"the local folder {tmp_path / 'ouput' / 'model'} does not exist, and fetching it from the Hub" in err
+    assert "Repository 'ouput/model' was not found on the Hub" in err

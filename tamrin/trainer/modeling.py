@@ -63,9 +63,30 @@ def prepare_model(model: torch.nn.Module, *, init_weights_from: str | None, comp
         if not directory.exists():
             if not hub.is_repo_id(init_weights_from):
                 raise FileNotFoundError(f"`init_weights_from={init_weights_from!r}`: no such directory or Hub repo id.")
-            directory = hub.download(init_weights_from, ignore_patterns=HUB_NON_MODEL_FILES)  # weights only
+            directory = _download_weights(init_weights_from)
         load_matching_weights(model, directory)
     return cast(torch.nn.Module, torch.compile(model)) if compile else model
+
+
+def _download_weights(repo_id: str) -> Path:
+    """`init_weights_from` that is no local folder but looks like a repo id: fetch it, saying so.
+
+    A typo'd local path (`ouput/model`) looks like a repo id too, so the user is told that the Hub is
+    being asked, and a failure names the missing local folder as well as the Hub's answer.
+    """
+    local = Path(repo_id).absolute()
+    warnings.warn(
+        f"`init_weights_from={repo_id!r}`: no local folder {local}; "
+        "fetching it from the Hugging Face Hub as a repo id.",
+        stacklevel=3,
+    )
+    try:
+        return hub.download(repo_id, ignore_patterns=HUB_NON_MODEL_FILES)  # weights only
+    except hub.HubError as err:
+        raise hub.HubError(
+            f"`init_weights_from={repo_id!r}`: the local folder {local} does not exist, and fetching it from the "
+            f"Hub as a repo id failed: {err}"
+        ) from None
 
 
 def adopt_data_preprocessor(model: torch.nn.Module, preprocessor: Any) -> None:
