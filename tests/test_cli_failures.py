@@ -6,6 +6,7 @@ subprocess where the failure must be injected into a fresh process) with the sma
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -80,10 +81,10 @@ def test_an_output_dir_that_is_a_file_is_refused(output_dir, tmp_path, capsys):
     assert f"`output_dir={path!r}`" in error_of(capsys)
 
 
-def run_cli_with(prelude: str, *argv: str) -> subprocess.CompletedProcess[str]:
+def run_cli_with(prelude: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`tamrin ARGV` in a fresh process after `prelude` (how a failure is injected there)."""
     script = f"import sys\n{textwrap.dedent(prelude)}\nfrom tamrin.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False)
+    return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False, env=env)
 
 
 TEXT = ["text_classification", "trainer.progress=none", "dataset.num_samples=100", "trainer.num_epochs=2"]
@@ -222,3 +223,57 @@ def test_a_typod_local_path_for_init_weights_from_says_it_asks_the_hub_and_that_
     err = error_of(capsys)
     assert f"the local folder {tmp_path / 'ouput' / 'model'} does not exist, and fetching it from the Hub" in err
     assert "Repository 'ouput/model' was not found on the Hub" in err
+
+
+READ_ONLY_PRELUDE = """
+    import builtins, errno, os
+    OUT = os.environ["TAMRIN_TEST_READ_ONLY"]
+
+    def _refuse(path):
+        if str(os.path.abspath(os.fspath(path))).startswith(OUT):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+    _open, _os_open, _mkdir = builtins.open, os.open, os.mkdir
+    def open_(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+"):
+            _refuse(file)
+        return _open(file, mode, *args, **kwargs)
+    def os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            _refuse(path)
+        return _os_open(path, flags, *args, **kwargs)
+    def mkdir(path, *args, **kwargs):
+        _refuse(path)
+        return _mkdir(path, *args, **kwargs)
+    builtins.open, os.open, os.mkdir = open_, os_open, mkdir
+"""
+
+
+@pytest.mark.parametrize("how", ["read-only mount", "no write permission"])
+def test_a_read_only_output_dir_exits_2_naming_the_path(how, tmp_path):
+    """Was a raw OSError traceback (EROFS from writing recipe.yaml, EACCES without permission).
+
+    The tests run as root, where chmod does not stop a write, so the failure is made two ways: a
+    real read-only tmpfs mounted on output_dir (EROFS; skipped where mounting is not allowed), and
+    in a fresh process every open-for-writing, os.open and mkdir under output_dir raising EACCES,
+    as they do for a user without write permission.
+    """
+    out = tmp_path / "out"
+    out.mkdir()
+    if how == "read-only mount":
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(out)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root); the injected EACCES case covers this")
+        prelude, reason = "", "Read-only file system"
+    else:
+        prelude, reason = READ_ONLY_PRELUDE, "Permission denied"
+    try:
+        env = {**os.environ, "TAMRIN_TEST_READ_ONLY": str(out)}
+        result = run_cli_with(prelude, "train", *PLATES, "dataset.num_samples=64", f"trainer.output_dir={out}", env=env)
+    finally:
+        if how == "read-only mount":
+            subprocess.run(["umount", str(out)], check=True)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"tamrin train: error: {out}" in result.stderr and f"{reason}. Check the output_dir" in result.stderr
+    assert list(out.iterdir()) == []
