@@ -1,7 +1,9 @@
 """The `tamrin` command line; each sub-command lives in `tamrin/commands/`.
 
-Errors a user can fix (a bad recipe, override, path or Hub call) print one message and exit 2,
-without a traceback; anything else is a bug and keeps its traceback.
+Errors a user can fix (a bad recipe, override, path or Hub call, a NaN loss, an output_dir that is
+read-only, not writable or on a full disk) print one message and exit 2, without a traceback; this
+is the one place that mapping lives (the library raises ConfigError and friends, the commands do not
+catch them). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
