@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, SCMode
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
 __all__ = [
     "Config",
@@ -152,7 +153,10 @@ class Config(metaclass=_ConfigMeta):
     @classmethod
     def from_dict(cls: type[ConfigT], data: Mapping[str, Any] | DictConfig) -> ConfigT:
         """Build a config from a mapping (interpolations resolved); unknown keys fail clearly."""
-        plain: object = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else data
+        try:
+            plain: object = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else data
+        except InterpolationResolutionError as err:
+            raise interpolation_error(err) from None
         if not isinstance(plain, Mapping):  # e.g. a DictConfig holding None converts to None
             raise ConfigError(f"A {cls.__name__} must be a mapping of keys to values, got {type(plain).__name__}.")
         cls._check_keys(plain)
@@ -283,9 +287,13 @@ def plain_dict(node: DictConfig, *, resolve: bool = True) -> dict[str, Any]:
     any key type (str, int, Enum, ...); this checks both, so callers get the `dict[str, Any]` they index by name.
 
     Raises:
-        ConfigError: the node holds no mapping, or a top-level key is not a string (e.g. YAML's `1: x`).
+        ConfigError: the node holds no mapping, a top-level key is not a string (e.g. YAML's `1: x`), or
+            an interpolation cannot be resolved (`${oc.env:UNSET}`).
     """
-    plain = OmegaConf.to_container(node, resolve=resolve, structured_config_mode=SCMode.DICT)
+    try:
+        plain = OmegaConf.to_container(node, resolve=resolve, structured_config_mode=SCMode.DICT)
+    except InterpolationResolutionError as err:
+        raise interpolation_error(err) from None
     if not isinstance(plain, dict):
         raise ConfigError(f"Expected a mapping of keys to values, got {type(plain).__name__}.")
     named: dict[str, Any] = {}
@@ -294,6 +302,21 @@ def plain_dict(node: DictConfig, *, resolve: bool = True) -> dict[str, Any]:
             raise ConfigError(f"Key {key!r} must be a string (a field or section name), not a {type(key).__name__}.")
         named[key] = value
     return named
+
+
+_UNSET_VARIABLE = re.compile(r"Environment variable '([^']*)' not found")
+
+
+def interpolation_error(err: InterpolationResolutionError) -> ConfigError:
+    """Name the key whose `${...}` cannot be resolved (an unset `${oc.env:VAR}`), not omegaconf's traceback."""
+    key = getattr(err, "full_key", None) or "?"
+    unset = _UNSET_VARIABLE.search(str(err))
+    if unset:
+        return ConfigError(
+            f"`{key}` reads the environment variable {unset.group(1)!r}, which is not set: set it, or give "
+            f"`{key}` a value (or a default: `${{oc.env:{unset.group(1)},<default>}}`)."
+        )
+    return ConfigError(f"`{key}` cannot be resolved: {str(err).splitlines()[0]}")
 
 
 def merge_dict_configs(base: DictConfig, *overrides: DictConfig) -> DictConfig:

@@ -76,3 +76,34 @@ def test_unreadable_image_and_missing_model_exit_2_naming_them(saved_crnn, tmp_p
     assert f"Cannot read image '{bad}'" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "nowhere"), str(bad)]) == 2
     assert "No model_config.yaml in" in capsys.readouterr().err
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header declares `width` x `height` pixels (a decompression bomb's header)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = 8  # after the signature: length (4), b"IHDR" (4), then width and height
+    data[ihdr + 8 : ihdr + 16] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr + 4 : ihdr + 8 + 13]))
+    data[ihdr + 8 + 13 : ihdr + 8 + 17] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("side", [12_000, 20_000])  # PIL warns (and decodes) above 89.5M pixels, fails above 2x
+def test_a_decompression_bomb_image_exits_2_before_it_is_decoded(saved_crnn, tmp_path: Path, side, capsys) -> None:
+    """Issue 15: was PIL's DecompressionBombError traceback (or, under twice the limit, a warning and
+    a decode of 144M pixels)."""
+    _, directory = saved_crnn
+    bomb = _png_declaring(tmp_path / "bomb.png", side, side)
+    assert main(["predict", str(directory), str(bomb)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"Refusing image '{bomb}'" in err and "MAX_IMAGE_PIXELS" in err

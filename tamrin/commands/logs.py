@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tamrin.configs import ConfigError
 from tamrin.trainer.logs import review as log_review
 from tamrin.trainer.logs.logger import load_logs
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["register", "run", "format_summary", "run_names"]
+__all__ = ["register", "run", "format_summary", "run_names", "check_plot_suffix"]
 
 _MISSING = "-"
 
@@ -48,6 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_plot_suffix(args.plot)  # before any reading: a typo'd name should not cost the summary first
     names = run_names(args.output_dirs)
     try:
         runs = {name: load_logs(path) for name, path in zip(names, args.output_dirs)}
@@ -69,6 +72,21 @@ def run(args: argparse.Namespace) -> int:
         figure.savefig(path, dpi=110)
         print(f"Wrote {path}", file=sys.stderr if args.csv else sys.stdout)
     return 0
+
+
+def check_plot_suffix(plot: str) -> None:
+    """`--plot out.txt` failed deep inside matplotlib; name the file and the formats it can write."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return  # plot_logs says how to install it
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = Path(plot).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ConfigError(
+            f"`--plot {plot}`: cannot write a plot as {('.' + suffix) if suffix else 'a file without a suffix'}. "
+            f"Valid extensions: {', '.join('.' + name for name in formats)}."
+        )
 
 
 def run_names(paths: Sequence[str]) -> list[str]:

@@ -9,6 +9,7 @@ as training did.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
@@ -101,8 +102,16 @@ def open_image(source: Any) -> Any:
     if isinstance(source, Image.Image):
         return source
     try:
-        with Image.open(source) as image:
-            image.load()
-            return image
+        with warnings.catch_warnings():
+            # PIL only warns up to twice its pixel limit and decodes anyway: refuse from the limit on
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                image.load()
+                return image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ConfigError(
+            f"Refusing image {str(source)!r}: {err} Its header declares more pixels than PIL's limit "
+            f"(PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}); raise that limit only for a file you trust."
+        ) from None
     except (OSError, UnidentifiedImageError) as err:
         raise ConfigError(f"Cannot read image {str(source)!r}: {err}") from err

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -71,6 +72,10 @@ def load_recipe(name_or_path: str | os.PathLike | None = None, overrides: Sequen
     path = recipe_path(name_or_path)
     try:
         recipe = OmegaConf.load(path)
+    except yaml.YAMLError as err:  # a syntax error, or a tag such as !!python that safe loading refuses
+        raise ConfigError(
+            f"Recipe {path} is not valid YAML (tags such as !!python are refused): {_one_line(err)}"
+        ) from None
     except (OSError, OmegaConfBaseException, ValueError) as err:
         raise ConfigError(f"Could not read recipe {path}: {err}") from err
     if not isinstance(recipe, DictConfig):
@@ -79,11 +84,16 @@ def load_recipe(name_or_path: str | os.PathLike | None = None, overrides: Sequen
     _check_sections(recipe, path)
     try:
         resolved = plain_dict(recipe)
-    except OmegaConfBaseException as err:
+    except (OmegaConfBaseException, ConfigError) as err:
         raise ConfigError(f"Recipe {path}: {err}") from None
     _sync_task(resolved, path)
     validate_recipe(resolved)
     return OmegaConf.create(resolved)
+
+
+def _one_line(err: yaml.YAMLError) -> str:
+    """PyYAML's message spans lines (problem, then where); one line reads better after `error:`."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
@@ -171,6 +181,12 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
     callbacks = registered_callbacks()
     for entry in recipe.get("callbacks") or []:
         name = entry.get("name") if isinstance(entry, dict) else entry
+        if isinstance(entry, dict) and name is None:
+            raise ConfigError(
+                f"Callback entry {entry!r} in the recipe has no `name`: write a registered callback's name, or a "
+                "mapping `{name: <callback>, <argument>: <value>}`. "
+                f"Registered callbacks: {', '.join(sorted(callbacks))}."
+            )
         if name not in callbacks:
             raise ConfigError(
                 f"Unknown callback {name!r} in the recipe.{suggest(str(name), callbacks)} "

@@ -162,7 +162,7 @@ class TrainerConfig(Config):
     def validate(self) -> list[str | None]:
         return [
             _check_name("task", self.task, available_tasks()),
-            None if self.output_dir else "`output_dir` must be a non-empty path.",
+            _check_output_dir(self.output_dir),
             _check_device(self.device),
             check_range("num_epochs", self.num_epochs, minimum=1),
             _check_step_value("max_steps", self.max_steps, optional=True),
@@ -200,6 +200,18 @@ class TrainerConfig(Config):
             _check_shard_modules(self.fsdp_shard_modules),
             _check_fsdp_settings(self.strategy, self.mixed_precision, self.compile),
         ]
+
+
+def _check_output_dir(output_dir: str) -> str | None:
+    """A path that exists must be a folder: a file (or `/dev/null`) fails later with a raw OSError."""
+    if not output_dir:
+        return "`output_dir` must be a non-empty path."
+    path = os.fspath(output_dir)
+    existing = next((p for p in (path, *map(str, PurePath(path).parents)) if os.path.lexists(p)), None)
+    if existing is not None and not os.path.isdir(existing):
+        where = "is" if existing == path else f"is under {existing!r}, which is"
+        return f"`output_dir={output_dir!r}` {where} a file, not a folder: pick a folder path for the run."
+    return None
 
 
 def _check_label_names(names: list[str] | None) -> str | None:

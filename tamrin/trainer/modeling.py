@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from tamrin import hub
@@ -64,9 +65,30 @@ def prepare_model(model: torch.nn.Module, *, init_weights_from: str | None, comp
         if not directory.exists():
             if not hub.is_repo_id(init_weights_from):
                 raise FileNotFoundError(f"`init_weights_from={init_weights_from!r}`: no such directory or Hub repo id.")
-            directory = hub.download(init_weights_from, ignore_patterns=HUB_NON_MODEL_FILES)  # weights only
+            directory = _download_weights(init_weights_from)
         load_matching_weights(model, directory)
     return cast(torch.nn.Module, torch.compile(model)) if compile else model
+
+
+def _download_weights(repo_id: str) -> Path:
+    """`init_weights_from` that is no local folder but looks like a repo id: fetch it, saying so.
+
+    A typo'd local path (`ouput/model`) looks like a repo id too, so the user is told that the Hub is
+    being asked, and a failure names the missing local folder as well as the Hub's answer.
+    """
+    local = Path(repo_id).absolute()
+    warnings.warn(
+        f"`init_weights_from={repo_id!r}`: no local folder {local}; "
+        "fetching it from the Hugging Face Hub as a repo id.",
+        stacklevel=3,
+    )
+    try:
+        return hub.download(repo_id, ignore_patterns=HUB_NON_MODEL_FILES)  # weights only
+    except hub.HubError as err:
+        raise hub.HubError(
+            f"`init_weights_from={repo_id!r}`: the local folder {local} does not exist, and fetching it from the "
+            f"Hub as a repo id failed: {err}"
+        ) from None
 
 
 def adopt_data_preprocessor(model: torch.nn.Module, preprocessor: Any) -> None:
@@ -306,17 +328,44 @@ def load_matching_weights(model: torch.nn.Module, directory: str | os.PathLike) 
 
 
 def load_model_weights(model: torch.nn.Module, directory: str | os.PathLike) -> None:
-    """Load model.safetensors from `directory` into `model`, strictly (every key must match).
+    """Load model.safetensors from `directory` into `model`, strictly (every key and shape must match).
+
+    The shapes are compared before loading, so a checkpoint of another architecture or vocabulary
+    is a ConfigError naming each differing parameter with the expected and found shapes (torch's
+    own message is a wall of "size mismatch" lines ending in a traceback).
 
     Raises:
-        FileNotFoundError: no weights file; RuntimeError: missing or unexpected keys, named.
+        FileNotFoundError: no weights file; ConfigError: missing, unexpected or reshaped keys, named.
     """
     path = Path(directory) / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"No {WEIGHTS_NAME} in {directory}.")
+    problems = _weight_mismatches(model, path)
+    if problems:
+        raise ConfigError(
+            f"The weights in {path} do not fit {type(model).__name__} (a checkpoint of another architecture "
+            f"or vocabulary?): {'; '.join(problems)}."
+        )
     missing, unexpected = load_model(model, str(path), strict=False)
     if missing or unexpected:
-        raise RuntimeError(
+        raise ConfigError(
             f"The weights in {path} do not fit {type(model).__name__}: "
             f"missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}."
         )
+
+
+def _weight_mismatches(model: torch.nn.Module, path: Path, limit: int = 8) -> list[str]:
+    """The parameters whose shape differs between `model` and the file, read from the file's header only.
+
+    Missing and unexpected keys are left to safetensors' `load_model`, which knows tied weights.
+    """
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    with safe_open(str(path), framework="pt") as handle:
+        found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    reshaped = [
+        f"`{name}` expected shape {list(shape)}, found {list(found[name])}"
+        for name, shape in expected.items()
+        if name in found and tuple(found[name]) != shape
+    ]
+    problems = reshaped[:limit] + ([f"and {len(reshaped) - limit} more reshaped"] if len(reshaped) > limit else [])
+    return problems

@@ -215,6 +215,13 @@ class EpochPosition:
         """
         sampler: Any = loader.sampler  # a RangedSampler (or one with its interface)
         sampler.set_epoch(epoch)
+        end = getattr(sampler, "end_index", None)
+        if isinstance(end, int) and position > end:  # only a resumed epoch starts past 0
+            raise ConfigError(
+                f"The checkpoint stopped at sample {position} of epoch {epoch}, but the training dataset now "
+                f"has {end} samples: it shrank since the checkpoint was saved. Resume with the data the run "
+                "was trained on, or start a fresh run (another output_dir, or overwrite_output_dir=True)."
+            )
         sampler.set_start_index(position)
         loader.generator.manual_seed(seed * 1_000_003 + epoch)
         self.loader = loader

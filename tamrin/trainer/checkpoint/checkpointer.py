@@ -162,7 +162,7 @@ class Checkpointer:
         warning); a string is a checkpoint directory or a Hub repo id.
 
         Raises:
-            ValueError: the named checkpoint is damaged. FileNotFoundError: it does not exist.
+            ConfigError: the named checkpoint is empty or damaged. FileNotFoundError: it does not exist.
         """
         if not request:
             return None
@@ -175,9 +175,14 @@ class Checkpointer:
                 self.accelerator.print(f"No checkpoint in {self.checkpoints_dir}: starting a new run.")
             return path
         path = _checkpoint_source(str(request))
+        if path.is_dir() and not any(path.iterdir()):
+            raise ConfigError(
+                f"Cannot resume from {path}: the directory is empty, not a checkpoint "
+                "(pass a checkpoint directory such as {output_dir}/checkpoints/00000008, or true for the latest)."
+            )
         problem = files.verify_checkpoint(path)
         if problem:
-            raise ValueError(f"Cannot resume from {path}: {problem}.")
+            raise ConfigError(f"Cannot resume from {path}: {problem}.")
         return path
 
     def set_aside_later_checkpoints(self, step: int) -> Path | None:

@@ -6,21 +6,37 @@ A run's logs live in ``{output_dir}/logs/``: ``training_logs.csv`` (one row per 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CSV_FILENAME", "FIXED_COLUMNS", "TrainingLogger", "load_logs", "unique", "with_step_column"]
+__all__ = [
+    "CSV_FILENAME",
+    "FIXED_COLUMNS",
+    "LogWriteError",
+    "TrainingLogger",
+    "load_logs",
+    "unique",
+    "with_step_column",
+]
 
 CSV_FILENAME = "training_logs.csv"
 FIXED_COLUMNS = ("step", "epoch")
+
+
+class LogWriteError(OSError):
+    """Writing the run's logs failed (a full disk, ...); its `errno` is the original error's."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class TrainingLogger:
@@ -118,15 +134,17 @@ class TrainingLogger:
         else:
             fields["step"] = str(step)
         self._append_row(fields)
-        for key, value in values.items():
-            self._writer.add_scalar(_tensorboard_tag(key), value, step)
+        with self._tensorboard_errors():
+            for key, value in values.items():
+                self._writer.add_scalar(_tensorboard_tag(key), value, step)
 
     def flush(self) -> None:
         """Push buffered TensorBoard events (and the CSV, already flushed per row) to disk."""
         if self._file is not None:
             self._file.flush()
         if self._writer is not None:
-            self._writer.flush()
+            with self._tensorboard_errors():
+                self._writer.flush()
 
     def close(self) -> None:
         """Flush and close both writers. Calling it again does nothing."""
@@ -134,8 +152,23 @@ class TrainingLogger:
             self._file.close()
             self._file = None
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            with self._tensorboard_errors():
+                writer.close()
+
+    @contextlib.contextmanager
+    def _tensorboard_errors(self) -> Iterator[None]:
+        """TensorBoard writes from a thread and re-raises its bare OSError (a full disk) at a later call:
+        name the folder and say what is intact (each CSV row is flushed as it is written)."""
+        try:
+            yield
+        except OSError as err:
+            raise LogWriteError(
+                err.errno,
+                f"Could not write the TensorBoard events in {self.logs_dir}: {err.strerror or err}. The CSV "
+                f"({self.csv_path.name}) holds every row logged so far, and the checkpoints already saved are intact. "
+                "Free space on that disk, then resume with resume_from_checkpoint=True",
+            ) from err
 
     def __enter__(self) -> TrainingLogger:
         return self
