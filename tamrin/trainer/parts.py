@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
+from tamrin.datasets.sampling.streams import is_stream, shard_stream, stream_name
 from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model, logged_metric_name
 from tamrin.trainer import building
 from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl, TrainerView
@@ -39,7 +40,13 @@ from tamrin.trainer.runtime import (
     seed_everything,
 )
 from tamrin.trainer.state import TrainerState
-from tamrin.trainer.steps import SkippingEpochPosition, StepPlan, check_steps_per_epoch, check_train_dataset
+from tamrin.trainer.steps import (
+    SkippingEpochPosition,
+    StepPlan,
+    StreamEpochPosition,
+    check_steps_per_epoch,
+    check_train_dataset,
+)
 
 __all__ = ["TrainerParts"]
 
@@ -91,7 +98,7 @@ class TrainerParts:
         # callbacks exist before the data: one may supply the training sampler (e.g. a Curriculum)
         self.callbacks = CallbackHandler(building.default_callbacks(config) + list(callbacks or ()))
         self.train_dataloader = self._checked_train_dataloader(train_dataset)
-        self.plan = StepPlan.from_config(config, len(self.train_dataloader)) if self.train_dataloader else None
+        self.plan = self._step_plan(self.train_dataloader)
         self.optimizer = optimizer or self.create_optimizer()
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         self._backward, self._step_optimizer = building.direct_backward_and_optimizer(self.accelerator, self.optimizer)
@@ -112,6 +119,8 @@ class TrainerParts:
         )
         if isinstance(self._position, SkippingEpochPosition):
             self.checkpointer.notes["resume"] = self._position.note
+        # a stream's place in its pass, which checkpoints save (train/stream_state*.pt); None for map-style data
+        self.train_stream = self._position if isinstance(self._position, StreamEpochPosition) else None
 
     @property
     def is_main_process(self) -> bool:
@@ -142,7 +151,15 @@ class TrainerParts:
         )
 
     def create_train_dataloader(self, dataset: Any) -> DataLoader:
-        """A DataLoader over `dataset` with `create_train_sampler`'s sampler (O(1) mid-epoch resume)."""
+        """A DataLoader over `dataset` with `create_train_sampler`'s sampler (O(1) mid-epoch resume).
+
+        A stream (an IterableDataset) has no sampler: this process's shard of it is read in its own
+        order (HF streams are split with `datasets.distributed.split_dataset_by_node`).
+        """
+        accelerator = self.accelerator
+        if is_stream(dataset):
+            shard = shard_stream(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes)
+            return building.build_stream_dataloader(shard, self.config, self.data_collator, accelerator.device.type)
         sampler = self.create_train_sampler(dataset)
         return building.build_train_dataloader(
             dataset, sampler, self.config, self.data_collator, self.accelerator.device.type
@@ -175,6 +192,8 @@ class TrainerParts:
             return None
         check_train_dataset(dataset)
         loader = self.create_train_dataloader(dataset)
+        if is_stream(loader.dataset):  # no length to check: an empty pass is refused when it is read
+            return loader
         check_steps_per_epoch(
             len(loader),
             dataset_size=len(dataset),
@@ -182,6 +201,14 @@ class TrainerParts:
             num_processes=self.accelerator.num_processes,
         )
         return loader
+
+    def _step_plan(self, loader: DataLoader | None) -> StepPlan | None:
+        """The run's step plan: from the loader's length, or from max_steps over a stream (no length)."""
+        if loader is None:
+            return None
+        if is_stream(loader.dataset):
+            return StepPlan.for_stream(self.config, stream_name(loader.dataset))
+        return StepPlan.from_config(self.config, len(loader))
 
     def _maximize_best_metric(self) -> bool:
         """Whether a larger metric_for_best_model is better (False before the metrics handler exists)."""
@@ -273,7 +300,8 @@ class TrainerParts:
             if self.lr_scheduler is None
             else scheduler_cadence(self.config.lr_scheduler, self.config.lr_scheduling_steps)
         )
-        return describe_run(plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
+        samples = None if is_stream(self.train_dataset) else len(self.train_dataset)
+        return describe_run(plan, num_samples=samples, batch_size=self.config.batch_size,
                             num_processes=self.accelerator.num_processes, start_step=self.state.global_step,
                             lr_schedule=cadence)  # fmt: skip
 

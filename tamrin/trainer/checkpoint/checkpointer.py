@@ -55,7 +55,7 @@ class Checkpointer:
                 left behind and the previous checkpoint is intact (the message names it).
         """
         path = Path(path)
-        context = SaveContext(self.store, self._gather_rng_states(), include_logs)
+        context = SaveContext(self.store, self._gather_rng_states(), include_logs, self._gather_stream_states(trainer))
         if self.accelerator.is_main_process:
             info = run_info(trainer.config, self.accelerator.num_processes, trainer.state.global_step) | self.notes
             try:
@@ -82,6 +82,18 @@ class Checkpointer:
 
     def _gather_rng_states(self) -> list[dict[str, Any]]:
         state = capture_rng_state()
+        if self.accelerator.num_processes == 1:
+            return [state]
+        from accelerate.utils import gather_object
+
+        return gather_object([state])
+
+    def _gather_stream_states(self, trainer: Checkpointable) -> list[Any] | None:
+        """Each process's training-stream state (None without a stream: every process agrees)."""
+        stream = getattr(trainer, "train_stream", None)
+        if stream is None:
+            return None
+        state = stream.state()
         if self.accelerator.num_processes == 1:
             return [state]
         from accelerate.utils import gather_object
