@@ -34,6 +34,7 @@ from tamrin.datasets.synthetic.sentiment import (  # registers "synthetic_sentim
 )
 from tamrin.datasets.synthetic.shapes import SyntheticShapesConfig, SyntheticShapesDataset
 from tamrin.datasets.tasks.image_classification import ImageFolderConfig, ImageFolderDataset
+from tamrin.datasets.tasks.ocr import OCRConfig, OCRDataset  # registers "ocr"
 from tamrin.datasets.tasks.sequence_labeling import (  # registers "sequence_labeling"
     SequenceLabelingConfig,
     SequenceLabelingDataset,
@@ -58,6 +59,8 @@ __all__ = [
     "ImageCollator",
     "ImageFolderConfig",
     "ImageFolderDataset",
+    "OCRConfig",
+    "OCRDataset",
     "RangedSampler",
     "SyntheticPlatesConfig",
     "SyntheticPlatesDataset",

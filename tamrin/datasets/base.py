@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import default_collate
 
-from tamrin.configs import Config, check_range
+from tamrin.configs import Config, ConfigError, check_range
+from tamrin.datasets.folders import SPLIT_PATTERNS, config_files, dataset_folder, resolve_files, saved_files
+from tamrin.datasets.tables import column_values, quiet_datasets
 from tamrin.registry import Registry, config_name_default, load_registered_config
 
 __all__ = ["DATASETS", "Dataset", "DatasetConfig", "build_dataset", "get_dataset_class", "register_dataset"]
@@ -157,6 +160,157 @@ class Dataset(TorchDataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.config.name!r}, split={self.split!r}, size={len(self)})"
+
+    # -- the rows' columns (datasets that keep an Arrow table of rows) --------------------------
+    @property
+    def column_names(self) -> list[str]:
+        """The columns of the split's rows, extra ones included (AttributeError: a dataset without a table)."""
+        table = getattr(self, "table", None)
+        if table is None:
+            raise AttributeError(f"{type(self).__name__} keeps no table of rows, so it has no columns.")
+        return list(table.column_names)
+
+    def column(self, name: str) -> Any:
+        """The values of column `name` in sample order, as a numpy array (e.g. a curriculum's difficulty).
+
+        Extra columns (a confidence, a length, a source) stay in the table; the model never sees them.
+
+        Raises:
+            ConfigError: no such column; the message lists the columns.
+        """
+        if name not in self.column_names:
+            source = getattr(self, "source", repr(self))
+            raise ConfigError(f"Column {name!r} is not in {source} (its columns: {sorted(self.column_names)}).")
+        values = column_values(self.table, name)  # type: ignore[attr-defined]  # column_names checked the table
+        return values if self.config.max_size is None else values[: len(self)]
+
+    # -- folders and the Hub (folders.py has the layout) ---------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path_or_repo_id: str | os.PathLike,
+        split: str = "train",
+        preprocessor: Any = None,
+        revision: str | None = None,
+        **config_overrides: Any,
+    ) -> Dataset:
+        """Load a split from a dataset folder or a Hub dataset repo, as Hezar's `Dataset.load` does.
+
+        The folder's `dataset_config.yaml` names the registered dataset class (`name`) and its options;
+        the split's data files are the config's `files[split]`, else found by the Hub's conventions
+        (`data/{split}-*.parquet`, ...). Example: `Dataset.load("data/reviews", split="validation",
+        preprocessor=train.preprocessor)`.
+
+        Args:
+            path_or_repo_id: a local folder, or a Hub dataset repo id ("user/name").
+            split: the split to load.
+            preprocessor: the training split's preprocessor (or a folder / Hub model repo holding one,
+                e.g. a trained model's), so that ids mean what they meant in training; None builds
+                one from the training split.
+            revision: a branch, tag or commit of the Hub repo.
+            **config_overrides: config fields to replace, e.g. `max_length=8`.
+
+        Raises:
+            ConfigError: the config names no registered dataset, or one of another kind than `cls`.
+            FileNotFoundError: no such folder, and not a repo id. HubError: the download failed.
+        """
+        folder = dataset_folder(path_or_repo_id, revision)
+        config = DatasetConfig.load(folder, dict(config_overrides) or None)
+        dataset_class = get_dataset_class(config.name)
+        if not issubclass(dataset_class, cls):
+            raise ConfigError(
+                f"{folder}/dataset_config.yaml names dataset {config.name!r} ({dataset_class.__name__}), "
+                f"not a {cls.__name__}; load it with `Dataset.load(...)`."
+            )
+        files = config_files(config)
+        if files is not None:
+            resolved = resolve_files(files, folder, split)
+            if split not in resolved:
+                searched = [pattern.format(split=split) for pattern in SPLIT_PATTERNS]
+                raise ConfigError(
+                    f"{path_or_repo_id} has no data for split {split!r}: its dataset_config.yaml names "
+                    f"`files` for {sorted(files)} and no file matches {searched}."
+                )
+            config = type(config).from_dict({**config.to_dict(), "files": resolved})
+        if isinstance(preprocessor, (str, os.PathLike)):
+            preprocessor = dataset_class.load_preprocessor(preprocessor)
+        return dataset_class(config, split=split, preprocessor=preprocessor)
+
+    @classmethod
+    def load_preprocessor(cls, path_or_repo_id: str | os.PathLike) -> Any:
+        """The preprocessor saved in a folder or Hub model repo (a trained model's), for `load(preprocessor=PATH)`."""
+        raise TypeError(
+            f"{cls.__name__} cannot read a preprocessor from {str(path_or_repo_id)!r}: pass the preprocessor "
+            "object itself (e.g. `preprocessor=train_dataset.preprocessor`)."
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write this split into a dataset folder that `Dataset.load` (and a Hub dataset repo) reads.
+
+        Writes `data/{split}-00000-of-00001.parquet` (the rows this dataset holds, `max_size` applied)
+        and `dataset_config.yaml`; other splits already saved in the folder are kept, so saving each
+        split of a dataset into one folder gives the whole dataset.
+
+        Raises:
+            NotImplementedError: the dataset keeps no table of rows (a generated one: save its config).
+            ConfigError: the folder holds another dataset.
+        """
+        table = getattr(self, "table", None)
+        files = config_files(self.config)
+        if table is None or files is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} reads no data files, so it has no rows to save: it is rebuilt from its "
+                f"config (`dataset.config.save(path)`). `Dataset.save` writes datasets read from files, e.g. "
+                "text_classification or sequence_labeling."
+            )
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        existing = DatasetConfig.load(folder) if (folder / DatasetConfig.config_filename).is_file() else None
+        if existing is not None and existing.name != self.config.name:
+            raise ConfigError(
+                f"{folder} holds dataset {existing.name!r}; it cannot take a split of {self.config.name!r}."
+            )
+        kept, relative = saved_files(config_files(existing) or {}, self.split)
+        for stale in (folder / "data").glob(f"{self.split}-*"):  # this split's earlier shards
+            stale.unlink()
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        with quiet_datasets():
+            table.to_parquet(str(partial))
+        os.replace(partial, target)
+        kept.pop(self.split)  # found by its name, so a push of one split leaves the others' entries be
+        config = type(self.config).from_dict({**self.config.to_dict(), "files": kept, "max_size": None})
+        config.save(folder)
+        return folder
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Upload this split to a Hub dataset repo, in the layout `save` writes (one commit, deleting nothing).
+
+        Returns:
+            The commit (`hub.Commit`: its sha, url and pull request).
+        """
+        from tamrin import hub
+
+        return hub.upload_saved(
+            self.save,
+            repo_id,
+            commit_message=commit_message or f"Upload the {self.split} split with tamrin",
+            private=private,
+            revision=revision,
+            token=token,
+            create_pr=create_pr,
+            repo_type="dataset",
+        )
 
 
 def register_dataset(

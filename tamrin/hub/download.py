@@ -28,8 +28,9 @@ def download(
     allow_patterns: str | Sequence[str] | None = None,
     ignore_patterns: str | Sequence[str] | None = None,
     token: str | None = None,
+    repo_type: str = "model",
 ) -> Path:
-    """Download a snapshot of a model repo into the huggingface_hub cache.
+    """Download a snapshot of a model (or dataset) repo into the huggingface_hub cache.
 
     With ``HF_HUB_OFFLINE=1`` (or no network) a snapshot already in the cache is returned without
     contacting the Hub, provided it holds every file the patterns ask for.
@@ -40,6 +41,7 @@ def download(
         allow_patterns: Only download files matching these glob patterns.
         ignore_patterns: Skip files matching these glob patterns (e.g. a pushed run's `train/*`).
         token: Hub token; None lets huggingface_hub use HF_TOKEN or the stored login.
+        repo_type: "model" (default) or "dataset" (`Dataset.load` of a Hub dataset repo).
 
     Returns:
         The local snapshot folder (inside the cache; treat it as read-only).
@@ -52,7 +54,13 @@ def download(
     try:
         with hub_errors("download", repo_id, revision=revision, token=token):
             path = snapshot_download(
-                repo_id, revision=revision, allow_patterns=allow, ignore_patterns=ignore, token=token, **user_agent()
+                repo_id,
+                revision=revision,
+                allow_patterns=allow,
+                ignore_patterns=ignore,
+                token=token,
+                repo_type=repo_type,
+                **user_agent(),
             )
             return Path(path)
     except HubError as err:
@@ -61,8 +69,8 @@ def download(
             if isinstance(cause, IncompleteSnapshotError):
                 snapshot: Path | None = Path(cause.snapshot_path)
             else:
-                snapshot = _cached_snapshot(repo_id, revision)
-            missing = _missing_files(repo_id, snapshot, allow, ignore) if snapshot is not None else []
+                snapshot = _cached_snapshot(repo_id, revision, repo_type)
+            missing = _missing_files(repo_id, snapshot, allow, ignore, repo_type) if snapshot is not None else []
             if snapshot is not None and missing:
                 raise HubError(_incomplete(repo_id, revision, snapshot, missing)) from cause
         raise
@@ -91,9 +99,9 @@ def _pattern_list(patterns: str | Sequence[str] | None) -> list[str] | None:
     return [patterns] if isinstance(patterns, str) else (list(patterns) if patterns is not None else None)
 
 
-def _cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
+def _cached_snapshot(repo_id: str, revision: str | None, repo_type: str = "model") -> Path | None:
     """The cache's snapshot folder of `revision` (a sha, or a branch or tag it has a ref for), if there is one."""
-    storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
     commit = revision or constants.DEFAULT_REVISION
     if not REGEX_COMMIT_HASH.fullmatch(commit):
         ref = storage / "refs" / commit
@@ -102,10 +110,12 @@ def _cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
     return snapshot if commit and snapshot.is_dir() else None
 
 
-def _missing_files(repo_id: str, snapshot: Path, allow: list[str] | None, ignore: list[str] | None) -> list[str]:
+def _missing_files(
+    repo_id: str, snapshot: Path, allow: list[str] | None, ignore: list[str] | None, repo_type: str = "model"
+) -> list[str]:
     """The files of the cached tree listing that the patterns ask for and the snapshot lacks."""
     try:
-        listed = [entry.path for entry in get_cached_repo_tree(repo_id, revision=snapshot.name)]
+        listed = [entry.path for entry in get_cached_repo_tree(repo_id, revision=snapshot.name, repo_type=repo_type)]
     except CachedRepoTreeNotFoundError:  # never listed online: which files are missing is unknown
         return []
     wanted = filter_repo_objects(listed, allow_patterns=allow, ignore_patterns=ignore)

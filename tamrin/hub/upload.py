@@ -108,8 +108,9 @@ def upload_folder(
     token: str | None = None,
     create_pr: bool = False,
     delete_patterns: str | Sequence[str] | None = None,
+    repo_type: str = "model",
 ) -> Commit:
-    """Upload every file under `folder` to a model repo, in one commit that deletes nothing unasked.
+    """Upload every file under `folder` to a model (or dataset) repo, in one commit that deletes nothing unasked.
 
     The repo is created if needed, and so is the branch `revision`. Files that did not change are
     left out of the commit by huggingface_hub; when nothing changed at all, no commit is made and the
@@ -129,6 +130,7 @@ def upload_folder(
         delete_patterns: Glob patterns (huggingface_hub's syntax) of repo files to delete in the same
             commit, e.g. ``"train/*"`` or ``"*"`` for "the revision holds exactly this folder".
             Files the folder holds and ``.gitattributes`` are never deleted. Default: delete nothing.
+        repo_type: "model" (default) or "dataset" (`Dataset.push_to_hub`).
 
     Returns:
         The sha of the commit that holds the files (a `Commit`: also its url, and the pull request's).
@@ -146,15 +148,16 @@ def upload_folder(
     with hub_errors("upload to", repo_id, revision=revision, token=token):
         validate_repo_id(repo_id)
         api = HfApi(token=token, **user_agent())
-        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type)
         branch = revision or constants.DEFAULT_REVISION
         if branch != constants.DEFAULT_REVISION and not branch.startswith("refs/pr/"):
-            api.create_branch(repo_id, branch=branch, exist_ok=True)
-        head = api.repo_info(repo_id, revision=branch).sha
+            api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type=repo_type)
+        head = api.repo_info(repo_id, revision=branch, repo_type=repo_type).sha
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
             CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()
         ]
-        operations += [CommitOperationDelete(name) for name in _doomed(api, repo_id, head, files, delete_patterns)]
+        doomed = _doomed(api, repo_id, head, files, delete_patterns, repo_type)
+        operations += [CommitOperationDelete(name) for name in doomed]
         # create_commit, not HfApi.upload_folder: with hf_xet installed the latter may split a folder
         # into several commits, and a tamrin push must be a single commit.
         try:
@@ -165,6 +168,7 @@ def upload_folder(
                 revision=revision,
                 create_pr=create_pr,
                 parent_commit=head,
+                repo_type=repo_type,
             )
         except HfHubHTTPError as err:
             if err.response is not None and err.response.status_code == 412:
@@ -179,12 +183,17 @@ def upload_folder(
 
 
 def _doomed(
-    api: HfApi, repo_id: str, head: str | None, files: dict[str, Path], patterns: str | Sequence[str] | None
+    api: HfApi,
+    repo_id: str,
+    head: str | None,
+    files: dict[str, Path],
+    patterns: str | Sequence[str] | None,
+    repo_type: str = "model",
 ) -> list[str]:
     """The repo files at `head` that `patterns` ask to delete (never one the push uploads, never .gitattributes)."""
     if not patterns:
         return []
-    existing = api.list_repo_files(repo_id, revision=head)
+    existing = api.list_repo_files(repo_id, revision=head, repo_type=repo_type)
     matched = filter_repo_objects(existing, allow_patterns=[patterns] if isinstance(patterns, str) else list(patterns))
     return sorted(name for name in matched if name not in files and name != _NEVER_DELETED)
 
@@ -250,11 +259,12 @@ def upload_saved(
     revision: str | None = None,
     token: str | None = None,
     create_pr: bool = False,
+    repo_type: str = "model",
 ) -> Commit:
     """Let `write(folder)` save an object's files into a temporary folder, and upload them in one commit.
 
-    What `Model.push_to_hub` and `Config.push_to_hub` share; the options mean what they mean in
-    `upload_folder`, and nothing in the repo is deleted.
+    What `Model.push_to_hub`, `Config.push_to_hub` and `Dataset.push_to_hub` share; the options mean
+    what they mean in `upload_folder`, and nothing in the repo is deleted.
     """
     with tempfile.TemporaryDirectory(prefix="tamrin-push-") as staging:
         write(Path(staging))
@@ -266,4 +276,5 @@ def upload_saved(
             revision=revision,
             token=token,
             create_pr=create_pr,
+            repo_type=repo_type,
         )

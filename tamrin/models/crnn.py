@@ -13,15 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
 from tamrin.configs import check_choice, check_range
 from tamrin.models.base import Model, ModelConfig
 from tamrin.models.registry import register_model
+from tamrin.preprocessors.charset import CharsetPreprocessor
 from tamrin.preprocessors.images import open_image
 from tamrin.transfer import host_to_device
 
@@ -91,53 +90,6 @@ class CRNNConfig(ModelConfig):
             check_range("dropout", self.dropout, minimum=0.0, maximum=1.0),
         ]
         return problems
-
-
-class CharsetPreprocessor:
-    """The CRNN's preprocessor: text <-> character ids, and images -> normalised pixel values.
-
-    Ids are 1-based (`charset[i]` is id `i + 1`); 0 is the CTC blank and the label padding value.
-    Pixel values are grayscale in [-1, 1]: `(pixel / 255 - 0.5) / 0.5`, the same as the datasets.
-    """
-
-    def __init__(self, charset: str, image_height: int, image_width: int) -> None:
-        self.charset = charset
-        self.image_height = image_height
-        self.image_width = image_width
-        self._ids = {char: index + 1 for index, char in enumerate(charset)}
-        self._chars = np.array(["", *charset], dtype=object)
-
-    def encode(self, text: str) -> list[int]:
-        """Character ids of `text`. Raises ValueError naming any character outside the charset."""
-        unknown = sorted({char for char in text if char not in self._ids})
-        if unknown:
-            raise ValueError(f"Characters {unknown} of {text!r} are not in the charset {self.charset!r}.")
-        return [self._ids[char] for char in text]
-
-    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
-        """The text of a sequence of ids; 0 (blank / padding) is skipped."""
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        return "".join(self._chars[i] for i in ids if 0 < i <= len(self.charset))
-
-    def decode_batch(
-        self, labels: torch.Tensor, label_lengths: torch.Tensor | Sequence[int] | None = None
-    ) -> list[str]:
-        """Texts of a padded (B, S) label batch, e.g. the references for CER (lengths: a tensor or a list)."""
-        if label_lengths is None:
-            lengths = [labels.shape[1]] * labels.shape[0]
-        else:
-            lengths = label_lengths.tolist() if isinstance(label_lengths, torch.Tensor) else list(label_lengths)
-        return [self.decode(row[:length]) for row, length in zip(labels.tolist(), lengths)]
-
-    def __call__(self, images: Any) -> torch.Tensor:
-        """Turn one PIL image or a list of them into pixel values of shape (B, 1, H, W)."""
-        images = [images] if isinstance(images, Image.Image) else list(images)
-        size = (self.image_width, self.image_height)
-        arrays = [
-            np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) for image in images
-        ]
-        pixels = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
-        return (pixels / 255.0 - 0.5) / 0.5
 
 
 def ctc_greedy_decode(logits: torch.Tensor, blank: int = 0) -> list[list[int]]:

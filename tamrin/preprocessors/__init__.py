@@ -9,6 +9,7 @@ import it from here and never from each other: models, datasets and metrics hand
 from __future__ import annotations
 
 from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
+from tamrin.preprocessors.charset import CharsetPreprocessor
 from tamrin.preprocessors.images import IMAGE_CHANNELS, ImagePreprocessor, check_image_settings, open_image
 from tamrin.preprocessors.padding import pad_sequences, pad_token_ids
 from tamrin.preprocessors.tokenizer import PAD_TOKEN, TOKENIZER_MODELS, UNK_TOKEN, TextPreprocessor, Tokenizer
@@ -21,6 +22,7 @@ __all__ = [
     "pad_sequences",
     "pad_token_ids",
     "CharVocabulary",
+    "CharsetPreprocessor",
     "IGNORE_INDEX",
     "PAD_TOKEN",
     "TOKENIZER_MODELS",

@@ -7,9 +7,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from tamrin.configs import ConfigError, plain_dict
-from tamrin.datasets import build_dataset
 from tamrin.models import build_model
-from tamrin.recipes.loading import dataset_spec
+from tamrin.recipes.loading import build_section_dataset, dataset_spec
 from tamrin.trainer.callbacks import build_callback
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import adopt_data_preprocessor
@@ -26,12 +25,12 @@ def build_trainer(recipe: DictConfig | dict[str, Any]) -> Any:
     config = TrainerConfig.from_dict(recipe["trainer"])
     seed_everything(config.seed)  # before the model draws its initial weights: a recipe reproduces itself
     spec, split = dataset_spec(recipe, "dataset")
-    train_dataset = build_dataset(spec.pop("name"), split=split, **spec)
+    train_dataset = build_section_dataset(spec, split)
     model = build_model_for_data(recipe["model"], train_dataset)
     eval_dataset = None
     if recipe.get("eval_dataset") is not None:
         spec, split = dataset_spec(recipe, "eval_dataset")
-        eval_dataset = build_dataset(spec.pop("name"), split=split, preprocessor=train_dataset.preprocessor, **spec)
+        eval_dataset = build_section_dataset(spec, split, preprocessor=train_dataset.preprocessor)
     callbacks = [_build_callback_entry(entry) for entry in recipe.get("callbacks") or []]
     return Trainer(
         model=model, config=config, train_dataset=train_dataset, eval_dataset=eval_dataset, callbacks=callbacks

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tamrin.configs import ConfigError, merge_dict_configs, plain_dict, suggest
-from tamrin.datasets import get_dataset_class
+from tamrin.datasets import Dataset, DatasetConfig, build_dataset, get_dataset_class
 from tamrin.models import get_model_class
 from tamrin.trainer.callbacks import registered_callbacks
 from tamrin.trainer.config import TrainerConfig
@@ -141,6 +141,19 @@ def dataset_spec(recipe: dict[str, Any] | DictConfig, section: str) -> tuple[dic
     return spec, split
 
 
+def build_section_dataset(spec: dict[str, Any], split: str, preprocessor: Any = None) -> Any:
+    """A recipe dataset section's split: by `path` (a dataset folder or Hub dataset repo, read with
+    `Dataset.load`; `revision` picks a Hub revision) or by `name` (a registered dataset built from the
+    section's fields). The other fields override the dataset's config either way.
+    """
+    spec = dict(spec)
+    if spec.get("path") is not None:
+        _check_path_or_name(spec)
+        path, revision = spec.pop("path"), spec.pop("revision", None)
+        return Dataset.load(path, split=split, preprocessor=preprocessor, revision=revision, **spec)
+    return build_dataset(spec.pop("name"), split=split, preprocessor=preprocessor, **spec)
+
+
 def validate_recipe(recipe: dict[str, Any]) -> None:
     """Validate each section with its config class, so a bad recipe fails before any work."""
     TrainerConfig.from_dict(recipe["trainer"])
@@ -148,6 +161,9 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
         if recipe.get(section) is None:
             continue
         spec = dict(recipe[section]) if section == "model" else dataset_spec(recipe, section)[0]
+        if section != "model" and spec.get("path") is not None:
+            _validate_dataset_folder(spec)
+            continue
         if "name" not in spec:
             raise ConfigError(f"Recipe section `{section}` needs a `name` (a registered {section.split('_')[-1]}).")
         lookup = get_model_class if section == "model" else get_dataset_class
@@ -160,3 +176,22 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
                 f"Unknown callback {name!r} in the recipe.{suggest(str(name), callbacks)} "
                 f"Registered callbacks: {', '.join(sorted(callbacks))}."
             )
+
+
+def _validate_dataset_folder(spec: dict[str, Any]) -> None:
+    """Check a `path` dataset section's overrides against a local folder's config (a Hub repo is checked when read)."""
+    _check_path_or_name(spec)
+    folder = Path(str(spec["path"])).expanduser()
+    if not folder.is_dir():
+        return
+    overrides = {key: value for key, value in spec.items() if key not in ("path", "revision")}
+    DatasetConfig.load(folder, overrides or None)
+
+
+def _check_path_or_name(spec: dict[str, Any]) -> None:
+    if spec.get("name") is not None:
+        raise ConfigError(
+            f"A dataset section takes `path` (a dataset folder or Hub dataset repo, whose dataset_config.yaml names "
+            f"the dataset) or `name` (a registered dataset), not both: got path={spec['path']!r} and "
+            f"name={spec['name']!r}. Drop `name`."
+        )

@@ -12,10 +12,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tamrin.configs import atomic_write_text, plain_dict
-from tamrin.datasets import build_dataset
 from tamrin.models import Model, ModelConfig
 from tamrin.recipes.building import build_trainer
-from tamrin.recipes.loading import dataset_spec
+from tamrin.recipes.loading import build_section_dataset, dataset_spec
 from tamrin.trainer.callbacks import Callback, TrainerView
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.trainer import Trainer
@@ -103,7 +102,7 @@ def evaluate_from_recipe(
         raise FileNotFoundError(f"No trained model at {model_dir}: train the recipe first (`tamrin train`).")
     spec, default_split = dataset_spec(recipe, "eval_dataset" if recipe.get("eval_dataset") else "dataset")
     model = Model.load(model_dir)
-    dataset = build_dataset(spec.pop("name"), split=split or default_split, preprocessor=model.preprocessor, **spec)
+    dataset = build_section_dataset(spec, split or default_split, preprocessor=model.preprocessor)
     trainer = Trainer(model=model, config=config, eval_dataset=dataset)
     return trainer.evaluate()
 

@@ -8,7 +8,7 @@ label maps are the text base's (`TextDataset`, text_classification.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from tamrin.configs import ConfigError
 from tamrin.datasets.base import register_dataset
 from tamrin.datasets.collators import TokenLabelCollator
-from tamrin.datasets.readers import read_records
+from tamrin.datasets.tables import read_table
 from tamrin.datasets.tasks.text_classification import (
     IGNORE_INDEX,
     TextDataset,
@@ -85,12 +85,12 @@ class SequenceLabelingDataset(TextDataset):
             for index, row in enumerate(rows)
         ]
 
-    def load_rows(self) -> list[dict[str, Any]]:
+    def load_rows(self) -> Any:
         return self.read_split(self.config.files)
 
-    def read_file(self, path: Path) -> list[dict[str, Any]]:
-        # Columns are checked per row in `words_and_tags`: read_records' check cannot read list cells.
-        return read_records(path)
+    def read_file(self, path: Path) -> Any:
+        # Values are checked per row in `words_and_tags` (a cell is a list, or a space-separated string).
+        return read_table(path)
 
     def words_and_tags(self, row: dict[str, Any], where: str) -> tuple[list[str], list[str]]:
         """The row's words and tags (lists, or space-separated strings), checked to pair up."""
@@ -111,10 +111,10 @@ class SequenceLabelingDataset(TextDataset):
             )
         return words, tags
 
-    def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
-        return [" ".join(self.words_and_tags(row, self.where(i))[0]) for i, row in enumerate(rows)]
+    def texts_of(self, rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+        return (" ".join(self.words_and_tags(row, self.where(i))[0]) for i, row in enumerate(rows))
 
-    def labels_of(self, rows: list[dict[str, Any]]) -> list[str]:
+    def labels_of(self, rows: Iterable[dict[str, Any]]) -> list[str]:
         tags = {tag for i, row in enumerate(rows) for tag in self.words_and_tags(row, self.where(i))[1]}
         return sorted(tags, key=lambda tag: (tag != OUTSIDE_TAG, tag))
 

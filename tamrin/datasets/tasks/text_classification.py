@@ -1,9 +1,12 @@
 """Text datasets read from files or a Hugging Face dataset: the shared base, and text classification.
 
-Rows come from the file that `files[split]` names (CSV, TSV, JSONL or Parquet, read by
-`read_records`), or from a Hugging Face `datasets.Dataset` passed to `from_hf`. The training split,
-built without a preprocessor, trains a tokenizer on its own texts and builds the label map; the
-other splits must be given the training split's `preprocessor`, so that ids mean the same thing
+Rows come from the file (or glob of shards) that `files[split]` names (CSV, TSV, JSONL or Parquet),
+or from a Hugging Face `datasets.Dataset` passed to `from_hf`. They stay in Arrow (tables.py): the
+file is converted once into the datasets cache and memory-mapped, the tokenizer is trained and the
+label map built in a streaming pass over it, and the encoded rows are a cached `map` of it, so a
+second run with the same data and preprocessor skips the encoding. The training split, built
+without a preprocessor, trains a tokenizer on its own texts and builds the label map; the other
+splits must be given the training split's `preprocessor`, so that ids mean the same thing
 everywhere, and a label they hold outside that map is an error naming the row.
 
 Sequence labelling, built on the same base (`TextDataset`), is in sequence_labeling.py.
@@ -11,7 +14,10 @@ Sequence labelling, built on the same base (`TextDataset`), is in sequence_label
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +27,22 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import TextCollator
-from tamrin.datasets.readers import FILE_FORMATS, is_missing, read_records, records_from_hf
-from tamrin.preprocessors.tokenizer import TOKENIZER_MODELS, TextPreprocessor, Tokenizer
+from tamrin.datasets.readers import FILE_FORMATS, is_missing, records_from_hf
+from tamrin.datasets.tables import (
+    ArrowColumn,
+    check_no_missing,
+    encode_rows,
+    iter_rows,
+    read_table,
+    table_from_rows,
+)
+from tamrin.preprocessors.tokenizer import (
+    PREPROCESSOR_FILENAME,
+    TOKENIZER_FILENAME,
+    TOKENIZER_MODELS,
+    TextPreprocessor,
+    Tokenizer,
+)
 
 __all__ = [
     "IGNORE_INDEX",
@@ -112,20 +132,27 @@ class TextDataset(Dataset):
         config: TextEncodingConfig,
         split: str = "train",
         *,
-        rows: list[dict[str, Any]] | None = None,
+        rows: list[dict[str, Any]] | Any = None,
         source: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, split=split, **kwargs)
         self.source = source or f"{config.name} ({split} split)"
         self._first_line = 0
-        rows = self.load_rows() if rows is None else rows
-        if config.max_size is not None:
-            rows = rows[: config.max_size]
-        if not rows:
+        loaded = self.load_rows() if rows is None else rows
+        if isinstance(loaded, list):
+            loaded = table_from_rows(loaded) if loaded else None
+        if loaded is None or len(loaded) == 0:
             raise ConfigError(f"The {split!r} split of {self.source} holds no rows: a dataset needs samples.")
-        self.preprocessor = self._resolve_preprocessor(rows)
-        self.samples = [self.encode_row(row, self.where(index)) for index, row in enumerate(rows)]
+        if config.max_size is not None and config.max_size < len(loaded):
+            loaded = loaded.select(range(config.max_size))
+        self.table = loaded
+        """The split's raw rows: a `datasets.Dataset` (Arrow; memory-mapped when read from files)."""
+        self.preprocessor = self._resolve_preprocessor(self.table)
+        self.encoded = self.encode_table(self.table)
+        """The encoded rows (input_ids, labels), a cached `map` of `table`."""
+        self._input_ids = ArrowColumn(self.encoded, "input_ids")
+        self._labels = ArrowColumn(self.encoded, "labels")
 
     @classmethod
     def from_hf(
@@ -151,26 +178,44 @@ class TextDataset(Dataset):
         """Replace `ClassLabel` ids of a Hugging Face dataset by their names (default: unchanged)."""
         return rows
 
-    def labels_of(self, rows: list[dict[str, Any]]) -> list[str]:
-        """The label map of the training rows, in id order."""
+    def labels_of(self, rows: Iterable[dict[str, Any]]) -> list[str]:
+        """The label map of the training rows (one streaming pass), in id order."""
         raise NotImplementedError
 
     def encode_row(self, row: dict[str, Any], where: str) -> dict[str, list[int] | int]:
         """One row as {"input_ids": [...], "labels": ...}; `where` locates the row in errors."""
         raise NotImplementedError
 
-    def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
-        """The texts the tokenizer is trained on."""
+    def texts_of(self, rows: Iterable[dict[str, Any]]) -> Iterable[str]:
+        """The texts the tokenizer is trained on (a generator: one streaming pass)."""
         raise NotImplementedError
 
     # -- loading -------------------------------------------------------------------------------
-    def load_rows(self) -> list[dict[str, Any]]:
-        """The split's rows: a file dataset reads them with `read_split`, a synthetic one generates them."""
+    @classmethod
+    def load_preprocessor(cls, path_or_repo_id: str | os.PathLike) -> TextPreprocessor:
+        """The tokenizer and label map saved in a folder or a Hub model repo (a trained text model's)."""
+        folder = Path(path_or_repo_id).expanduser()
+        if not folder.is_dir():
+            from tamrin import hub  # huggingface_hub: imported only for the Hub
+
+            if not hub.is_repo_id(os.fspath(path_or_repo_id)):
+                raise FileNotFoundError(f"No folder or Hub repo id at {os.fspath(path_or_repo_id)!r}.")
+            wanted = [TOKENIZER_FILENAME, PREPROCESSOR_FILENAME]
+            folder = hub.download(os.fspath(path_or_repo_id), allow_patterns=wanted)
+        if not TextPreprocessor.exists(folder):
+            raise FileNotFoundError(
+                f"{folder} holds no text preprocessor ({PREPROCESSOR_FILENAME} and {TOKENIZER_FILENAME}, which a "
+                "trained text model saves beside its weights)."
+            )
+        return TextPreprocessor.load(folder)
+
+    def load_rows(self) -> Any:
+        """The split's rows: a file dataset reads them with `read_split` (Arrow), a synthetic one generates a list."""
         raise NotImplementedError(
             f"{type(self).__name__} must implement `load_rows()`, e.g. `return self.read_split(self.config.files)`."
         )
 
-    def read_split(self, files: Mapping[str, str]) -> list[dict[str, Any]]:
+    def read_split(self, files: Mapping[str, str]) -> Any:
         """The rows of `files[split]` (`files`: the config's data file of each split)."""
         if self.split not in files:
             raise ConfigError(
@@ -182,9 +227,12 @@ class TextDataset(Dataset):
         self._first_line = _FIRST_LINE.get(FILE_FORMATS.get(path.suffix.lower(), ""), 0)
         return self.read_file(path)
 
-    def read_file(self, path: Path) -> list[dict[str, Any]]:
-        """Read a data file, checking the required columns."""
-        return read_records(path, self.required_columns(self.config))
+    def read_file(self, path: Path) -> Any:
+        """Read a data file into Arrow, checking that the required columns hold a value in every row."""
+        required = self.required_columns(self.config)
+        table = read_table(path, required)
+        check_no_missing(table, required, str(path), self._first_line)
+        return table
 
     def where(self, index: int) -> str:
         """Where row `index` is, as an error message names it: a file line, or a row number."""
@@ -192,7 +240,7 @@ class TextDataset(Dataset):
             return f"{self.source}: line {index + self._first_line}"
         return f"{self.source}: row {index}"
 
-    def _resolve_preprocessor(self, rows: list[dict[str, Any]]) -> TextPreprocessor:
+    def _resolve_preprocessor(self, table: Any) -> TextPreprocessor:
         if self.preprocessor is not None:
             if not isinstance(self.preprocessor, TextPreprocessor):
                 raise TypeError(
@@ -211,29 +259,69 @@ class TextDataset(Dataset):
                 f"The {self.split!r} split of {self.config.name} needs the training split's preprocessor, "
                 "so that token and label ids match it: build it with `preprocessor=train_dataset.preprocessor`."
             )
-        return self.build_preprocessor(rows)
+        return self.build_preprocessor(table)
 
-    def build_preprocessor(self, rows: list[dict[str, Any]]) -> TextPreprocessor:
-        """Train a tokenizer on the rows' texts and build their label map."""
+    def build_preprocessor(self, table: Any) -> TextPreprocessor:
+        """Train a tokenizer on the rows' texts and build their label map, streaming over the table twice.
+
+        For rows read from files the result is cached beside the Arrow data (`HF_DATASETS_CACHE`), keyed
+        by the rows and the tokenizer settings, so that a second run on the same data skips both passes.
+        """
+        cache = self._preprocessor_cache(table)
+        if cache is not None and TextPreprocessor.exists(cache):
+            return TextPreprocessor.load(cache)
+        preprocessor = self._train_preprocessor(table)
+        if cache is not None:
+            preprocessor.save(cache)  # each file written atomically; `exists` checks the last one written
+        return preprocessor
+
+    def _preprocessor_cache(self, table: Any) -> Path | None:
+        if not table.cache_files:  # rows in memory: nothing to key a cache on across runs
+            return None
+        import datasets.config
+
+        settings = json.dumps(
+            [type(self).__qualname__, self.config.to_dict(), self.source, self._first_line], sort_keys=True, default=str
+        )
+        key = hashlib.sha256(f"{table._fingerprint}\x00{settings}".encode()).hexdigest()[:32]
+        return Path(datasets.config.HF_DATASETS_CACHE) / "tamrin-preprocessors" / key
+
+    def _train_preprocessor(self, table: Any) -> TextPreprocessor:
         config = self.config
         tokenizer = Tokenizer.train(
-            self.texts_of(rows),
+            self.texts_of(iter_rows(table)),
             config.vocab_size,
             model=config.tokenizer_model,
             lowercase=config.lowercase,
             min_frequency=config.min_frequency,
         )
-        return TextPreprocessor(tokenizer, self.labels_of(rows), config.max_length)
+        return TextPreprocessor(tokenizer, self.labels_of(iter_rows(table)), config.max_length)
+
+    def encode_table(self, table: Any) -> Any:
+        """Every row encoded (`encode_row`) into an Arrow table, cached by data + preprocessor + config.
+
+        A table read from files is encoded once into the datasets cache: a second run with the same
+        data, tokenizer, labels and settings reads the cached file instead of encoding again.
+        """
+        preprocessor = self.preprocessor
+        key = [
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            preprocessor.tokenizer.backend.to_str(),
+            json.dumps([preprocessor.labels, preprocessor.max_length]),
+            json.dumps(self.config.to_dict(), sort_keys=True, default=str),
+            self.source,
+            str(self._first_line),
+        ]
+        return encode_rows(table, lambda row, index: self.encode_row(row, self.where(index)), key)
 
     # -- the Dataset interface -----------------------------------------------------------------
     def num_rows(self) -> int:
-        return len(self.samples)
+        return len(self._input_ids)
 
     def get_item(self, index: int) -> dict[str, torch.Tensor]:
-        sample = self.samples[index]
         return {
-            "input_ids": torch.tensor(sample["input_ids"], dtype=torch.long),
-            "labels": torch.tensor(sample["labels"], dtype=torch.long),
+            "input_ids": torch.tensor(self._input_ids[index], dtype=torch.long),
+            "labels": torch.tensor(self._labels[index], dtype=torch.long),
         }
 
     def model_config_overrides(self) -> dict[str, Any]:
@@ -268,7 +356,7 @@ class TextClassificationDataset(TextDataset):
     def required_columns(cls, config: Any) -> list[str]:
         return [config.text_column, config.label_column]
 
-    def load_rows(self) -> list[dict[str, Any]]:
+    def load_rows(self) -> Any:
         return self.read_split(self.config.files)
 
     @classmethod
@@ -279,10 +367,10 @@ class TextClassificationDataset(TextDataset):
         column = config.label_column
         return [{**row, column: class_label_name(names, row[column], index, column)} for index, row in enumerate(rows)]
 
-    def texts_of(self, rows: list[dict[str, Any]]) -> list[str]:
-        return [str(row[self.text_column]) for row in rows]
+    def texts_of(self, rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+        return (str(row[self.text_column]) for row in rows)
 
-    def labels_of(self, rows: list[dict[str, Any]]) -> list[str]:
+    def labels_of(self, rows: Iterable[dict[str, Any]]) -> list[str]:
         labels = sorted({str(row[self.label_column]) for row in rows})
         if len(labels) < 2:
             raise ConfigError(

@@ -17,6 +17,7 @@ hands its charset to the model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,25 @@ import torch
 
 from tamrin.configs import ConfigError, check_choice
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
-from tamrin.datasets.readers import FILE_FORMATS, read_records, records_from_hf
+from tamrin.datasets.readers import FILE_FORMATS, records_from_hf
+from tamrin.datasets.tables import (
+    ArrowColumn,
+    check_no_missing,
+    encode_rows,
+    iter_rows,
+    read_table,
+    table_from_rows,
+)
 from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
 
 __all__ = ["GenerationCollator", "PairDataset", "TextGenerationConfig", "TextGenerationDataset", "encode_pair"]
+
+
+_FIRST_LINE = {".csv": 2, ".tsv": 2, ".jsonl": 1, ".json": 1}  # a row's line as an editor shows it
+
+
+def _first_line(path: str) -> int:
+    return _FIRST_LINE.get(Path(path).suffix.lower(), 0)
 
 
 class GenerationCollator:
@@ -173,15 +189,30 @@ class TextGenerationDataset(PairDataset):
     ) -> None:
         super().__init__(config, split=split, **kwargs)
         self._check_preprocessor()
-        source = f"split {split!r}"
+        self.source = f"split {split!r}"
         if records is None:
-            records, source = self._read_split(split)
-        self._pairs = [self._row_pair(row, index, source) for index, row in enumerate(records)]
-        if not self._pairs:
-            raise ConfigError(f"The {source} of text_generation holds no rows: a dataset needs at least one sample.")
+            table, self.source = self._read_split(split)
+        else:
+            table = records
+        for index, row in enumerate(table if isinstance(table, list) else iter_rows(table, config.columns)):
+            self._row_pair(row, index, self.source)  # every row checked before any is encoded
+        if isinstance(table, list):
+            if not table:
+                raise ConfigError(f"The {self.source} of text_generation holds no rows: a dataset needs a sample.")
+            table = table_from_rows(table)
+        self.table = table
+        """The split's rows: a `datasets.Dataset` (Arrow; memory-mapped when read from a file)."""
         if self.preprocessor is None:
             self.preprocessor = self._build_vocabulary()
-        self._encoded = [self._encode_row(index, source) for index in range(len(self._pairs))]
+        key = [
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            self.vocabulary.charset,
+            json.dumps(config.to_dict(), sort_keys=True, default=str),
+            self.source,
+        ]
+        self.encoded = encode_rows(self.table, self._encode_row, key)
+        """The encoded rows (input_ids, labels, prompt_length), a cached `map` of `table`."""
+        self._columns = {name: ArrowColumn(self.encoded, name) for name in ("input_ids", "labels", "prompt_length")}
 
     @classmethod
     def from_hf(
@@ -196,7 +227,7 @@ class TextGenerationDataset(PairDataset):
         records = records_from_hf(dataset, config.columns)
         return cls(config, split=split, records=records, preprocessor=preprocessor)
 
-    def _read_split(self, split: str) -> tuple[list[dict[str, Any]], str]:
+    def _read_split(self, split: str) -> tuple[Any, str]:
         files = self.config.files
         if split not in files:
             problem = (
@@ -205,7 +236,10 @@ class TextGenerationDataset(PairDataset):
                 else ("`files` is empty: map each split to a file, e.g. {train: train.csv, validation: dev.csv}.")
             )
             raise ConfigError(f"text_generation has no file for split {split!r}: {problem}")
-        return read_records(files[split], self.config.columns), str(files[split])
+        columns = self.config.columns
+        table = read_table(files[split], columns)
+        check_no_missing(table, columns, str(files[split]), _first_line(files[split]))
+        return table, str(files[split])
 
     def _row_pair(self, row: dict[str, Any], index: int, source: str) -> tuple[str, str]:
         values = []
@@ -222,35 +256,40 @@ class TextGenerationDataset(PairDataset):
     def _build_vocabulary(self) -> CharVocabulary:
         if self.config.charset is not None:
             return CharVocabulary(self.config.charset)
-        return CharVocabulary.from_texts(prompt + target for prompt, target in self._pairs)
+        rows = iter_rows(self.table, self.config.columns)
+        return CharVocabulary.from_texts("".join(self._row_pair(row, 0, self.source)) for row in rows)
 
-    def _encode_row(self, index: int, source: str) -> dict[str, torch.Tensor]:
-        prompt, target = self._pairs[index]
+    def _encode_row(self, row: dict[str, Any], index: int) -> dict[str, Any]:
+        prompt, target = self._row_pair(row, index, self.source)
         for column, text in zip(self.config.columns, (target,) if self.config.text_column else (prompt, target)):
             unknown = self.vocabulary.unknown(text)
             if unknown:
                 raise ConfigError(
-                    f"{source}: row {index} (counting from 0), column {column!r}: characters {unknown} are "
+                    f"{self.source}: row {index} (counting from 0), column {column!r}: characters {unknown} are "
                     f"not in the vocabulary {self.vocabulary.charset!r} (built from the train split)."
                 )
-        return encode_pair(self.vocabulary, prompt, target)
+        item = encode_pair(self.vocabulary, prompt, target)
+        return {name: value.tolist() for name, value in item.items()}
 
     def num_rows(self) -> int:
-        return len(self._pairs)
+        return len(self.table)
 
     def pair(self, index: int) -> tuple[str, str]:
-        return self._pairs[index]
+        return self._row_pair(self.table[index], index, self.source)
 
     def get_item(self, index: int) -> dict[str, torch.Tensor]:
-        return self._encoded[index]
+        return {name: torch.tensor(column[index], dtype=torch.long) for name, column in self._columns.items()}
 
     def check_model(self, model: Any) -> None:
         """Name the longest row when it does not fit the model's `context_length` (rows are encoded already)."""
         context = getattr(getattr(model, "config", None), "context_length", None)
         if context is None or len(self) == 0:
             return
-        longest = max(range(len(self)), key=lambda index: len(self._encoded[index]["input_ids"]))
-        length = len(self._encoded[longest]["input_ids"])
+        import pyarrow.compute as pc
+
+        lengths = pc.list_value_length(self.encoded.data.column("input_ids"))
+        length = int(pc.max(lengths).as_py())
+        longest = int(pc.index(lengths, length).as_py())
         if length > context:
             raise ConfigError(
                 f"Row {longest} of the {self.split!r} split of text_generation is {length} tokens long (BOS, prompt, "
