@@ -87,6 +87,13 @@ def generate(n: int, root: Path) -> Path:
     return folder
 
 
+def current_rss() -> dict[str, float]:
+    """RSS now, split into anonymous memory (the heap, Python objects) and file pages (memory-mapped
+    Arrow files: clean pages the kernel can drop under pressure), from /proc/self/status."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {f"{name.lower()}_mib": round(int(fields[name].split()[0]) / 1024, 1) for name in ("RssAnon", "RssFile")}
+
+
 class FirstStep:
     """A callback that records time and peak RSS at the end of the first step, then ends the process."""
 
@@ -99,6 +106,7 @@ class FirstStep:
             "dataset_ready_s": round(self.loaded_s, 2),
             "seconds_to_first_step": round(process_age(), 2),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            **current_rss(),
         }
         print(json.dumps(result), flush=True)
         os._exit(0)
