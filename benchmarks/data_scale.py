@@ -1,146 +1,235 @@
-"""Start-up time and peak memory to the first training step, by corpus size: Arrow rows vs a list of dicts.
+"""Benchmark: start-up time and peak RSS to the first training step, by corpus size and data path.
 
-    python benchmarks/data_scale.py --rows 100000 1000000 10000000 --root /tmp/data_scale
+    python benchmarks/data_scale.py generate N ROOT          # ROOT/N: a dataset folder of N rows
+    python benchmarks/data_scale.py first-step PATH N ROOT   # one measurement, printed as JSON
+    python benchmarks/data_scale.py throughput PATH ROOT     # steady-state samples/s, PATH vs tensors
+    python benchmarks/data_scale.py resume N ROOT            # first batch at 99% of the epoch
 
-For each size it writes a text-classification corpus once (a dataset folder: dataset_config.yaml +
-data/train-00000-of-00001.parquet of generated sentences), then runs, each in a fresh process:
+Each measurement runs in its own process (`first-step` is meant to be started by the shell, one
+process each, so that peak RSS is that path's alone). PATH is:
 
-- `arrow (first run)`: `Dataset.load(folder)`, the model, one training step. Converts the file to Arrow,
-  trains the tokenizer, encodes every row into the datasets cache.
-- `arrow (second run)`: the same again; the cache holds the Arrow rows, the preprocessor and the encoding.
-- `list of dicts`: the pre-Arrow path re-enacted: every row read into a Python dict (`read_records`),
-  the tokenizer trained on them, every row encoded into Python lists, then one training step.
+- `list`: the list-of-dicts path of tamrin before Arrow (`TextClassificationDataset(config,
+  rows=<list of dicts>)`), read from the parquet file with `pyarrow ... .to_pylist()`; run it with
+  PYTHONPATH pointing at a checkout of that version (main at 2c063f4).
+- `arrow`: `tamrin.datasets.Dataset.load(ROOT/N)` (rows in Arrow, encoded by a cached `map`);
+  the first run encodes and caches, the second reads the cache (HF_DATASETS_CACHE decides where).
 
-Peak RSS is the process's high-water mark, `VmHWM` of /proc/self/status (the interpreter, torch and
-the model included: compare sizes, not absolutes). Not `ru_maxrss`: Linux carries that over `exec`
-from the parent, so every child would report the generator's peak. Printed as a Markdown table;
-machines are noisy, so read the ratios.
+The clock starts when the interpreter starts (imports included: `time.time()` against the
+process's start time from /proc) and stops at the end of the first training step; peak RSS is
+`resource.getrusage(RUSAGE_SELF).ru_maxrss`. The model is the text classifier of the recipe
+(BiGRU 64), batch 64.
 """
 
 from __future__ import annotations
 
-import argparse
+import itertools
 import json
 import os
-import shutil
-import subprocess
+import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-WORDS = [f"{stem}{suffix}" for stem in ("good", "bad", "plot", "act", "film", "dull", "bright", "slow") for suffix in
-         ("", "ly", "er", "est", "ness", "ful", "less", "ish")]  # fmt: skip
+WORDS = {
+    "positive": ["good", "great", "lovely", "excellent", "fine", "superb"],
+    "negative": ["bad", "awful", "poor", "terrible", "dull", "weak"],
+    "neutral": ["okay", "average", "plain", "usual", "normal", "fair"],
+}
+FILLER = ["the", "a", "this", "that", "movie", "film", "book", "food", "service", "room"]
+FILLER += ["place", "staff", "day", "was", "is", "really", "quite", "very", "so"]
 
 
-def write_corpus(folder: Path, rows: int, seed: int = 0) -> None:
-    """A dataset folder of `rows` generated 8-word sentences with a 3-class label, written in chunks."""
+def process_age() -> float:
+    """Seconds since this process started (so the interpreter's start and imports count)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - start
+
+
+def generate(n: int, root: Path) -> Path:
+    """ROOT/N: `dataset_config.yaml` and `data/train-00000-of-00001.parquet`, N synthetic sentences."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if (folder / "dataset_config.yaml").is_file():
-        return
+    folder = root / str(n)
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    words = np.array(WORDS)
-    path = folder / "data" / "train-00000-of-00001.parquet"
-    with pq.ParquetWriter(str(path), pa.schema([("text", pa.string()), ("label", pa.string())])) as writer:
-        for start in range(0, rows, 1_000_000):
-            count = min(1_000_000, rows - start)
-            picks = words[rng.integers(len(words), size=(count, 8))]
-            texts = [" ".join(row) for row in picks.tolist()]
-            labels = np.array(["negative", "neutral", "positive"])[rng.integers(3, size=count)].tolist()
-            writer.write_table(pa.table({"text": texts, "label": labels}))
-    (folder / "dataset_config.yaml").write_text(
-        "name: text_classification\nmax_length: 16\nvocab_size: 500\n", encoding="utf-8"
-    )
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory since its exec (VmHWM), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
-
-
-def first_step(folder: str, mode: str) -> dict[str, float]:
-    """Build the data and a model and train one step, in this process; seconds and peak RSS (MiB)."""
-    start = time.perf_counter()
-    from tamrin import Trainer, TrainerConfig
-    from tamrin.datasets import Dataset, TextClassificationDataset
-    from tamrin.recipes import build_model_for_data
-
-    if mode == "list":
-        from tamrin.datasets.readers import read_records
-        from tamrin.datasets.tasks.text_classification import TextClassificationConfig
-        from tamrin.preprocessors import TextPreprocessor, Tokenizer
-
-        rows = read_records(Path(folder) / "data" / "train-00000-of-00001.parquet", ["text", "label"])
-        tokenizer = Tokenizer.train((row["text"] for row in rows), 500)
-        preprocessor = TextPreprocessor(tokenizer, sorted({row["label"] for row in rows}), 16)
-        samples = [{"input_ids": preprocessor.encode(row["text"]), "labels": preprocessor.label_id(row["label"], "")}
-                   for row in rows]  # fmt: skip
-        dataset = TextClassificationDataset(  # the model's sizes come from it; the step reads `samples`
-            TextClassificationConfig(max_length=16, vocab_size=500), rows=rows[:64], preprocessor=preprocessor
+    (folder / "dataset_config.yaml").write_text("name: text_classification\nmax_length: 32\n")
+    rng = np.random.default_rng(0)
+    labels = list(WORDS)
+    # 100k distinct sentences, repeated to N rows (the data's size, not its variety, is what is measured)
+    base_labels = rng.integers(0, 3, 100_000)
+    filler = rng.integers(0, len(FILLER), (100_000, 7))
+    cue = rng.integers(0, 6, 100_000)
+    sentences = [
+        " ".join(
+            [FILLER[f] for f in filler[i, :4]]
+            + [WORDS[labels[base_labels[i]]][cue[i]]]
+            + [FILLER[f] for f in filler[i, 4:]]
         )
-        del rows
-        train: object = [
-            {"input_ids": __import__("torch").tensor(s["input_ids"]), "labels": __import__("torch").tensor(s["labels"])}
-            for s in samples[:64]
-        ]
-        collator = dataset.data_collator
+        for i in range(100_000)
+    ]
+    writer = None
+    chunk = 1_000_000
+    for start in range(0, n, chunk):
+        index = np.arange(start, min(start + chunk, n)) % 100_000
+        table = pa.table(
+            {
+                "text": pa.array([sentences[i] for i in index]),
+                "label": pa.array([labels[base_labels[i]] for i in index]),
+            }
+        )
+        writer = writer or pq.ParquetWriter(folder / "data" / "train-00000-of-00001.parquet", table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+    return folder
+
+
+def current_rss() -> dict[str, float]:
+    """RSS now, split into anonymous memory (the heap, Python objects) and file pages (memory-mapped
+    Arrow files: clean pages the kernel can drop under pressure), from /proc/self/status."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {f"{name.lower()}_mib": round(int(fields[name].split()[0]) / 1024, 1) for name in ("RssAnon", "RssFile")}
+
+
+class FirstStep:
+    """A callback that records time and peak RSS at the end of the first step, then ends the process."""
+
+    imports_s = 0.0  # process age once torch and tamrin are imported (the floor under every path)
+    loaded_s = 0.0  # process age once the dataset is built
+
+    def on_step_end(self, trainer, loss=None):  # noqa: ANN001
+        result = {
+            "imports_s": round(self.imports_s, 2),
+            "dataset_ready_s": round(self.loaded_s, 2),
+            "seconds_to_first_step": round(process_age(), 2),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            **current_rss(),
+        }
+        print(json.dumps(result), flush=True)
+        os._exit(0)
+
+
+def text_classifier(dataset):  # noqa: ANN001, ANN201
+    from tamrin.models.text_classifier import TextClassifier, TextClassifierConfig
+
+    preprocessor = dataset.preprocessor
+    config = TextClassifierConfig(
+        vocab_size=preprocessor.tokenizer.vocab_size if hasattr(preprocessor, "tokenizer") else 8000,
+        num_labels=len(preprocessor.labels) if hasattr(preprocessor, "labels") else 3,
+        embedding_dim=64,
+        hidden_size=64,
+    )
+    return TextClassifier(config)
+
+
+def load_dataset(path: str, folder: Path):  # noqa: ANN201
+    if path == "arrow":
+        from tamrin.datasets import Dataset
+
+        return Dataset.load(folder)
+    import pyarrow.parquet as pq
+
+    from tamrin.datasets.tasks.text_classification import TextClassificationConfig, TextClassificationDataset
+
+    rows = pq.read_table(folder / "data" / "train-00000-of-00001.parquet").to_pylist()
+    return TextClassificationDataset(TextClassificationConfig(max_length=32), rows=rows)
+
+
+def first_step(path: str, n: int, root: Path) -> None:
+    from tamrin import Trainer, TrainerConfig
+    from tamrin.trainer.callbacks import Callback
+
+    FirstStep.imports_s = process_age()
+    dataset = load_dataset(path, root / str(n))
+    FirstStep.loaded_s = process_age()
+    config = TrainerConfig(
+        output_dir=str(root / "runs" / f"{path}-{n}"),
+        task="text_classification",
+        batch_size=64,
+        max_steps=1,
+        progress="none",
+        overwrite_output_dir=True,
+        device="cpu",
+    )
+    callback = type("FirstStepCallback", (FirstStep, Callback), {})()
+    Trainer(model=text_classifier(dataset), config=config, train_dataset=dataset, callbacks=[callback]).train()
+
+
+def throughput(path: str, root: Path, steps: int = 200) -> None:
+    """Samples/s of the training loop over PATH's 1e5-row dataset against the same samples as tensors."""
+    import torch
+
+    from tamrin import Trainer, TrainerConfig
+
+    dataset = load_dataset(path, root / "100000")
+    items = [dataset[i] for i in range(64 * steps)]
+    tensors = [{k: (v.clone() if hasattr(v, "clone") else v) for k, v in item.items()} for item in items]
+    results = {}
+    for name, data in (("dataset", dataset), ("in-memory tensors", tensors)):
+        torch.manual_seed(0)
+        config = TrainerConfig(output_dir=str(root / "runs" / f"tp-{name}"), task="text_classification", batch_size=64,
+                               max_steps=steps, progress="none", overwrite_output_dir=True, device="cpu",
+                               save_steps=10**9, log_steps=10**9)  # fmt: skip
+        trainer = Trainer(model=text_classifier(dataset), config=config, train_dataset=data,
+                          data_collator=dataset.data_collator)  # fmt: skip
+        start = time.perf_counter()
+        trainer.train()
+        results[name] = round(64 * steps / (time.perf_counter() - start), 1)
+    print(json.dumps({"path": path, "samples_per_s": results}), flush=True)
+
+
+def resume(n: int, root: Path) -> None:
+    """Seconds to the first batch of a resume at 99% of an epoch: RangedSampler over the Arrow dataset,
+    and an HF stream of the parquet file (`load_dataset(..., streaming=True)`) resumed from its state."""
+    import datasets
+    from torch.utils.data import DataLoader
+
+    from tamrin.datasets import Dataset, RangedSampler
+
+    at = int(n * 0.99)
+    dataset = Dataset.load(root / str(n))
+    start = time.perf_counter()
+    sampler = RangedSampler(dataset, 64, shuffle=True, seed=0)
+    sampler.set_epoch(0)
+    sampler.set_start_index(at)
+    next(iter(DataLoader(dataset, batch_size=64, sampler=sampler, collate_fn=dataset.data_collator)))
+    ranged = time.perf_counter() - start
+
+    files = str(root / str(n) / "data" / "train-00000-of-00001.parquet")
+    stream = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
+    start = time.perf_counter()
+    for _ in itertools.islice(stream, at):  # the first run's way to 99%: read every example
+        pass
+    reach = time.perf_counter() - start
+    state = stream.state_dict()
+    expected = next(iter(stream))
+    stream_again = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
+    start = time.perf_counter()
+    stream_again.load_state_dict(state)
+    first = next(iter(stream_again))
+    streamed = time.perf_counter() - start
+    assert first == expected, (first, expected)
+    print(json.dumps({"n": n, "at": at, "ranged_sampler_first_batch_s": round(ranged, 3),
+                      "stream_resume_first_example_s": round(streamed, 3), "stream_read_to_99pct_s": round(reach, 1),
+                      "stream_state": state}), flush=True)  # fmt: skip
+
+
+def main(argv: list[str]) -> None:
+    command = argv[0]
+    if command == "generate":
+        print(generate(int(argv[1]), Path(argv[2])))
+    elif command == "first-step":
+        first_step(argv[1], int(argv[2]), Path(argv[3]))
+    elif command == "throughput":
+        throughput(argv[1], Path(argv[2]))
+    elif command == "resume":
+        resume(int(argv[1]), Path(argv[2]))
     else:
-        dataset = Dataset.load(folder)
-        train, collator = dataset, dataset.data_collator
-    loaded = time.perf_counter() - start
-    model = build_model_for_data({"name": "text_classifier", "embedding_dim": 16, "hidden_size": 16}, dataset)
-    with tempfile.TemporaryDirectory() as out:
-        config = TrainerConfig(output_dir=out, max_steps=1, batch_size=32, progress="none", save_steps=None)
-        Trainer(model=model, config=config, train_dataset=train, data_collator=collator).train()
-    return {
-        "load_s": loaded,
-        "first_step_s": time.perf_counter() - start,
-        "peak_rss_mib": peak_rss_mib(),
-    }
-
-
-def run_child(folder: Path, mode: str) -> dict[str, float]:
-    command = [sys.executable, __file__, "--child", str(folder), "--mode", mode]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=float, nargs="+", default=[1e5, 1e6])
-    parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "tamrin_data_scale")
-    parser.add_argument("--list-up-to", type=float, default=1e6, help="largest size for the list-of-dicts path")
-    parser.add_argument("--fresh-cache", action="store_true", help="empty HF_DATASETS_CACHE under --root first")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", default="arrow", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(first_step(args.child, args.mode)))
-        return
-    cache = args.root / "hf_datasets_cache"
-    if args.fresh_cache and cache.exists():
-        shutil.rmtree(cache)
-    os.environ["HF_DATASETS_CACHE"] = str(cache)
-    print("| rows | path | load (s) | to first step (s) | peak RSS (MiB) |")
-    print("|---|---|---|---|---|")
-    for rows in (int(r) for r in args.rows):
-        folder = args.root / f"corpus_{rows}"
-        write_corpus(folder, rows)
-        runs = [("arrow (first run)", "arrow"), ("arrow (second run)", "arrow")]
-        if rows <= args.list_up_to:
-            runs.append(("list of dicts", "list"))
-        for label, mode in runs:
-            figures = run_child(folder, mode)
-            print(f"| {rows:.0e} | {label} | {figures['load_s']:.1f} | {figures['first_step_s']:.1f} | "
-                  f"{figures['peak_rss_mib']:.0f} |", flush=True)  # fmt: skip
+        raise SystemExit(__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -18,15 +18,23 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from tamrin.configs import ConfigError
 from tamrin.datasets import RangedSampler
+from tamrin.datasets.sampling.streams import has_stream_state, is_stream, stream_name
 from tamrin.metrics_handlers import MetricsHandler, build_metrics_handler
 from tamrin.trainer.callbacks import Callback, EarlyStopping
 from tamrin.trainer.config import TrainerConfig
 from tamrin.trainer.modeling import metrics_context, named_forward_arguments
 from tamrin.trainer.optim import EPOCH_SCHEDULERS, PLATEAU_SCHEDULERS, build_lr_scheduler, build_optimizer
-from tamrin.trainer.steps import EpochPosition, SkippingEpochPosition, StepPlan, can_start_mid_epoch
+from tamrin.trainer.steps import (
+    EpochPosition,
+    SkippingEpochPosition,
+    StepPlan,
+    StreamEpochPosition,
+    can_start_mid_epoch,
+)
 
 __all__ = [
     "build_eval_dataloader",
+    "build_stream_dataloader",
     "build_train_dataloader",
     "build_train_sampler",
     "default_callbacks",
@@ -58,6 +66,33 @@ def build_train_dataloader(
         generator=torch.Generator(),
         pin_memory=device_type == "cuda",
         persistent_workers=False,
+    )
+
+
+def build_stream_dataloader(
+    dataset: Any, config: TrainerConfig, collator: Callable | None, device_type: str
+) -> DataLoader:
+    """A DataLoader over a stream (an IterableDataset): no sampler, the stream gives its own order.
+
+    Raises:
+        ConfigError: DataLoader workers with a stream that has a state: each worker reads its own
+            copy of the stream, so the main process cannot save where they are, and a resume would
+            not be exact.
+    """
+    workers = config.num_dataloader_workers
+    if workers > 0 and has_stream_state(dataset):
+        raise ConfigError(
+            f"`num_dataloader_workers={workers}` with the training stream ({stream_name(dataset)}): its workers "
+            "each read a copy of the stream, so the saved stream state would not say where they are and a resume "
+            "would not be exact. Set num_dataloader_workers=0 for a stream (HF streams decode in the main process)."
+        )
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        collate_fn=collator,
+        num_workers=workers,
+        generator=torch.Generator(),
+        pin_memory=device_type == "cuda",
     )
 
 
@@ -168,7 +203,8 @@ def direct_backward_and_optimizer(accelerator: Any, optimizer: Any) -> tuple[Cal
 
 
 def epoch_position_for(loader: DataLoader | None, *, num_processes: int) -> EpochPosition:
-    """How the loop follows `loader` through an epoch: in O(1) with a RangedSampler, else by skipping.
+    """How the loop follows `loader` through an epoch: in O(1) with a RangedSampler, by the stream's
+    own state over an IterableDataset, else by skipping.
 
     A `create_train_dataloader` override may return any DataLoader (`shuffle=True`, a torch sampler).
     It trains; a resume skips the epoch's done batches (`SkippingEpochPosition`), and this warns once,
@@ -178,6 +214,8 @@ def epoch_position_for(loader: DataLoader | None, *, num_processes: int) -> Epoc
         ConfigError: several processes and a sampler that does not shard the data (each process
             would train on every sample).
     """
+    if loader is not None and is_stream(loader.dataset):
+        return StreamEpochPosition(loader.dataset, loader.batch_size or 1, num_processes)
     sampler = getattr(loader, "sampler", None)
     if loader is None or can_start_mid_epoch(sampler):
         return EpochPosition()

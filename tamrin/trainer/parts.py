@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
+from tamrin.datasets.sampling.streams import is_stream, shard_stream, stream_name
 from tamrin.metrics_handlers import MetricsHandler, check_metric_for_best_model, logged_metric_name
 from tamrin.trainer import building
 from tamrin.trainer.callbacks import Callback, CallbackHandler, TrainerControl, TrainerView
@@ -45,6 +46,7 @@ from tamrin.trainer.steps import (
     Resumed,
     SkippingEpochPosition,
     StepPlan,
+    StreamEpochPosition,
     can_start_mid_epoch,
     check_steps_per_epoch,
     check_train_dataset,
@@ -122,6 +124,8 @@ class TrainerParts:
         )
         if isinstance(self._position, SkippingEpochPosition):
             self.checkpointer.notes["resume"] = self._position.note
+        # a stream's place in its pass, which checkpoints save (train/stream_state*.pt); None for map-style data
+        self.train_stream = self._position if isinstance(self._position, StreamEpochPosition) else None
 
     def _prepared_model_and_optimizer(self, optimizer: torch.optim.Optimizer | None) -> Any:
         """Hand the model and optimizer to accelerate (DDP), or shard the model first (strategy="fsdp").
@@ -165,7 +169,15 @@ class TrainerParts:
         )
 
     def create_train_dataloader(self, dataset: Any) -> DataLoader:
-        """A DataLoader over `dataset` with `create_train_sampler`'s sampler (O(1) mid-epoch resume)."""
+        """A DataLoader over `dataset` with `create_train_sampler`'s sampler (O(1) mid-epoch resume).
+
+        A stream (an IterableDataset) has no sampler: this process's shard of it is read in its own
+        order (HF streams are split with `datasets.distributed.split_dataset_by_node`).
+        """
+        accelerator = self.accelerator
+        if is_stream(dataset):
+            shard = shard_stream(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes)
+            return building.build_stream_dataloader(shard, self.config, self.data_collator, accelerator.device.type)
         sampler = self.create_train_sampler(dataset)
         return building.build_train_dataloader(
             dataset, sampler, self.config, self.data_collator, self.accelerator.device.type
@@ -181,6 +193,8 @@ class TrainerParts:
         they vary (a curriculum with epoch="admitted"), counted from `resumed` after a resume."""
         if self.train_dataloader is None:
             return None
+        if is_stream(self.train_dataloader.dataset):  # no length: max_steps over as many passes as it takes
+            return StepPlan.for_stream(self.config, stream_name(self.train_dataloader.dataset))
         supplier = self.callbacks.sampler_supplier()
         lengths = getattr(supplier, "planned_epoch_steps", lambda: None)()
         return StepPlan.from_config(self.config, len(self.train_dataloader), epoch_steps=lengths, resumed=resumed)
@@ -235,6 +249,8 @@ class TrainerParts:
             return None
         check_train_dataset(dataset)
         loader = self.create_train_dataloader(dataset)
+        if is_stream(loader.dataset):  # no length to check: an empty pass is refused when it is read
+            return loader
         check_steps_per_epoch(
             len(loader),
             dataset_size=len(dataset),
@@ -337,7 +353,8 @@ class TrainerParts:
             if self.lr_scheduler is None
             else scheduler_cadence(self.config.lr_scheduler, self.config.lr_scheduling_steps)
         )
-        return describe_run(plan, num_samples=len(self.train_dataset), batch_size=self.config.batch_size,
+        samples = None if is_stream(self.train_dataset) else len(self.train_dataset)
+        return describe_run(plan, num_samples=samples, batch_size=self.config.batch_size,
                             num_processes=self.accelerator.num_processes, start_step=self.state.global_step,
                             lr_schedule=cadence)  # fmt: skip
 

@@ -13,12 +13,22 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tamrin.configs import ConfigError
+from tamrin.datasets.sampling.streams import StreamReader
 from tamrin.trainer.config import TrainerConfig, resolve_steps
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
 __all__ = ["Resumed", "StepPlan", "EpochPosition", "updates_in", "check_train_dataset", "check_steps_per_epoch"]
+
+__all__ = [
+    "StepPlan",
+    "EpochPosition",
+    "StreamEpochPosition",
+    "updates_in",
+    "check_train_dataset",
+    "check_steps_per_epoch",
+]
 
 
 def check_train_dataset(dataset: Any) -> None:
@@ -156,6 +166,39 @@ class StepPlan:
     def steps_in_epoch(self, epoch: int) -> int:
         """Batches of `epoch` on each process (what a progress bar counts to)."""
         return self.epoch_steps[epoch] if epoch < len(self.epoch_steps) else self.steps_per_epoch
+
+    @classmethod
+    def for_stream(cls, config: TrainerConfig, dataset_name: str) -> StepPlan:
+        """The plan of a run over a stream (no known length): `max_steps` steps, over as many passes as it takes.
+
+        An epoch is one pass over the stream; its length is unknown until it ends, so the plan takes
+        `max_steps` as the epoch's bound (no epoch has more steps than the run) and the run ends at
+        max_steps, whichever epoch that falls in.
+
+        Raises:
+            ConfigError: `max_steps` is not set to a whole number of steps.
+        """
+        max_steps = config.max_steps
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigError(
+                f"`max_steps={max_steps!r}`: the training dataset ({dataset_name}) is a stream (an IterableDataset) "
+                "with no known length, so the run's length cannot come from num_epochs or a fraction. Set "
+                "`max_steps` to a number of steps (an int >= 1); each epoch is one pass over the stream."
+            )
+        accumulation = config.gradient_accumulation_steps
+        total_updates = math.ceil(max_steps / accumulation)
+        return cls(
+            steps_per_epoch=max_steps,
+            total_steps=max_steps,
+            max_steps=max_steps,
+            total_updates=total_updates,
+            num_epochs=max_steps,  # every pass gives at least one step (an empty one is refused)
+            log_steps=resolve_steps(config.log_steps, max_steps, "log_steps"),
+            eval_steps=resolve_steps(config.eval_steps, max_steps, "eval_steps"),
+            save_steps=resolve_steps(config.save_steps, max_steps, "save_steps"),
+            warmup_steps=resolve_steps(config.warmup_steps, total_updates, "warmup_steps") or 0,
+            accumulation=accumulation,
+        )
 
     def reached_max_steps(self, global_step: int) -> bool:
         """Whether `max_steps` (if set) is reached at `global_step`."""
@@ -311,3 +354,61 @@ class SkippingEpochPosition(EpochPosition):
     def advance(self) -> int:
         self.steps += 1
         return (self.skip + self.steps) * (self.loader.batch_size or 1)
+
+
+class StreamEpochPosition(EpochPosition):
+    """The position of a loader over a stream (an IterableDataset): one pass is an epoch, read one batch ahead.
+
+    A stream with a state resumes where its saved state says (`resume_state`, set by the checkpoint
+    loader): exact, O(1) for HF streams (a shard and an offset). One without state starts the
+    resumed epoch again at its beginning (the checkpoint loader warns so). The stream's state after
+    the latest trained batch is `state()`, what a checkpoint saves.
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, num_processes: int) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.samples_per_step = batch_size * num_processes
+        self.resume_state: Any = None  # the state to start the next (resumed) epoch at
+        self.reader: StreamReader | None = None
+        self.skip = 0
+
+    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int, done_steps: int = 0) -> None:
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        if self.resume_state is not None:
+            self.dataset.load_state_dict(self.resume_state)
+            self.resume_state = None
+        if loader.generator is not None:
+            loader.generator.manual_seed(seed * 1_000_003 + epoch)
+        self.loader = loader
+        self.reader = StreamReader(loader, self.dataset)
+        self.skip = done_steps
+        self.steps = 0
+        self.num_batches = 0
+        self.last_step = 0
+
+    def batches(self) -> Iterable[Any]:
+        assert self.reader is not None, "start() comes first"
+        return self.reader
+
+    def state(self) -> Any:
+        """The stream's state after the latest trained batch (None before one, or without state)."""
+        return None if self.reader is None else self.reader.state
+
+    def advance(self) -> int:
+        self.steps += 1
+        return (self.skip + self.steps) * self.samples_per_step
+
+    def batches_left(self) -> int:
+        """Unknown until the pass ends: taken as unbounded, so an accumulation window is cut only by
+        max_steps, and a pass's short last window is divided by the full gradient_accumulation_steps
+        (its size is known only after its first batches were scaled)."""
+        return 1 << 62
+
+    def next_is_last(self) -> bool:
+        return self.reader is not None and self.reader.is_last
+
+    def at_end(self) -> bool:
+        return self.reader is not None and self.reader.is_last and self.steps > 0

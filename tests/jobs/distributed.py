@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from helpers import JOB_MODEL, RegressionData, TinyRegressor
@@ -67,6 +68,15 @@ class SeenSamples(Callback):
         self.epochs, self.indices = state["epochs"].tolist(), state["indices"].tolist()
 
 
+def indexed_stream(size: int) -> Any:
+    """`IndexedData(size, seed=0)` as an HF stream of 4 shards (12 samples each), giving torch tensors."""
+    import datasets
+
+    data = IndexedData(size, seed=0)
+    columns = {"x": data.x.tolist(), "labels": data.y.tolist(), "index": list(range(size))}
+    return datasets.Dataset.from_dict(columns).to_iterable_dataset(num_shards=4).with_format("torch")
+
+
 class RecordingTrainer(Trainer):
     """Gathers each step's sample indices from all processes (a sync per step: fine in a test)."""
 
@@ -81,10 +91,14 @@ def main(argv: list[str]) -> None:
     parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate once, write OUT/metrics.json")
     parser.add_argument("--save-steps", type=int, default=2, help="odd: checkpoints inside accumulation windows")
+    parser.add_argument("--stream", action="store_true", help="train on the samples as an HF stream of 4 shards")
     args = parser.parse_args(argv)
+    # 3 passes of 6 batches per process; the index column reaches the recorder (not a forward argument)
+    stream = {"max_steps": 18, "remove_unused_columns": False} if args.stream else {}
     config = job_config(
         args.output_dir, metrics=["mse", "mae", "r2"], gradient_accumulation_steps=2, optimizer="adam",
-        warmup_steps=0, save_steps=args.save_steps, log_steps=2, eval_steps=None, eval_batch_size=5, seed=7, device="cpu",
+        warmup_steps=0, save_steps=args.save_steps, log_steps=2, eval_steps=None, eval_batch_size=5, seed=7,
+        device="cpu", **stream,
     )  # fmt: skip
     torch.manual_seed(0)
     model = PerSampleLossRegressor(**{**JOB_MODEL, "dropout": 0.2})
@@ -92,7 +106,7 @@ def main(argv: list[str]) -> None:
     trainer = RecordingTrainer(
         model=model,
         config=config,
-        train_dataset=IndexedData(SAMPLES, seed=0),
+        train_dataset=indexed_stream(SAMPLES) if args.stream else IndexedData(SAMPLES, seed=0),
         eval_dataset=IndexedData(41, seed=1),
         callbacks=[seen, KillAt(args.kill_step, args.kill_after_save)],
     )

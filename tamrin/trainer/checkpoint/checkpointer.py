@@ -68,7 +68,9 @@ class Checkpointer:
                 left behind and the previous checkpoint is intact (the message names it).
         """
         path = Path(path)
-        context = SaveContext(self.store, self._gather_rng_states(), include_logs)
+        context = SaveContext(
+            self.store, self._gather_rng_states(), include_logs, stream_states=self._gather_stream_states(trainer)
+        )
         sharded = writes_sharded_checkpoints(trainer.config)
         if not sharded and self.accelerator.num_processes > 1:  # each process's half-window (a collective)
             context.gradients = self._gather_gradients(trainer)
@@ -135,6 +137,18 @@ class Checkpointer:
 
         local = {name: grad.detach().cpu() for name, grad in local_gradients(trainer.unwrapped_model).items()}
         return gather_object([local])
+
+    def _gather_stream_states(self, trainer: Checkpointable) -> list[Any] | None:
+        """Each process's training-stream state (None without a stream: every process agrees)."""
+        stream = getattr(trainer, "train_stream", None)
+        if stream is None:
+            return None
+        state = stream.state()
+        if self.accelerator.num_processes == 1:
+            return [state]
+        from accelerate.utils import gather_object
+
+        return gather_object([state])
 
     # -- restoring ---------------------------------------------------------------------------------
     def load(self, trainer: Checkpointable, path: str | os.PathLike) -> None:

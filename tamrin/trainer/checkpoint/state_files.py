@@ -12,6 +12,7 @@ Layout of a checkpoint (the final `trainer.save(path)` has the same shape)::
     (the Trainer's own preprocessor files, e.g. a transformers tokenizer)
     train/trainer_config.yaml  trainer_state.yaml  dataset_config.yaml
     train/optimizer.pt  lr_scheduler.pt  scaler.pt  callbacks.pt  gradients.pt  rng_state*.pt
+    train/stream_state*.pt     (a streaming run: each process's place in its stream)
     logs/training_logs.csv     (trainer.save only; step checkpoints leave the logs in logs_dir)
 
 With strategy="fsdp" the model, optimizer and gradient state are in `train/sharded/` instead (DCP:
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +53,7 @@ __all__ = [
     "gradients_file",
     "local_gradients",
     "rng_file",
+    "stream_file",
 ]
 
 LOGS_DIR = "logs"
@@ -84,6 +87,7 @@ class SaveContext:
     write_model: bool = True  # False: a sharded run's step checkpoint (its weights are in the shards)
     full_model_state: dict[str, Any] | None = None  # the gathered weights of a sharded model (main process)
     gradients: list[dict[str, Any]] | None = None  # every process's gradients (several processes), by rank
+    stream_states: list[Any] | None = None  # each process's training-stream state (None: map-style data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +260,54 @@ def _load_rng(trainer: Checkpointable, directory: Path, store: CheckpointStore) 
     restore_process_rng(trainer, directory / TRAIN_DIR, store, rng_file)
 
 
+def stream_file(rank: int, world_size: int) -> str:
+    """The training-stream state file of process `rank` in a checkpoint of `world_size` processes."""
+    return "stream_state.pt" if world_size == 1 else f"stream_state_{rank}.pt"
+
+
+def _save_stream(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
+    """Each process's stream state after its latest trained batch (HF: shard index and offset in it)."""
+    states = context.stream_states or []
+    if any(state is not None for state in states):
+        for rank, state in enumerate(states):
+            context.store.save_torch(state, staging / TRAIN_DIR / stream_file(rank, len(states)))
+
+
+def _load_stream(trainer: Checkpointable, directory: Path, store: CheckpointStore) -> None:
+    """Point the training stream at its saved state, to start the resumed epoch there.
+
+    A checkpoint saved at an epoch's end needs none (the next pass starts at the stream's start).
+    A stream without state, or a checkpoint without its file, starts the resumed epoch at the
+    stream's start: samples of that epoch are trained again, and the warning says so.
+
+    Raises:
+        ValueError: the checkpoint's stream states are of another number of processes (each
+            process's shard of a stream depends on the world size).
+    """
+    stream = getattr(trainer, "train_stream", None)
+    state = trainer.state
+    if stream is None or state.epoch_step == 0:
+        return
+    rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
+    path = directory / TRAIN_DIR / stream_file(rank, world)
+    saved = sorted(p.name for p in (directory / TRAIN_DIR).glob("stream_state*.pt"))
+    if saved and not path.is_file():
+        raise ValueError(
+            f"{directory} holds the stream states of {len(saved)} process(es) ({saved}); this run has {world}. "
+            "A stream is split by process, so its state resumes only with the same number of processes."
+        )
+    if saved and callable(getattr(stream.dataset, "load_state_dict", None)):
+        stream.resume_state = store.load_torch(path)
+        return
+    warnings.warn(
+        f"The training stream ({type(stream.dataset).__name__}) cannot resume mid-epoch: "
+        + ("it has no state_dict()/load_state_dict()" if not saved else "it has no load_state_dict()")
+        + f". The resumed run starts epoch {state.epoch} at the stream's start, so the epoch's first "
+        f"{state.epoch_step} step(s) are trained again and the run is not equal to an uninterrupted one.",
+        stacklevel=4,
+    )
+
+
 def _save_logs(trainer: Checkpointable, staging: Path, context: SaveContext) -> None:
     source = trainer.logs_dir / CSV_FILENAME
     if context.include_logs and source.is_file():
@@ -288,6 +340,7 @@ STATE_FILES: tuple[StateFile, ...] = (
         resume_only=True,
     ),  # fmt: skip
     StateFile(f"{TRAIN_DIR}/rng_state*.pt", _save_rng, _load_rng, resume_only=True),  # after the state: world size
+    StateFile(f"{TRAIN_DIR}/stream_state*.pt", _save_stream, _load_stream, resume_only=True),  # after the state
     StateFile(f"{LOGS_DIR}/{CSV_FILENAME}", _save_logs, None, resume_only=False),
 )
 

@@ -27,7 +27,13 @@ def resolve_progress_mode(mode: str, *, is_main_process: bool = True) -> str:
 
 
 def describe_run(
-    plan: StepPlan, *, num_samples: int, batch_size: int, num_processes: int, start_step: int, lr_schedule: str = ""
+    plan: StepPlan,
+    *,
+    num_samples: int | None,
+    batch_size: int,
+    num_processes: int,
+    start_step: int,
+    lr_schedule: str = "",
 ) -> str:
     """One line of step arithmetic printed at the start: samples, global batch, steps, updates, LR cadence.
 
@@ -36,18 +42,22 @@ def describe_run(
     """
     global_batch = batch_size * num_processes * plan.accumulation
     start = f", resuming at step {start_step}" if start_step else ""
+    samples = "a stream" if num_samples is None else f"{num_samples} samples"
     lengths = sorted(set(plan.epoch_steps))
     per_epoch = (
-        f"{plan.steps_per_epoch} steps/epoch"
+        "an epoch is one pass over it"
+        if num_samples is None
+        else f"{plan.steps_per_epoch} steps/epoch per process"
         if len(lengths) <= 1
         else "steps/epoch "
         + "/".join(str(n) for n in plan.epoch_steps[:8])  # a curriculum's admitted epochs
         + ("/..." if len(plan.epoch_steps) > 8 else "")
+        + " per process"
     )
     return (
-        f"Training on {num_samples} samples: global batch {global_batch} "
+        f"Training on {samples}: global batch {global_batch} "
         f"(batch_size {batch_size} x {num_processes} process(es) x {plan.accumulation} accumulation), "
-        f"{per_epoch} per process, {plan.total_steps} steps, "
+        f"{per_epoch}, {plan.total_steps} steps, "
         f"{plan.total_updates} optimizer updates{start}." + (f" {lr_schedule}." if lr_schedule else "")
     )
 
