@@ -30,6 +30,17 @@ TOKENIZER_FILENAME = "tokenizer.json"
 PREPROCESSOR_FILENAME = "text_preprocessor.json"
 
 
+def _require_tokenizers() -> None:
+    """The text tasks' tokenizer is the optional `text` extra: say how to install it, not ModuleNotFoundError."""
+    import importlib.util
+
+    if importlib.util.find_spec("tokenizers") is None:
+        raise ConfigError(
+            "The text tasks train their tokenizer with the `tokenizers` library, which is not installed: "
+            '`pip install "tamrin[text]"` (or `pip install tokenizers`).'
+        )
+
+
 def _word_counts(texts: Iterable[str], normalizer: Any, pre_tokenizer: Any) -> Counter[str]:
     """How often each word occurs, split exactly as `encode` will split it."""
     counts: Counter[str] = Counter()
@@ -101,6 +112,7 @@ class Tokenizer:
             ConfigError: an unknown `model`, or `vocab_size` too small for the special tokens.
         """
         # tokenizers: the optional `text` extra, needed only by the text tasks
+        _require_tokenizers()
         from tokenizers import Tokenizer as Backend
         from tokenizers import decoders, models, normalizers, pre_tokenizers
 
@@ -173,6 +185,7 @@ class Tokenizer:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Tokenizer:
         """Read the `tokenizer.json` of `directory` (or that file itself)."""
+        _require_tokenizers()
         from tokenizers import Tokenizer as Backend  # the optional `text` extra
 
         path = Path(directory)
