@@ -37,10 +37,6 @@ __all__ = [
 ]
 
 ROW_BATCH = 10_000  # rows per Arrow batch in streaming passes: bounded memory, few Python calls
-ENCODED_BATCH_ROWS = 100_000
-"""Rows per record batch of an encoded table: each batch costs `ArrowColumn` a few page faults, each of
-which maps the pages around it, so 1,000-row batches made a 1e7-row table 1.2 GB resident."""
-ENCODING_LAYOUT = f"batch-rows={ENCODED_BATCH_ROWS}"  # part of the cache key: a new layout is a new file
 
 
 @contextmanager
@@ -228,7 +224,7 @@ def encode_rows(table: Any, encode_row: Callable[[dict[str, Any], int], dict[str
                 encoded.setdefault(column, []).append(value)
         return encoded
 
-    fingerprint = hashlib.sha256("\x00".join([table._fingerprint, ENCODING_LAYOUT, *key]).encode()).hexdigest()[:32]
+    fingerprint = hashlib.sha256("\x00".join([table._fingerprint, *key]).encode()).hexdigest()[:32]
     with quiet_datasets():
         return table.map(
             encode_batch,
@@ -236,7 +232,6 @@ def encode_rows(table: Any, encode_row: Callable[[dict[str, Any], int], dict[str
             with_indices=True,
             remove_columns=table.column_names,
             new_fingerprint=fingerprint,
-            writer_batch_size=ENCODED_BATCH_ROWS,
         )
 
 
