@@ -222,9 +222,9 @@ def encode_rows(table: Any, encode_row: Callable[[dict[str, Any], int], dict[str
         for index, values in zip(indices, zip(*(batch[name] for name in names))):
             for column, value in encode_row(dict(zip(names, values)), index).items():
                 encoded.setdefault(column, []).append(value)
-        return encoded
+        return {column: _as_int32(values) for column, values in encoded.items()}
 
-    fingerprint = hashlib.sha256("\x00".join([table._fingerprint, *key]).encode()).hexdigest()[:32]
+    fingerprint = hashlib.sha256("\x00".join([table._fingerprint, "int32", *key]).encode()).hexdigest()[:32]
     with quiet_datasets():
         return table.map(
             encode_batch,
@@ -233,6 +233,14 @@ def encode_rows(table: Any, encode_row: Callable[[dict[str, Any], int], dict[str
             remove_columns=table.column_names,
             new_fingerprint=fingerprint,
         )
+
+
+def _as_int32(values: list[Any]) -> Any:
+    """Encoded ids and labels stored as int32 (half of int64's bytes on disk and in mapped pages);
+    items turn them back into int64 tensors."""
+    if values and isinstance(values[0], (list, tuple)):
+        return [np.asarray(value, dtype=np.int32) for value in values]
+    return np.asarray(values, dtype=np.int32)
 
 
 def column_values(table: Any, name: str) -> Any:
