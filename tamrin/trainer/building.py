@@ -28,9 +28,9 @@ from tamrin.trainer.steps import (
     EpochPosition,
     SkippingEpochPosition,
     StepPlan,
-    StreamEpochPosition,
     can_start_mid_epoch,
 )
+from tamrin.trainer.stream_position import StreamEpochPosition
 
 __all__ = [
     "build_eval_dataloader",

@@ -46,11 +46,11 @@ from tamrin.trainer.steps import (
     Resumed,
     SkippingEpochPosition,
     StepPlan,
-    StreamEpochPosition,
     can_start_mid_epoch,
     check_steps_per_epoch,
     check_train_dataset,
 )
+from tamrin.trainer.stream_position import StreamEpochPosition
 
 __all__ = ["TrainerParts"]
 

@@ -13,21 +13,20 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tamrin.configs import ConfigError
-from tamrin.datasets.sampling.streams import StreamReader
 from tamrin.trainer.config import TrainerConfig, resolve_steps
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-__all__ = ["Resumed", "StepPlan", "EpochPosition", "updates_in", "check_train_dataset", "check_steps_per_epoch"]
-
 __all__ = [
-    "StepPlan",
     "EpochPosition",
-    "StreamEpochPosition",
-    "updates_in",
-    "check_train_dataset",
+    "Resumed",
+    "SkippingEpochPosition",
+    "StepPlan",
+    "can_start_mid_epoch",
     "check_steps_per_epoch",
+    "check_train_dataset",
+    "updates_in",
 ]
 
 
@@ -354,61 +353,3 @@ class SkippingEpochPosition(EpochPosition):
     def advance(self) -> int:
         self.steps += 1
         return (self.skip + self.steps) * (self.loader.batch_size or 1)
-
-
-class StreamEpochPosition(EpochPosition):
-    """The position of a loader over a stream (an IterableDataset): one pass is an epoch, read one batch ahead.
-
-    A stream with a state resumes where its saved state says (`resume_state`, set by the checkpoint
-    loader): exact, O(1) for HF streams (a shard and an offset). One without state starts the
-    resumed epoch again at its beginning (the checkpoint loader warns so). The stream's state after
-    the latest trained batch is `state()`, what a checkpoint saves.
-    """
-
-    def __init__(self, dataset: Any, batch_size: int, num_processes: int) -> None:
-        super().__init__()
-        self.dataset = dataset
-        self.samples_per_step = batch_size * num_processes
-        self.resume_state: Any = None  # the state to start the next (resumed) epoch at
-        self.reader: StreamReader | None = None
-        self.skip = 0
-
-    def start(self, loader: DataLoader, *, epoch: int, position: int, seed: int, done_steps: int = 0) -> None:
-        set_epoch = getattr(self.dataset, "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(epoch)
-        if self.resume_state is not None:
-            self.dataset.load_state_dict(self.resume_state)
-            self.resume_state = None
-        if loader.generator is not None:
-            loader.generator.manual_seed(seed * 1_000_003 + epoch)
-        self.loader = loader
-        self.reader = StreamReader(loader, self.dataset)
-        self.skip = done_steps
-        self.steps = 0
-        self.num_batches = 0
-        self.last_step = 0
-
-    def batches(self) -> Iterable[Any]:
-        assert self.reader is not None, "start() comes first"
-        return self.reader
-
-    def state(self) -> Any:
-        """The stream's state after the latest trained batch (None before one, or without state)."""
-        return None if self.reader is None else self.reader.state
-
-    def advance(self) -> int:
-        self.steps += 1
-        return (self.skip + self.steps) * self.samples_per_step
-
-    def batches_left(self) -> int:
-        """Unknown until the pass ends: taken as unbounded, so an accumulation window is cut only by
-        max_steps, and a pass's short last window is divided by the full gradient_accumulation_steps
-        (its size is known only after its first batches were scaled)."""
-        return 1 << 62
-
-    def next_is_last(self) -> bool:
-        return self.reader is not None and self.reader.is_last
-
-    def at_end(self) -> bool:
-        return self.reader is not None and self.reader.is_last and self.steps > 0
