@@ -17,7 +17,7 @@ from typing import Any
 
 from tamrin.configs import ConfigError
 
-__all__ = ["FILE_FORMATS", "is_missing", "read_records", "records_from_hf"]
+__all__ = ["FILE_FORMATS", "class_label_name", "class_label_names", "is_missing", "read_records", "records_from_hf"]
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 """File suffix -> reader; `.json` files hold one JSON object per line (JSON Lines)."""
@@ -115,3 +115,22 @@ def _check_columns(rows: list[dict[str, Any]], required: Sequence[str], source: 
                 f"{source}: {where} has no value for column(s) {missing}; every row needs "
                 f"{list(required)} (its columns: {sorted(row)})."
             )
+
+
+def class_label_names(dataset: Any, column: str) -> list[str] | None:
+    """The names of a Hugging Face `ClassLabel` column (or a sequence of them), else None."""
+    feature = (getattr(dataset, "features", None) or {}).get(column)
+    feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) -> ClassLabel
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
+
+
+def class_label_name(names: list[str], value: Any, row: int, column: str) -> str:
+    """The name of a `ClassLabel` id; -1 (Hugging Face's "no label", e.g. GLUE test splits) is refused."""
+    label = int(value)
+    if not 0 <= label < len(names):
+        raise ConfigError(
+            f"Hugging Face dataset: row {row} has {column}={label}, outside the ClassLabel ids 0..{len(names) - 1} "
+            f"({names}); -1 marks an unlabelled row (a test split?), which cannot be trained or evaluated on."
+        )
+    return names[label]

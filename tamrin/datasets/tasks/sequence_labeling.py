@@ -16,14 +16,13 @@ from typing import Any
 from tamrin.configs import ConfigError
 from tamrin.datasets.base import register_dataset
 from tamrin.datasets.collators import TokenLabelCollator
+from tamrin.datasets.readers import class_label_name, class_label_names
 from tamrin.datasets.tables import read_table
 from tamrin.datasets.tasks.text_classification import (
     IGNORE_INDEX,
     TextDataset,
     TextEncodingConfig,
     check_text_files,
-    class_label_name,
-    class_label_names,
 )
 
 __all__ = ["OUTSIDE_TAG", "SequenceLabelingConfig", "SequenceLabelingDataset", "align_labels"]

@@ -27,7 +27,7 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import TextCollator
-from tamrin.datasets.readers import FILE_FORMATS, is_missing, records_from_hf
+from tamrin.datasets.readers import FILE_FORMATS, class_label_name, class_label_names, is_missing, records_from_hf
 from tamrin.datasets.tables import (
     ArrowColumn,
     check_no_missing,
@@ -51,8 +51,6 @@ __all__ = [
     "TextDataset",
     "TextEncodingConfig",
     "check_text_files",
-    "class_label_name",
-    "class_label_names",
 ]
 
 IGNORE_INDEX = -100  # the label of tokens that carry no tag: continuation pieces and padding
@@ -392,22 +390,3 @@ class TextClassificationDataset(TextDataset):
 
     def default_data_collator(self) -> TextCollator:
         return TextCollator(pad_id=0)
-
-
-def class_label_names(dataset: Any, column: str) -> list[str] | None:
-    """The names of a Hugging Face `ClassLabel` column (or a sequence of them), else None."""
-    feature = (getattr(dataset, "features", None) or {}).get(column)
-    feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) -> ClassLabel
-    names = getattr(feature, "names", None)
-    return list(names) if names else None
-
-
-def class_label_name(names: list[str], value: Any, row: int, column: str) -> str:
-    """The name of a `ClassLabel` id; -1 (Hugging Face's "no label", e.g. GLUE test splits) is refused."""
-    label = int(value)
-    if not 0 <= label < len(names):
-        raise ConfigError(
-            f"Hugging Face dataset: row {row} has {column}={label}, outside the ClassLabel ids 0..{len(names) - 1} "
-            f"({names}); -1 marks an unlabelled row (a test split?), which cannot be trained or evaluated on."
-        )
-    return names[label]
