@@ -88,3 +88,26 @@ def train_and_save(trainer: Trainer, output_dir: str) -> None:
     """Train to the end, then save the final model and state to OUTPUT_DIR/final."""
     trainer.train()
     trainer.save(Path(output_dir) / "final")
+
+
+def finish_distributed_job() -> None:
+    """End a multi-process job after a normal finish: leave the gloo group together, then exit at once.
+
+    A gloo group torn down by interpreter exit while another rank still talks to it can abort a rank,
+    and even after leaving it about 1 in 30 two-process gloo runs abort during the interpreter's
+    shutdown ("terminate called without an active exception": a gloo worker thread frees a finished
+    collective). Everything is written by then: flush and leave without that shutdown. Only after a
+    normal finish: after an error a barrier could wait on a dead rank.
+    """
+    import os
+    import sys
+
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -11,7 +11,6 @@ and changes of world size. At the end the main process writes OUT/seen.json and 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from helpers import JOB_MODEL, RegressionData, TinyRegressor
 
-from jobs.builder import KillAt, job_config, job_parser
+from jobs.builder import KillAt, finish_distributed_job, job_config, job_parser
 from tamrin import Trainer
 from tamrin.trainer.callbacks import Callback
 
@@ -126,17 +125,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    # Leave the process group together before exiting: a gloo group torn down by interpreter exit
-    # while the other rank still talks to it can abort a rank ("terminate called without an active
-    # exception"). Only after a normal finish: after an error a barrier could wait on a dead rank.
-    from accelerate import PartialState
-
-    state = PartialState()
-    state.wait_for_everyone()
-    state.destroy_process_group()
-    # Even so, about 1 in 30 two-process gloo runs abort during the interpreter's shutdown ("terminate
-    # called without an active exception": a gloo worker thread frees a finished collective while the
-    # interpreter tears down). Everything is written: flush and leave without that shutdown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    finish_distributed_job()

@@ -13,12 +13,11 @@ so a test can see that the parameters were really sharded.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from jobs.builder import KillAt, job_parser
+from jobs.builder import KillAt, finish_distributed_job, job_parser
 from tamrin.recipes import load_recipe
 from tamrin.recipes.building import build_trainer
 
@@ -73,10 +72,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    # End without the interpreter's shutdown: about 1 in 30 two-process gloo runs abort there, after
-    # a correct finish ("terminate called without an active exception": a gloo worker thread frees a
-    # finished collective while the interpreter tears down). Every process is past the final barrier
-    # and its files are written; flush what is buffered, then leave at once.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    finish_distributed_job()

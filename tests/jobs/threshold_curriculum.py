@@ -13,7 +13,6 @@ of the last step, then writes OUT/seen.json and OUT/final. `--pacing linear` pac
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from helpers import JOB_MODEL
 
-from jobs.builder import KillAt, job_config, job_parser
+from jobs.builder import KillAt, finish_distributed_job, job_config, job_parser
 from jobs.distributed import SAMPLES, IndexedData, PerSampleLossRegressor, RecordingTrainer, SeenSamples
 from tamrin.trainer.callbacks.curriculum import Curriculum
 
@@ -69,13 +68,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    # As jobs/distributed.py: leave the gloo group together, then exit without the interpreter's shutdown
-    # (about 1 in 30 two-process gloo runs abort there otherwise, after everything is written).
-    from accelerate import PartialState
-
-    state = PartialState()
-    state.wait_for_everyone()
-    state.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    finish_distributed_job()
