@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 ROW_BATCH = 10_000  # rows per Arrow batch in streaming passes: bounded memory, few Python calls
+WRITE_BATCH = 100_000
+"""Rows per record batch in the Arrow files tamrin has `datasets` write (a read file's conversion, the
+encoded cache). Opening a file touches every record batch's header, and the kernel maps the pages
+around each touch into the process: with `datasets`' default of 1,000 rows a batch, opening the
+1e7-row encoded cache mapped all 383 MiB of it; with 100,000 rows, 8 MiB (benchmarks/data_scale.py)."""
 
 
 @contextmanager
@@ -96,12 +101,17 @@ def read_table(pattern: str | os.PathLike, required_columns: Sequence[str] = ())
             if kind in ("csv", "tsv"):
                 sep = "," if kind == "csv" else "\t"
                 table = datasets.Dataset.from_csv(
-                    files, sep=sep, features=_string_features(paths[0], sep), keep_default_na=False, na_values=[""]
+                    files,
+                    sep=sep,
+                    features=_string_features(paths[0], sep),
+                    keep_default_na=False,
+                    na_values=[""],
+                    writer_batch_size=WRITE_BATCH,
                 )
             elif kind == "jsonl":
-                table = datasets.Dataset.from_json(files)
+                table = datasets.Dataset.from_json(files, writer_batch_size=WRITE_BATCH)
             else:
-                table = datasets.Dataset.from_parquet(files)
+                table = datasets.Dataset.from_parquet(files, writer_batch_size=WRITE_BATCH)
     except (ValueError, TypeError, OSError) as err:
         if "corresponds to no data" in str(err):  # datasets' words for a file with a header and no rows
             raise ConfigError(f"Data file {source!r} holds no rows: a dataset needs at least one sample.") from err
@@ -157,18 +167,13 @@ def iter_rows(
 def check_no_missing(table: Any, columns: Sequence[str], source: str, first_line: int) -> None:
     """Fail on the first row with no value (null, NaN or empty) in one of `columns`, naming row and columns.
 
-    Vectorised over Arrow: a pass costs milliseconds per million rows.
+    Vectorised over Arrow, one record batch at a time (bounded memory): a pass costs milliseconds per
+    million rows. Emptiness is read from the offsets (`binary_length`), so a text column's characters
+    are never touched: a memory-mapped column's text stays out of the process's resident pages.
     """
-    import pyarrow.compute as pc
-
     first_bad: int | None = None
     for column in columns:
-        array = table.data.column(column)
-        missing = pc.is_null(array, nan_is_null=True)
-        if array.type in _STRING_TYPES or _is_list(array.type):
-            lengths = pc.utf8_length(array) if array.type in _STRING_TYPES else pc.list_value_length(array)
-            missing = pc.or_kleene(missing, pc.equal(lengths, 0))
-        index = _first_true(missing)
+        index = _first_missing(table.data.column(column).chunks)
         if index is not None and (first_bad is None or index < first_bad):
             first_bad = index
     if first_bad is None:
@@ -182,6 +187,24 @@ def check_no_missing(table: Any, columns: Sequence[str], source: str, first_line
         f"{source}: {where} has no value for column(s) {empty}; every row needs {list(columns)} "
         f"(its columns: {sorted(row)})."
     )
+
+
+def _first_missing(chunks: Sequence[Any]) -> int | None:
+    """The index of the first null, NaN or empty (zero-length string or list) value across `chunks`."""
+    import pyarrow.compute as pc
+
+    start = 0
+    for chunk in chunks:
+        missing = pc.is_null(chunk, nan_is_null=True)
+        if chunk.type in _STRING_TYPES:
+            missing = pc.or_kleene(missing, pc.equal(pc.binary_length(chunk), 0))
+        elif _is_list(chunk.type):
+            missing = pc.or_kleene(missing, pc.equal(pc.list_value_length(chunk), 0))
+        index = _first_true(missing)
+        if index is not None:
+            return start + index
+        start += len(chunk)
+    return None
 
 
 def _first_true(mask: Any) -> int | None:
@@ -224,11 +247,14 @@ def encode_rows(table: Any, encode_row: Callable[[dict[str, Any], int], dict[str
                 encoded.setdefault(column, []).append(value)
         return {column: _as_int32(values) for column, values in encoded.items()}
 
-    fingerprint = hashlib.sha256("\x00".join([table._fingerprint, "int32", *key]).encode()).hexdigest()[:32]
+    layout = f"int32-batch{WRITE_BATCH}"  # how the cache file is written: a change makes a new file
+    fingerprint = hashlib.sha256("\x00".join([table._fingerprint, layout, *key]).encode()).hexdigest()[:32]
     with quiet_datasets():
         return table.map(
             encode_batch,
             batched=True,
+            batch_size=WRITE_BATCH,  # `map` writes each batch the function returns as one record batch
+            writer_batch_size=WRITE_BATCH,
             with_indices=True,
             remove_columns=table.column_names,
             new_fingerprint=fingerprint,
