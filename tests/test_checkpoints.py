@@ -568,3 +568,29 @@ def test_going_back_to_before_a_symlinked_checkpoint_keeps_the_link_working_in_a
     assert moved.is_symlink() and verify_checkpoint(moved) is None  # still reaches its target
     make_trainer(run, num_epochs=1, save_steps=2, overwrite_output_dir=True).train()
     assert verify_checkpoint(disk / "00000006") is None  # overwrite removed the link, not the target
+
+
+def test_a_checkpoint_is_hashed_once_per_process_and_a_rewritten_file_again(tmp_path, monkeypatch):
+    """A recipe resume verifies the checkpoint twice (before the data, then in the Trainer): the
+    second check must not read a multi-GB checkpoint again, yet must see a file changed since."""
+    from tamrin.trainer.checkpoint import files
+    from tamrin.trainer.checkpoint.manifest import write_manifest
+
+    checkpoint = tmp_path / "00000004"
+    (checkpoint / "train").mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"w" * 1000)
+    (checkpoint / "train" / "optimizer.pt").write_bytes(b"o" * 100)
+    write_manifest(checkpoint, {"global_step": 4})
+    hashed = []
+    real_sha256 = files.sha256_of
+    monkeypatch.setattr(files, "sha256_of", lambda path: hashed.append(path.name) or real_sha256(path))
+
+    assert files.verify_checkpoint(checkpoint) is None
+    assert files.verify_checkpoint(checkpoint) is None
+    assert sorted(hashed) == ["model.safetensors", "optimizer.pt"]  # each file read once
+
+    weights = checkpoint / "model.safetensors"
+    stat = weights.stat()
+    weights.write_bytes(b"x" * 1000)  # same size, other bytes
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert "model.safetensors is damaged" in files.verify_checkpoint(checkpoint)

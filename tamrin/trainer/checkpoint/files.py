@@ -222,21 +222,37 @@ def _manifest_problem(manifest: dict[Any, Any]) -> str | None:
 
 
 def verify_checkpoint(directory: Path, *, check_hashes: bool = True) -> str | None:
-    """Return what is wrong with a checkpoint (a missing, truncated or altered file), or None."""
+    """Return what is wrong with a checkpoint (a missing, truncated or altered file), or None.
+
+    The hashes of a checkpoint are read once per process: a recipe resume verifies it before the
+    data is built (to restore the preprocessor) and the Trainer again, and a multi-GB checkpoint
+    should not be read twice. A file rewritten since (a new inode, size or time) is hashed anew.
+    """
     directory = Path(directory)
     try:
         manifest = read_manifest(directory)
     except ValueError as err:
         return str(err)
+    stamps = []
     for name, expected in manifest["files"].items():
         path = directory / name
         if not path.is_file():
             return f"{path} is missing"
-        if path.stat().st_size != expected["size"]:
-            return f"{path} is truncated or altered ({path.stat().st_size} bytes, expected {expected['size']})"
-        if check_hashes and sha256_of(path) != expected["sha256"]:
-            return f"{path} is damaged (its sha256 differs from the manifest)"
+        stat = path.stat()
+        if stat.st_size != expected["size"]:
+            return f"{path} is truncated or altered ({stat.st_size} bytes, expected {expected['size']})"
+        stamps.append((name, expected["sha256"], stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    if not check_hashes or (key := (str(directory.resolve()), tuple(stamps))) in _VERIFIED:
+        return None
+    for name, expected in manifest["files"].items():
+        if sha256_of(directory / name) != expected["sha256"]:
+            return f"{directory / name} is damaged (its sha256 differs from the manifest)"
+    _VERIFIED.add(key)
     return None
+
+
+_VERIFIED: set[tuple[Any, ...]] = set()
+"""Checkpoints whose hashes matched in this process: their folder and each file's name, hash, inode, size and time."""
 
 
 def list_checkpoints(checkpoints_dir: Path) -> list[CheckpointInfo]:
