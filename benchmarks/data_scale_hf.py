@@ -12,6 +12,8 @@ A second run reuses what the first cached: `map` and `class_encode_column` resul
 and the trained tokenizer, saved beside the cache keyed by the dataset's fingerprint (as tamrin
 caches its preprocessor; retraining would give another fingerprint, as the library's WordPiece
 trainer does not order its vocabulary the same way from run to run, and so a cache miss).
+At 1e7 rows the Trainer's `RandomSampler` (`torch.randperm(n).tolist()`: a Python list of every
+index) adds ~380 MiB of heap and 0.5-2.5 s before the first batch, which the cached run shows.
 Run it through `python benchmarks/data_scale.py first-step hf N ROOT`.
 """
 
