@@ -13,11 +13,16 @@ process each, so that peak RSS is that path's alone). PATH is:
   PYTHONPATH pointing at a checkout of that version (main at 2c063f4).
 - `arrow`: `tamrin.datasets.Dataset.load(ROOT/N)` (rows in Arrow, encoded by a cached `map`);
   the first run encodes and caches, the second reads the cache (HF_DATASETS_CACHE decides where).
+- `hf`: the same work with plain `datasets` + `transformers.Trainer` (`load_dataset("parquet")`, a
+  `tokenizers` WordPiece tokenizer, `ds.map(tokenize, batched=True)`, `class_encode_column`, the
+  same BiGRU as an `nn.Module`): data_scale_hf.py. Run it twice too: `map` caches by fingerprint.
 
 The clock starts when the interpreter starts (imports included: `time.time()` against the
-process's start time from /proc) and stops at the end of the first training step; peak RSS is
-`resource.getrusage(RUSAGE_SELF).ru_maxrss`. The model is the text classifier of the recipe
-(BiGRU 64), batch 64.
+process's start time from /proc) and stops at the end of the first training step. Peak RSS is
+`VmHWM` from /proc/self/status (the process's own high-water mark; `ru_maxrss` is not: Linux
+carries it over an exec, so a process started from a larger one reports its parent's peak), with
+`RssAnon` (heap) and `RssFile` (mapped file pages) at that moment. The model is the text
+classifier of the recipe (BiGRU 64), batch 64.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -87,11 +91,23 @@ def generate(n: int, root: Path) -> Path:
     return folder
 
 
-def current_rss() -> dict[str, float]:
-    """RSS now, split into anonymous memory (the heap, Python objects) and file pages (memory-mapped
-    Arrow files: clean pages the kernel can drop under pressure), from /proc/self/status."""
+def memory_now() -> dict[str, float]:
+    """Peak RSS (VmHWM) and RSS now, split into anonymous memory (the heap, Python objects) and file
+    pages (memory-mapped Arrow files: clean pages the kernel can drop under pressure), in MiB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return {f"{name.lower()}_mib": round(int(fields[name].split()[0]) / 1024, 1) for name in ("RssAnon", "RssFile")}
+    names = {"peak_rss_mib": "VmHWM", "rssanon_mib": "RssAnon", "rssfile_mib": "RssFile"}
+    return {key: round(int(fields[name].split()[0]) / 1024, 1) for key, name in names.items()}
+
+
+def first_step_result(imports_s: float, loaded_s: float) -> str:
+    """The JSON line every path prints at the end of its first step (what the docs' tables quote)."""
+    result = {
+        "imports_s": round(imports_s, 2),
+        "dataset_ready_s": round(loaded_s, 2),
+        "seconds_to_first_step": round(process_age(), 2),
+        **memory_now(),
+    }
+    return json.dumps(result)
 
 
 class FirstStep:
@@ -101,14 +117,7 @@ class FirstStep:
     loaded_s = 0.0  # process age once the dataset is built
 
     def on_step_end(self, trainer, loss=None):  # noqa: ANN001
-        result = {
-            "imports_s": round(self.imports_s, 2),
-            "dataset_ready_s": round(self.loaded_s, 2),
-            "seconds_to_first_step": round(process_age(), 2),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            **current_rss(),
-        }
-        print(json.dumps(result), flush=True)
+        print(first_step_result(self.imports_s, self.loaded_s), flush=True)
         os._exit(0)
 
 
@@ -221,6 +230,10 @@ def main(argv: list[str]) -> None:
     command = argv[0]
     if command == "generate":
         print(generate(int(argv[1]), Path(argv[2])))
+    elif command == "first-step" and argv[1] == "hf":
+        from data_scale_hf import first_step_hf  # a sibling file; imports no tamrin
+
+        first_step_hf(int(argv[2]), Path(argv[3]))
     elif command == "first-step":
         first_step(argv[1], int(argv[2]), Path(argv[3]))
     elif command == "throughput":
