@@ -123,6 +123,17 @@ def test_a_selection_or_a_torch_format_reads_the_selected_rows_as_values() -> No
         TextClassificationDataset.from_hf(no_text.select([1, 0]), config)  # row 1 of the selection is row 0
 
 
+def test_class_label_names_across_arrow_batches_match_a_python_lookup() -> None:
+    from tamrin.datasets.tables import name_class_labels
+
+    rng = np.random.default_rng(0)
+    tags = [None if i % 97 == 0 else rng.integers(0, 4, rng.integers(0, 5)).tolist() for i in range(25_000)]
+    features = datasets.Features({"tags": datasets.List(datasets.ClassLabel(names=TAG_NAMES))})
+    hf = datasets.Dataset.from_dict({"tags": tags}, features=features).shuffle(seed=1).select(range(3, 24_000))
+    by_hand = [None if row is None else [TAG_NAMES[tag] for tag in row] for row in hf.with_format(None)["tags"]]
+    assert list(name_class_labels(hf, "tags", TAG_NAMES)["tags"]) == by_hand  # 10,000 rows a batch: three batches
+
+
 # -- from_hf: the errors users got from the list path ----------------------------------------------
 def test_from_hf_errors_name_the_dataset_the_row_and_the_columns() -> None:
     config = TextClassificationConfig(vocab_size=60)
