@@ -20,17 +20,20 @@ preprocessor, so that class ids mean the same everywhere.
 
 from __future__ import annotations
 
-import itertools
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
+import numpy as np
 import torch
 
 from tamrin.configs import ConfigError, check_choice
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import ImageCollator
-from tamrin.datasets.readers import FILE_FORMATS, read_records
+from tamrin.datasets.readers import FILE_FORMATS
+from tamrin.datasets.tables import ArrowColumn, check_no_missing, first_line_of, iter_rows, quiet_datasets, read_table
 from tamrin.preprocessors.images import ImagePreprocessor, check_image_settings, open_image
 
 __all__ = [
@@ -174,9 +177,17 @@ class ImageFolderConfig(ImageDatasetConfig):
 class ImageFolderDataset(ImageClassificationDataset):
     """Images on disk with their class labels, from a labels file or class sub-folders.
 
-    At construction the split's listing is read, every image file is checked to exist and every
-    label to be in the label map; images are decoded lazily in `get_item` (an undecodable one is a
-    ValueError naming the file).
+    The split's listing is an Arrow table (`table`): a labels file is read into the datasets cache
+    and memory-mapped (`read_table`), class sub-folders are listed into an in-memory table; its label
+    ids are one numpy array (`label_ids`) and an item reads its path in O(1), so a listing of
+    millions of images holds no Python object per row. At construction every image file of a labels
+    file is checked to exist and every label to be in the label map; images are decoded lazily in
+    `get_item` (an undecodable one is a ValueError naming the file).
+
+    Attributes:
+        table: the listing (`file_column`, `label_column`, and a labels file's other columns).
+        image_root: the folder that image paths are relative to (the labels file's, or the split's).
+        label_ids: the class id of every row (int32).
     """
 
     config: ImageFolderConfig
@@ -190,26 +201,39 @@ class ImageFolderDataset(ImageClassificationDataset):
                 f"`{{data_dir}}/{{split}}` (data_dir={config.data_dir!r}); map other names with `split_dirs`."
             )
         self.folder = folder
-        rows = self._list_samples(folder)
-        self.files = [path for path, _, _ in rows]
-        self.setup_preprocessor(sorted({label for _, label, _ in rows}) if split == "train" else None)
-        self.label_ids = [self._label_id(label, where) for _, label, where in rows]
-        self._check_files_exist(rows)
+        self.labels_path = self._find_labels_file(folder)
+        """The labels file read, or None for class sub-folders."""
+        if self.labels_path is not None:
+            self.table, self.image_root = self._read_labels_file(self.labels_path), self.labels_path.parent
+        else:
+            self.table, self.image_root = self._scan_subfolders(folder), folder
+        self._files = ArrowColumn(self.table, config.file_column)
+        names, positions = _distinct_labels(self.table, config.label_column)
+        self.setup_preprocessor(sorted(set(names)) if split == "train" else None)
+        self.label_ids = self._label_ids(names, positions)
+        if self.labels_path is not None:  # listed sub-folder files exist by construction
+            self._check_files_exist()
+
+    @property
+    def files(self) -> Sequence[Path]:
+        """The image path of every row, read from the table on access (no list of every path)."""
+        return _ImagePaths(self._files, self.image_root)
 
     def num_rows(self) -> int:
-        return len(self.files)
+        return len(self._files)
 
     def get_item(self, index: int) -> dict[str, torch.Tensor]:
-        return self.make_item(open_image(self.files[index]), self.label_ids[index])
+        return self.make_item(open_image(self.image_root / self._files[index]), int(self.label_ids[index]))
+
+    def where(self, index: int) -> str:
+        """Where row `index` was listed, as errors name it: a labels file's line (or row), or the image."""
+        path = self.labels_path
+        if path is None:
+            return str(self.image_root / self._files[index])
+        first_line = first_line_of(path)
+        return f"{path}: line {index + first_line}" if first_line else f"{path}: row {index}"
 
     # -- listing -------------------------------------------------------------------------------
-    def _list_samples(self, folder: Path) -> list[tuple[Path, str, str]]:
-        """(image path, label, where it was listed) of every sample of the split, in order."""
-        labels_file = self._find_labels_file(folder)
-        if labels_file is not None:
-            return self._read_labels_file(labels_file)
-        return self._scan_subfolders(folder)
-
     def _find_labels_file(self, folder: Path) -> Path | None:
         layout, name = self.config.layout, self.config.labels_file
         if layout == "subfolders":
@@ -231,58 +255,120 @@ class ImageFolderDataset(ImageClassificationDataset):
             )
         return found[0] if found else None
 
-    def _read_labels_file(self, path: Path) -> list[tuple[Path, str, str]]:
-        columns = (self.config.file_column, self.config.label_column)
-        records = read_records(path, required_columns=columns)
-        first_line = {".csv": 2, ".tsv": 2, ".jsonl": 1, ".json": 1}.get(path.suffix.lower())
-        return [
-            (
-                path.parent / str(row[columns[0]]),
-                str(row[columns[1]]),
-                f"{path}: line {index + first_line}" if first_line else f"{path}: row {index}",
-            )
-            for index, row in enumerate(records)
-        ]
+    def _read_labels_file(self, path: Path) -> Any:
+        """The labels file as a memory-mapped table, every row holding a path and a label."""
+        import datasets
 
-    def _scan_subfolders(self, folder: Path) -> list[tuple[Path, str, str]]:
-        """The images of every class folder, interleaved class by class (sorted within each class).
+        columns = [self.config.file_column, self.config.label_column]
+        table = read_table(path, columns)
+        check_no_missing(table, columns, str(path), first_line_of(path))
+        if table.features[columns[0]] != datasets.Value("string"):  # e.g. JSON numbers as file names
+            with quiet_datasets():
+                table = table.cast_column(columns[0], datasets.Value("string"))
+        return table
+
+    def _scan_subfolders(self, folder: Path) -> Any:
+        """The images of every class folder as a table, interleaved class by class (sorted within each class).
 
         Interleaving keeps `max_size` (the first N samples) spread over all classes instead of the
         first classes only.
         """
-        per_class = [
-            [
-                (image, class_dir.name, str(image))
-                for image in sorted(class_dir.iterdir())
-                if image.is_file() and image.suffix.lower() in IMAGE_EXTENSIONS
-            ]
-            for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        ]
-        rows = [row for group in itertools.zip_longest(*per_class) for row in group if row is not None]
-        if not rows:
+        import datasets
+        import pyarrow as pa
+
+        classes, files = [], []
+        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            with os.scandir(class_dir) as entries:
+                names = sorted(
+                    entry.name
+                    for entry in entries
+                    if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+                )
+            if names:
+                classes.append(class_dir.name)
+                files.append(pa.array([f"{class_dir.name}/{name}" for name in names], pa.string()))
+        if not files:
             raise ConfigError(
                 f"The {self.split!r} split folder {str(folder)!r} holds no labels file and no class sub-folders "
                 f"with images ({', '.join(IMAGE_EXTENSIONS)}): a dataset needs at least one sample."
             )
-        return rows
+        counts = [len(array) for array in files]
+        class_index = np.repeat(np.arange(len(counts)), counts)
+        rank = np.concatenate([np.arange(count) for count in counts])
+        order = pa.array(np.lexsort((class_index, rank)))  # first images of every class, then the second ones, ...
+        return datasets.Dataset.from_dict(
+            {
+                self.config.file_column: pa.concat_arrays(files).take(order),
+                self.config.label_column: pa.array(classes, pa.string()).take(pa.array(class_index).take(order)),
+            }
+        )
 
     # -- checks --------------------------------------------------------------------------------
-    def _label_id(self, label: str, where: str) -> int:
-        label_id = self.preprocessor.label2id.get(label)
-        if label_id is None:
+    def _label_ids(self, names: list[str], positions: np.ndarray) -> np.ndarray:
+        """Each row's class id; the first row whose label is not in the label map fails, naming it."""
+        label2id = self.preprocessor.label2id
+        ids = np.array([label2id.get(name, -1) for name in names], dtype=np.int32)[positions]
+        unknown = np.flatnonzero(ids < 0)
+        if unknown.size:
+            row = int(unknown[0])
             raise ConfigError(
-                f"{where}: label {label!r} of the {self.split!r} split is not in the train split's label map. "
-                f"Valid labels: {self.labels}."
+                f"{self.where(row)}: label {names[positions[row]]!r} of the {self.split!r} split is not in the "
+                f"train split's label map. Valid labels: {self.labels}."
             )
-        return label_id
+        return ids
 
-    def _check_files_exist(self, rows: list[tuple[Path, str, str]]) -> None:
-        missing = [f"{str(path)!r} ({where})" for path, _, where in rows if not path.is_file()]
+    def _check_files_exist(self) -> None:
+        """Every listed image exists: one stat per row, streamed over the table; the first five missing are named."""
+        missing = 0
+        shown: list[str] = []
+        for index, row in enumerate(iter_rows(self.table, [self.config.file_column])):
+            path = self.image_root / row[self.config.file_column]
+            if not path.is_file():
+                missing += 1
+                if len(shown) < 5:
+                    shown.append(f"{str(path)!r} ({self.where(index)})")
         if missing:
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            more = f" and {missing - 5} more" if missing > 5 else ""
             raise FileNotFoundError(
-                f"{len(missing)} image file(s) of the {self.split!r} split do not exist: "
-                + ", ".join(missing[:5])
-                + more
-                + "."
+                f"{missing} image file(s) of the {self.split!r} split do not exist: " + ", ".join(shown) + more + "."
             )
+
+
+def _distinct_labels(table: Any, column: str) -> tuple[list[str], np.ndarray]:
+    """The distinct labels of a column as strings (as `str()` writes them), and each row's index into them.
+
+    Vectorised on Arrow (`unique`, `index_in`): a Python string per distinct label, not per row.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = table.data.column(column)
+    if pa.types.is_nested(values.type):
+        raise ConfigError(f"Column {column!r} must hold one label per row (a string or a number), got {values.type}.")
+    distinct = pc.unique(values)
+    positions = pc.index_in(values, value_set=distinct).to_numpy()
+    return [str(value) for value in distinct.to_pylist()], positions
+
+
+class _ImagePaths(Sequence[Path]):
+    """A read-only sequence of the image paths of a listing, read in O(1) from its Arrow column."""
+
+    def __init__(self, files: ArrowColumn, root: Path) -> None:
+        self._column, self._root = files, root
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(f"Image index {index} is out of range for {len(self)} images.")
+        return self._root / self._column[position]

@@ -16,8 +16,8 @@ from typing import Any
 from tamrin.configs import ConfigError
 from tamrin.datasets.base import register_dataset
 from tamrin.datasets.collators import TokenLabelCollator
-from tamrin.datasets.readers import class_label_name, class_label_names
-from tamrin.datasets.tables import read_table
+from tamrin.datasets.readers import class_label_names
+from tamrin.datasets.tables import name_class_labels, read_table
 from tamrin.datasets.tasks.text_classification import (
     IGNORE_INDEX,
     TextDataset,
@@ -74,15 +74,9 @@ class SequenceLabelingDataset(TextDataset):
         return [config.tokens_column, config.tags_column]
 
     @classmethod
-    def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
+    def name_class_labels(cls, dataset: Any, table: Any, config: Any) -> Any:
         names = class_label_names(dataset, config.tags_column)
-        if names is None:
-            return rows
-        column = config.tags_column
-        return [
-            {**row, column: [class_label_name(names, tag, index, column) for tag in row[column]]}
-            for index, row in enumerate(rows)
-        ]
+        return table if names is None else name_class_labels(table, config.tags_column, names)
 
     def load_rows(self) -> Any:
         return self.read_split(self.config.files)

@@ -27,13 +27,16 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import TextCollator
-from tamrin.datasets.readers import FILE_FORMATS, class_label_name, class_label_names, is_missing, records_from_hf
+from tamrin.datasets.readers import FILE_FORMATS, class_label_names, is_missing
 from tamrin.datasets.tables import (
     ArrowColumn,
     check_no_missing,
     encode_rows,
+    first_line_of,
     iter_rows,
+    name_class_labels,
     read_table,
+    rows_from_hf,
     table_from_rows,
 )
 from tamrin.preprocessors.tokenizer import (
@@ -54,7 +57,6 @@ __all__ = [
 ]
 
 IGNORE_INDEX = -100  # the label of tokens that carry no tag: continuation pieces and padding
-_FIRST_LINE = {"csv": 2, "tsv": 2, "jsonl": 1}  # line of the first row as an editor shows it (CSV: header is 1)
 
 
 @dataclass
@@ -156,14 +158,18 @@ class TextDataset(Dataset):
     def from_hf(
         cls, dataset: Any, config: TextEncodingConfig, split: str = "train", *, preprocessor: Any = None
     ) -> TextDataset:
-        """A split read from a Hugging Face `datasets.Dataset` (any iterable of row dicts).
+        """A split read from a Hugging Face `datasets.Dataset` (or any iterable of row dicts).
 
-        `config.files` is not read. Integer labels of a `ClassLabel` column become their names.
+        A `datasets.Dataset` is the split's table as it is: its Arrow rows (memory-mapped when it was
+        loaded from the Hub or disk) are checked and encoded without becoming Python objects. Any
+        other iterable of row dicts is read into memory first (`rows_from_hf`). `config.files` is
+        not read. Integer labels of a `ClassLabel` column become their names (a cached Arrow map).
         """
-        rows = records_from_hf(dataset, cls.required_columns(config))
-        rows = cls.name_class_labels(dataset, rows, config)
+        rows = rows_from_hf(dataset, cls.required_columns(config))
+        table = table_from_rows(rows) if isinstance(rows, list) else rows
+        table = cls.name_class_labels(dataset, table, config)
         source = f"Hugging Face dataset {type(dataset).__name__}"
-        return cls(config, split=split, rows=rows, source=source, preprocessor=preprocessor)
+        return cls(config, split=split, rows=table, source=source, preprocessor=preprocessor)
 
     # -- what subclasses define ----------------------------------------------------------------
     @classmethod
@@ -172,9 +178,10 @@ class TextDataset(Dataset):
         raise NotImplementedError
 
     @classmethod
-    def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
-        """Replace `ClassLabel` ids of a Hugging Face dataset by their names (default: unchanged)."""
-        return rows
+    def name_class_labels(cls, dataset: Any, table: Any, config: Any) -> Any:
+        """`table` with the `ClassLabel` ids of a Hugging Face `dataset` replaced by their names
+        (default: unchanged; `tables.name_class_labels` does it for one column)."""
+        return table
 
     def labels_of(self, rows: Iterable[dict[str, Any]]) -> list[str]:
         """The label map of the training rows (one streaming pass), in id order."""
@@ -222,7 +229,7 @@ class TextDataset(Dataset):
             )
         path = Path(files[self.split])
         self.source = str(path)
-        self._first_line = _FIRST_LINE.get(FILE_FORMATS.get(path.suffix.lower(), ""), 0)
+        self._first_line = first_line_of(path)
         return self.read_file(path)
 
     def read_file(self, path: Path) -> Any:
@@ -358,12 +365,9 @@ class TextClassificationDataset(TextDataset):
         return self.read_split(self.config.files)
 
     @classmethod
-    def name_class_labels(cls, dataset: Any, rows: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
+    def name_class_labels(cls, dataset: Any, table: Any, config: Any) -> Any:
         names = class_label_names(dataset, config.label_column)
-        if names is None:
-            return rows
-        column = config.label_column
-        return [{**row, column: class_label_name(names, row[column], index, column)} for index, row in enumerate(rows)]
+        return table if names is None else name_class_labels(table, config.label_column, names)
 
     def texts_of(self, rows: Iterable[dict[str, Any]]) -> Iterator[str]:
         return (str(row[self.text_column]) for row in rows)

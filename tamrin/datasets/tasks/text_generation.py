@@ -27,25 +27,20 @@ import torch
 
 from tamrin.configs import ConfigError, check_choice
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
-from tamrin.datasets.readers import FILE_FORMATS, records_from_hf
+from tamrin.datasets.readers import FILE_FORMATS
 from tamrin.datasets.tables import (
     ArrowColumn,
     check_no_missing,
     encode_rows,
+    first_line_of,
     iter_rows,
     read_table,
+    rows_from_hf,
     table_from_rows,
 )
 from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
 
 __all__ = ["GenerationCollator", "PairDataset", "TextGenerationConfig", "TextGenerationDataset", "encode_pair"]
-
-
-_FIRST_LINE = {".csv": 2, ".tsv": 2, ".jsonl": 1, ".json": 1}  # a row's line as an editor shows it
-
-
-def _first_line(path: str) -> int:
-    return _FIRST_LINE.get(Path(path).suffix.lower(), 0)
 
 
 class GenerationCollator:
@@ -174,7 +169,8 @@ class TextGenerationDataset(PairDataset):
     Args:
         config: the dataset config.
         split: a key of `config.files` (ignored when `records` are given).
-        records: the rows themselves (`from_hf` passes them); None: read `files[split]`.
+        records: the rows themselves (`from_hf` passes them): a `datasets.Dataset`, or a list of row
+            dicts; None: read `files[split]`.
         **kwargs: `preprocessor` (the train split's vocabulary) and `data_collator`.
     """
 
@@ -184,7 +180,7 @@ class TextGenerationDataset(PairDataset):
         self,
         config: TextGenerationConfig,
         split: str = "train",
-        records: list[dict[str, Any]] | None = None,
+        records: list[dict[str, Any]] | Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, split=split, **kwargs)
@@ -218,13 +214,17 @@ class TextGenerationDataset(PairDataset):
     def from_hf(
         cls, dataset: Any, split: str = "train", *, preprocessor: CharVocabulary | None = None, **overrides: Any
     ) -> TextGenerationDataset:
-        """Build from a Hugging Face `datasets.Dataset` (any iterable of row dicts).
+        """Build from a Hugging Face `datasets.Dataset` (or any iterable of row dicts).
+
+        A `datasets.Dataset` is the split's table as it is (Arrow, memory-mapped when it was loaded
+        from the Hub or disk): its rows are checked and encoded in streaming passes, never held in a
+        Python list. Any other iterable of row dicts is read into memory first (`rows_from_hf`).
 
         Example:
             `TextGenerationDataset.from_hf(load_dataset(...)["train"], prompt_column="question")`.
         """
         config = TextGenerationConfig.from_dict({**overrides, "name": "text_generation"})
-        records = records_from_hf(dataset, config.columns)
+        records = rows_from_hf(dataset, config.columns)
         return cls(config, split=split, records=records, preprocessor=preprocessor)
 
     def _read_split(self, split: str) -> tuple[Any, str]:
@@ -238,7 +238,7 @@ class TextGenerationDataset(PairDataset):
             raise ConfigError(f"text_generation has no file for split {split!r}: {problem}")
         columns = self.config.columns
         table = read_table(files[split], columns)
-        check_no_missing(table, columns, str(files[split]), _first_line(files[split]))
+        check_no_missing(table, columns, str(files[split]), first_line_of(files[split]))
         return table, str(files[split])
 
     def _row_pair(self, row: dict[str, Any], index: int, source: str) -> tuple[str, str]:
