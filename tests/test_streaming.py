@@ -88,17 +88,21 @@ def test_sigkilled_stream_run_resumes_bitwise_equal_to_uninterrupted(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_split_a_stream_without_duplicates_and_resume_it_exactly(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])  # 2: each process's 2 shards split over its 2 StatefulDataLoader workers
+def test_two_processes_split_a_stream_without_duplicates_and_resume_it_exactly(tmp_path, workers):
     from test_distributed import SAMPLES, launch, seen_per_epoch
 
+    if workers:
+        pytest.importorskip("torchdata")
+    stream = ("--stream", "--workers", str(workers))
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    assert launch(2, reference, "--stream") == 0
+    assert launch(2, reference, *stream) == 0
     per_epoch = seen_per_epoch(reference)
     assert sorted(per_epoch) == [0, 1, 2]
     for epoch, indices in per_epoch.items():  # split_dataset_by_node: 2 of the 4 shards per process
         assert sorted(indices) == list(range(SAMPLES)), f"pass {epoch}: repeated or skipped samples"
-    assert launch(2, resumed, "--stream", "--kill-step", "8") == -signal.SIGKILL  # pass 1, inside a window
-    assert launch(2, resumed, "--stream") == 0
+    assert launch(2, resumed, *stream, "--kill-step", "8") == -signal.SIGKILL  # pass 1, inside a window
+    assert launch(2, resumed, *stream) == 0
     assert sorted(p.name for p in (resumed / "final" / "train").glob("stream_state_*.pt")) == [
         "stream_state_0.pt",
         "stream_state_1.pt",

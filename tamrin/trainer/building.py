@@ -35,6 +35,8 @@ from tamrin.trainer.stream_position import StreamEpochPosition
 __all__ = [
     "build_eval_dataloader",
     "build_stream_dataloader",
+    "stateful_dataloader_class",
+    "warn_about_idle_workers",
     "build_train_dataloader",
     "build_train_sampler",
     "default_callbacks",
@@ -74,26 +76,51 @@ def build_stream_dataloader(
 ) -> DataLoader:
     """A DataLoader over a stream (an IterableDataset): no sampler, the stream gives its own order.
 
+    With workers and a stream that has a state, torchdata's `StatefulDataLoader`: each worker reads
+    its own copy of the stream, and that loader's `state_dict()` holds every worker's place (taken
+    after every batch: `snapshot_every_n_steps=1`), so a resume is exact.
+
     Raises:
-        ConfigError: DataLoader workers with a stream that has a state: each worker reads its own
-            copy of the stream, so the main process cannot save where they are, and a resume would
-            not be exact.
+        ConfigError: workers with a stream that has a state, and torchdata is not installed.
     """
     workers = config.num_dataloader_workers
-    if workers > 0 and has_stream_state(dataset):
+    settings: dict[str, Any] = {
+        "batch_size": config.batch_size,
+        "collate_fn": collator,
+        "num_workers": workers,
+        "generator": torch.Generator(),
+        "pin_memory": device_type == "cuda",
+    }
+    if workers == 0 or not has_stream_state(dataset):
+        return DataLoader(dataset, **settings)
+    warn_about_idle_workers(dataset, workers)
+    return stateful_dataloader_class(dataset)(dataset, snapshot_every_n_steps=1, **settings)
+
+
+def stateful_dataloader_class(dataset: Any) -> Any:
+    """torchdata's `StatefulDataLoader` (the optional `stream` extra), or a ConfigError saying how to install it."""
+    try:
+        from torchdata.stateful_dataloader import StatefulDataLoader
+    except ImportError as error:
         raise ConfigError(
-            f"`num_dataloader_workers={workers}` with the training stream ({stream_name(dataset)}): its workers "
-            "each read a copy of the stream, so the saved stream state would not say where they are and a resume "
-            "would not be exact. Set num_dataloader_workers=0 for a stream (HF streams decode in the main process)."
+            f"num_dataloader_workers > 0 with the training stream ({stream_name(dataset)}) needs torchdata's "
+            "StatefulDataLoader to save where each worker is in the stream: "
+            '`pip install "tamrin[stream]"` (or `pip install torchdata`), or set num_dataloader_workers=0.'
+        ) from error
+    return StatefulDataLoader
+
+
+def warn_about_idle_workers(dataset: Any, workers: int) -> None:
+    """HF gives each worker whole shards: with fewer shards than workers, the extra workers read nothing."""
+    shards = getattr(dataset, "num_shards", None)
+    if isinstance(shards, int) and shards < workers:
+        warnings.warn(
+            f"The training stream ({stream_name(dataset)}) has {shards} shard(s) for num_dataloader_workers="
+            f"{workers}: HF gives each worker whole shards, so {workers - shards} worker(s) read nothing. "
+            f"Set num_dataloader_workers<={shards}, or save the data in more shards "
+            "(`to_iterable_dataset(num_shards=...)`).",
+            stacklevel=4,
         )
-    return DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        collate_fn=collator,
-        num_workers=workers,
-        generator=torch.Generator(),
-        pin_memory=device_type == "cuda",
-    )
 
 
 def build_train_sampler(dataset: Any, config: TrainerConfig, *, num_replicas: int, rank: int) -> RangedSampler:

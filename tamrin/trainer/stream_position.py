@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from tamrin.datasets.sampling.streams import StreamReader
+from tamrin.datasets.sampling.streams import LOADER_STATE, StreamReader, has_stream_state, loader_state_workers
 from tamrin.trainer.steps import EpochPosition
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class StreamEpochPosition(EpochPosition):
         if callable(set_epoch):
             set_epoch(epoch)
         if self.resume_state is not None:
-            self.dataset.load_state_dict(self.resume_state)
+            self._resume(loader, self.resume_state)
             self.resume_state = None
         if loader.generator is not None:
             loader.generator.manual_seed(seed * 1_000_003 + epoch)
@@ -50,6 +50,26 @@ class StreamEpochPosition(EpochPosition):
         self.steps = 0
         self.num_batches = 0
         self.last_step = 0
+
+    def _resume(self, loader: Any, state: Any) -> None:
+        """Start at a saved state: the loader's (taken with workers) or the dataset's (without).
+
+        Raises:
+            ValueError: the state was taken with another num_dataloader_workers (each worker holds
+                its own shards of the stream, so the state fits only the same number of workers).
+        """
+        saved = loader_state_workers(state)
+        workers = loader.num_workers if has_stream_state(loader) else 0
+        if saved != workers:
+            raise ValueError(
+                f"The checkpoint's stream state was saved with `num_dataloader_workers={saved}`; this run has "
+                f"num_dataloader_workers={workers}. Each worker reads its own shards of the stream, so the state "
+                f"resumes only with the same number of workers: set num_dataloader_workers={saved}."
+            )
+        if saved:
+            loader.load_state_dict(state[LOADER_STATE])
+        else:
+            self.dataset.load_state_dict(state)
 
     def batches(self) -> Iterable[Any]:
         assert self.reader is not None, "start() comes first"

@@ -91,13 +91,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate once, write OUT/metrics.json")
     parser.add_argument("--save-steps", type=int, default=2, help="odd: checkpoints inside accumulation windows")
     parser.add_argument("--stream", action="store_true", help="train on the samples as an HF stream of 4 shards")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="num_dataloader_workers (the stream: a StatefulDataLoader)"
+    )
     args = parser.parse_args(argv)
     # 3 passes of 6 batches per process; the index column reaches the recorder (not a forward argument)
     stream = {"max_steps": 18, "remove_unused_columns": False} if args.stream else {}
     config = job_config(
         args.output_dir, metrics=["mse", "mae", "r2"], gradient_accumulation_steps=2, optimizer="adam",
         warmup_steps=0, save_steps=args.save_steps, log_steps=2, eval_steps=None, eval_batch_size=5, seed=7,
-        device="cpu", **stream,
+        device="cpu", num_dataloader_workers=args.workers, **stream,
     )  # fmt: skip
     torch.manual_seed(0)
     model = PerSampleLossRegressor(**{**JOB_MODEL, "dropout": 0.2})

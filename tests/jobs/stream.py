@@ -1,6 +1,6 @@
 """A training job over a stream (an HF `datasets.IterableDataset`) for the exact-resume tests.
 
-    PYTHONPATH=tests python -m jobs.stream OUTPUT_DIR [--kill-step K | --kill-after-save K]
+    PYTHONPATH=tests python -m jobs.stream OUTPUT_DIR [--kill-step K | --kill-after-save K] [--workers N]
 
 The run is `jobs.builder`'s (dropout, gradient accumulation 3, an LR scheduler with warmup,
 periodic evaluation and saves, resume_from_checkpoint=True) over `job_stream`: the 37 samples of
@@ -27,10 +27,12 @@ def job_stream(size: int = 37, *, num_shards: int = 4) -> Any:
 
 
 def main(argv: list[str]) -> None:
-    args = job_parser(__doc__.splitlines()[0]).parse_args(argv)
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=0, help="num_dataloader_workers (> 0: a StatefulDataLoader)")
+    args = parser.parse_args(argv)
     trainer = Trainer(
         model=job_model(),
-        config=job_config(args.output_dir, max_steps=30),
+        config=job_config(args.output_dir, max_steps=30, num_dataloader_workers=args.workers),
         train_dataset=job_stream(),
         eval_dataset=job_data(11, seed=1),
         callbacks=[KillAt(args.kill_step, args.kill_after_save)],

@@ -7,6 +7,13 @@ it), or that of any torch `IterableDataset` with `state_dict()` / `load_state_di
 and keeps the state *after each yielded batch*, which is what a checkpoint saves: the look-ahead
 batch is not counted as read.
 
+With DataLoader workers, each worker reads its own copy of the stream (an HF stream gives each
+worker its own shards; a torch IterableDataset splits itself by `get_worker_info()`), so the main
+process's dataset does not know where they are. The loader is then torchdata's
+`StatefulDataLoader` (the optional `stream` extra), whose `state_dict()` holds every worker's
+stream state and which batches were yielded; the reader keeps *its* state, saved wrapped as
+`{LOADER_STATE: ..., "num_dataloader_workers": n}` so a resume can tell the two kinds apart.
+
 An epoch over a stream is one pass over it, to its end; `set_epoch(epoch)` is called on the
 dataset first (an HF stream reshuffles its shards and shuffle buffer by it).
 """
@@ -19,7 +26,24 @@ from typing import Any
 
 from torch.utils.data import IterableDataset
 
-__all__ = ["StreamReader", "has_stream_state", "is_stream", "shard_stream", "stream_name"]
+__all__ = [
+    "LOADER_STATE",
+    "StreamReader",
+    "has_stream_state",
+    "is_stream",
+    "loader_state_workers",
+    "shard_stream",
+    "stream_name",
+]
+
+LOADER_STATE = "stateful_dataloader"  # the key of a saved StatefulDataLoader state (workers > 0)
+
+
+def loader_state_workers(state: Any) -> int:
+    """The num_dataloader_workers a saved stream state was taken with (0: the dataset's own state)."""
+    if isinstance(state, dict) and LOADER_STATE in state:
+        return int(state["num_dataloader_workers"])
+    return 0
 
 
 def is_stream(dataset: Any) -> bool:
@@ -57,6 +81,9 @@ def shard_stream(dataset: Any, *, rank: int, world_size: int) -> Any:
 class StreamReader:
     """Iterates a stream's DataLoader one batch ahead, keeping the stream state after each yielded batch.
 
+    With a stateful loader (torchdata's `StatefulDataLoader`, used with workers), the state kept is
+    the loader's, which holds each worker's stream state; else the dataset's.
+
     Attributes:
         is_last: the batch just yielded is the stream's last of this pass.
         state: the stream's state after the batch just yielded (None for a stream without state).
@@ -68,10 +95,14 @@ class StreamReader:
         self.loader = loader
         self.dataset = dataset
         self._stateful = has_stream_state(dataset)
+        self._loader_state = self._stateful and has_stream_state(loader)
         self.is_last = False
         self.state: Any = None
 
     def _snapshot(self) -> Any:
+        if self._loader_state:
+            workers = self.loader.num_workers
+            return {LOADER_STATE: copy.deepcopy(self.loader.state_dict()), "num_dataloader_workers": workers}
         return copy.deepcopy(self.dataset.state_dict()) if self._stateful else None
 
     def __iter__(self) -> Iterator[Any]:
