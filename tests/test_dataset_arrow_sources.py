@@ -124,7 +124,7 @@ def test_a_selection_or_a_torch_format_reads_the_selected_rows_as_values() -> No
 
 
 def test_class_label_names_across_arrow_batches_match_a_python_lookup() -> None:
-    from tamrin.datasets.tables import name_class_labels
+    from tamrin.datasets.hf_rows import name_class_labels
 
     rng = np.random.default_rng(0)
     tags = [None if i % 97 == 0 else rng.integers(0, 4, rng.integers(0, 5)).tolist() for i in range(25_000)]

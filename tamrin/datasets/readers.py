@@ -49,7 +49,7 @@ def read_records(path: str | os.PathLike, required_columns: Sequence[str] = ()) 
 def records_from_hf(dataset: Any, required_columns: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Rows of any object iterating over dicts, as a list, columns checked.
 
-    The task datasets read a `datasets.Dataset` without this list (`tables.rows_from_hf` keeps its
+    The task datasets read a `datasets.Dataset` without this list (`hf_rows.rows_from_hf` keeps its
     Arrow table); this reads the other iterables, whose rows are then held in memory.
     """
     rows = [dict(row) for row in dataset]

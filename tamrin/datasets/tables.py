@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tamrin.configs import ConfigError
-from tamrin.datasets.readers import FILE_FORMATS, records_from_hf
+from tamrin.datasets.readers import FILE_FORMATS
 
 __all__ = [
     "ArrowColumn",
@@ -31,12 +31,11 @@ __all__ = [
     "encode_rows",
     "data_files_of",
     "first_line_of",
-    "is_arrow_dataset",
+    "first_true_index",
+    "is_list_type",
     "iter_rows",
-    "name_class_labels",
     "quiet_datasets",
     "read_table",
-    "rows_from_hf",
     "table_from_rows",
 ]
 
@@ -202,16 +201,16 @@ def _first_missing(chunks: Sequence[Any]) -> int | None:
         missing = pc.is_null(chunk, nan_is_null=True)
         if chunk.type in _STRING_TYPES:
             missing = pc.or_kleene(missing, pc.equal(pc.binary_length(chunk), 0))
-        elif _is_list(chunk.type):
+        elif is_list_type(chunk.type):
             missing = pc.or_kleene(missing, pc.equal(pc.list_value_length(chunk), 0))
-        index = _first_true(missing)
+        index = first_true_index(missing)
         if index is not None:
             return start + index
         start += len(chunk)
     return None
 
 
-def _first_true(mask: Any) -> int | None:
+def first_true_index(mask: Any) -> int | None:
     import pyarrow.compute as pc
 
     if not pc.any(mask).as_py():
@@ -219,7 +218,7 @@ def _first_true(mask: Any) -> int | None:
     return int(pc.index(mask, True).as_py())
 
 
-def _is_list(arrow_type: Any) -> bool:
+def is_list_type(arrow_type: Any) -> bool:
     import pyarrow as pa
 
     return bool(pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type))
@@ -295,7 +294,7 @@ class ArrowColumn:
             table = table.flatten_indices()
         chunks = [chunk for chunk in table.data.column(name).chunks if len(chunk)]
         self.name = name
-        self.is_list = bool(chunks) and _is_list(chunks[0].type)
+        self.is_list = bool(chunks) and is_list_type(chunks[0].type)
         self.is_string = bool(chunks) and chunks[0].type in _STRING_TYPES
         self._starts = np.cumsum([0] + [len(chunk) for chunk in chunks])
         if self.is_string:
@@ -324,88 +323,3 @@ def first_line_of(path: str | os.PathLike) -> int:
     """The line of a data file's first row as an editor shows it (CSV/TSV: 2, under the header;
     JSONL: 1), or 0 for a format without lines (Parquet), whose rows are named by their number."""
     return {"csv": 2, "tsv": 2, "jsonl": 1}.get(FILE_FORMATS.get(Path(path).suffix.lower(), ""), 0)
-
-
-def is_arrow_dataset(rows: Any) -> bool:
-    """Whether `rows` is a Hugging Face `datasets.Dataset`: an Arrow table already, used without a copy."""
-    import datasets
-
-    return isinstance(rows, datasets.Dataset)
-
-
-def rows_from_hf(dataset: Any, required_columns: Sequence[str]) -> Any:
-    """The rows of a Hugging Face dataset, checked: every required column present and holding a value.
-
-    A `datasets.Dataset` is an Arrow table already (memory-mapped when it was loaded from the Hub or
-    from disk), so it is returned as it is, every column kept: no row becomes a Python object. Its
-    format is reset (a `with_format("torch")` dataset yields plain values) and a selection (`select`,
-    `shuffle`, `filter`) is written out once into its own table (`flatten_indices`), so that row
-    numbers in errors are the dataset's. Any other iterable of row dicts (a list, a
-    `datasets.IterableDataset`) is read into a list by `records_from_hf`: such rows are held in
-    memory; for data that does not fit, build a `datasets.Dataset` first (`Dataset.from_generator`).
-
-    Raises:
-        ConfigError: the dataset holds no rows, lacks a required column, or a row holds no value in
-            one (the message names the row, counting from 0, and the columns).
-    """
-    if not is_arrow_dataset(dataset):
-        return records_from_hf(dataset, required_columns)
-    source = f"Hugging Face dataset {type(dataset).__name__}"
-    if len(dataset) == 0:
-        raise ConfigError(f"The {source} holds no rows.")
-    table = dataset.with_format(None)
-    missing = [column for column in required_columns if column not in table.column_names]
-    if missing:
-        raise ConfigError(
-            f"{source}: row 0 has no value for column(s) {missing}; every row needs {list(required_columns)} "
-            f"(its columns: {sorted(table.column_names)})."
-        )
-    if getattr(table, "_indices", None) is not None:  # `.data` would be every row before the selection
-        with quiet_datasets():
-            table = table.flatten_indices()
-    check_no_missing(table, required_columns, source, first_line=0)
-    return table
-
-
-def name_class_labels(table: Any, column: str, names: Sequence[str]) -> Any:
-    """Column `column` of `ClassLabel` ids (or of lists of them, e.g. NER tags) replaced by their names.
-
-    A cached `map` over Arrow batches (a vectorised `take` per batch, no Python value per row); an id
-    outside `0..len(names) - 1` (-1 is Hugging Face's "no label") fails, naming its row.
-    """
-    import datasets
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from tamrin.datasets.readers import class_label_name
-
-    name_array = pa.array(list(names), pa.string())
-
-    def rename(batch: Any, indices: list[int]) -> Any:
-        ids = batch.column(column).combine_chunks()
-        nested = _is_list(ids.type)
-        flat = pc.list_flatten(ids) if nested else ids
-        bad = _first_true(pc.or_(pc.less(flat, 0), pc.greater_equal(flat, len(names))))
-        if bad is not None:
-            row = int(pc.list_parent_indices(ids)[bad].as_py()) if nested else bad
-            class_label_name(list(names), flat[bad].as_py(), indices[row], column)  # raises, naming the row
-        named = pc.take(name_array, flat)
-        if nested:
-            offsets = pc.subtract(ids.offsets, ids.offsets[0])
-            named = type(ids).from_arrays(offsets, named, mask=ids.is_null() if ids.null_count else None)
-        return batch.set_column(batch.schema.get_field_index(column), column, named)
-
-    features = table.features.copy()
-    string = datasets.Value("string")
-    features[column] = datasets.List(string) if _is_list(table.data.schema.field(column).type) else string
-    key = "\x00".join([table._fingerprint, "class-label-names", column, *names])
-    with quiet_datasets():
-        named = table.with_format("arrow").map(
-            rename,
-            batched=True,
-            batch_size=ROW_BATCH,
-            with_indices=True,
-            features=features,
-            new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:32],
-        )
-    return named.with_format(None)

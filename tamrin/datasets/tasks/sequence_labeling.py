@@ -16,8 +16,9 @@ from typing import Any
 from tamrin.configs import ConfigError
 from tamrin.datasets.base import register_dataset
 from tamrin.datasets.collators import TokenLabelCollator
+from tamrin.datasets.hf_rows import name_class_labels
 from tamrin.datasets.readers import class_label_names
-from tamrin.datasets.tables import name_class_labels, read_table
+from tamrin.datasets.tables import read_table
 from tamrin.datasets.tasks.text_classification import (
     IGNORE_INDEX,
     TextDataset,

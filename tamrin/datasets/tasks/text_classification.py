@@ -27,6 +27,7 @@ import torch
 from tamrin.configs import ConfigError, check_choice, check_range
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
 from tamrin.datasets.collators import TextCollator
+from tamrin.datasets.hf_rows import name_class_labels, rows_from_hf
 from tamrin.datasets.readers import FILE_FORMATS, class_label_names, is_missing
 from tamrin.datasets.tables import (
     ArrowColumn,
@@ -34,9 +35,7 @@ from tamrin.datasets.tables import (
     encode_rows,
     first_line_of,
     iter_rows,
-    name_class_labels,
     read_table,
-    rows_from_hf,
     table_from_rows,
 )
 from tamrin.preprocessors.tokenizer import (
@@ -180,7 +179,7 @@ class TextDataset(Dataset):
     @classmethod
     def name_class_labels(cls, dataset: Any, table: Any, config: Any) -> Any:
         """`table` with the `ClassLabel` ids of a Hugging Face `dataset` replaced by their names
-        (default: unchanged; `tables.name_class_labels` does it for one column)."""
+        (default: unchanged; `hf_rows.name_class_labels` does it for one column)."""
         return table
 
     def labels_of(self, rows: Iterable[dict[str, Any]]) -> list[str]:

@@ -27,6 +27,7 @@ import torch
 
 from tamrin.configs import ConfigError, check_choice
 from tamrin.datasets.base import Dataset, DatasetConfig, register_dataset
+from tamrin.datasets.hf_rows import rows_from_hf
 from tamrin.datasets.readers import FILE_FORMATS
 from tamrin.datasets.tables import (
     ArrowColumn,
@@ -35,7 +36,6 @@ from tamrin.datasets.tables import (
     first_line_of,
     iter_rows,
     read_table,
-    rows_from_hf,
     table_from_rows,
 )
 from tamrin.preprocessors.char_vocabulary import IGNORE_INDEX, CharVocabulary
